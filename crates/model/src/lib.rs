@@ -1,0 +1,18 @@
+//! Edgeplane's model: plain data and pure functions over it.
+//!
+//! Domain names, record types and values, record sets, hosted zones, change batches, the
+//! authoritative lookup algorithm and the master-file format. This crate does no I/O, has no
+//! async code, and knows no wire format but the DNS presentation format, which *is* its data's
+//! text form.
+
+pub mod lookup;
+pub mod name;
+pub mod record;
+pub mod svcb;
+pub mod text;
+pub mod zone;
+pub mod zonefile;
+
+pub use name::DomainName;
+pub use record::{RecordData, RecordSet, RecordType, Ttl};
+pub use zone::{HostedZoneId, Zone};

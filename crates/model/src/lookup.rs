@@ -1,0 +1,449 @@
+//! The authoritative lookup algorithm (RFC 1034 section 4.3.2, RFC 2308, RFC 4592, RFC 8482)
+//! over an indexed zone, as a pure function: the DNS server only encodes what it returns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::name::DomainName;
+use crate::record::{Failover, RecordData, RecordSet, RecordType, RoutingPolicy};
+use crate::zone::Zone;
+
+/// How many CNAME links are followed inside a zone before the answer stops.
+pub const MAX_CNAME_CHAIN: usize = 8;
+/// Most record sets a multivalue answer combines (Route53 answers up to eight).
+pub const MAX_MULTIVALUE: usize = 8;
+
+/// What was asked: a stored type, ANY, or a type edgeplane stores nothing of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryType {
+    Type(RecordType),
+    Any,
+    Other(u16),
+}
+
+impl QueryType {
+    pub fn from_code(code: u16) -> Self {
+        match code {
+            255 => QueryType::Any,
+            c => RecordType::from_code(c).map_or(QueryType::Other(c), QueryType::Type),
+        }
+    }
+}
+
+/// The response code of a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    NxDomain,
+}
+
+/// One RRset to put in a response section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RrSet<'a> {
+    pub owner: &'a DomainName,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub data: Vec<&'a RecordData>,
+}
+
+/// The result of an authoritative lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer<'a> {
+    pub rcode: Rcode,
+    /// False for referrals.
+    pub authoritative: bool,
+    pub answer: Vec<RrSet<'a>>,
+    pub authority: Vec<RrSet<'a>>,
+    pub additional: Vec<RrSet<'a>>,
+}
+
+/// All record sets of one type at one name (several under a routing policy).
+#[derive(Debug, Clone)]
+struct TypeSets {
+    rtype: RecordType,
+    sets: Vec<RecordSet>,
+}
+
+/// The record sets at one name; empty for an empty non-terminal.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    types: Vec<TypeSets>,
+}
+
+impl Node {
+    fn get(&self, rtype: RecordType) -> Option<&TypeSets> {
+        self.types.iter().find(|t| t.rtype == rtype)
+    }
+}
+
+/// A zone prepared for lookups: every name with data, and every empty non-terminal.
+#[derive(Debug, Clone)]
+pub struct ZoneIndex {
+    zone: Arc<Zone>,
+    nodes: HashMap<DomainName, Node>,
+}
+
+impl ZoneIndex {
+    pub fn new(zone: Arc<Zone>) -> Self {
+        let mut nodes: HashMap<DomainName, Node> = HashMap::new();
+        for set in zone.records.values() {
+            let node = nodes.entry(set.name.clone()).or_default();
+            match node.types.iter_mut().find(|t| t.rtype == set.rtype) {
+                Some(t) => t.sets.push(set.clone()),
+                None => node.types.push(TypeSets {
+                    rtype: set.rtype,
+                    sets: vec![set.clone()],
+                }),
+            }
+            // Empty non-terminals between the name and the apex.
+            let mut cur = set.name.parent();
+            while let Some(p) = cur {
+                if !p.is_subdomain_of(&zone.name) || nodes.contains_key(&p) {
+                    break;
+                }
+                cur = p.parent();
+                nodes.insert(p, Node::default());
+            }
+        }
+        for node in nodes.values_mut() {
+            node.types.sort_by_key(|t| t.rtype.code());
+        }
+        ZoneIndex { zone, nodes }
+    }
+
+    pub fn zone(&self) -> &Arc<Zone> {
+        &self.zone
+    }
+
+    pub fn apex(&self) -> &DomainName {
+        &self.zone.name
+    }
+
+    /// Answers `qname`/`qtype` from this zone. `qname` must be at or below the apex. `random`
+    /// drives weighted choices, so the function stays pure.
+    pub fn lookup<'a>(&'a self, qname: &'a DomainName, qtype: QueryType, random: u32) -> Answer<'a> {
+        let mut out = Answer {
+            rcode: Rcode::NoError,
+            authoritative: true,
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+        };
+        let mut current: &'a DomainName = qname;
+        let mut visited: Vec<&DomainName> = Vec::new();
+        loop {
+            match self.walk(current, qtype) {
+                Walk::Referral(cut, node) => {
+                    if out.answer.is_empty() {
+                        out.authoritative = false;
+                    }
+                    self.referral(&mut out, cut, node);
+                    return out;
+                }
+                Walk::Found(node) => {
+                    if let Some(next) = self.answer_node(&mut out, current, node, qtype, random) {
+                        visited.push(current);
+                        if visited.len() > MAX_CNAME_CHAIN
+                            || visited.contains(&next)
+                            || !next.is_subdomain_of(self.apex())
+                        {
+                            return out;
+                        }
+                        current = next;
+                        continue;
+                    }
+                    return out;
+                }
+                Walk::Missing(encloser) => {
+                    let wildcard = encloser.wildcard_child().and_then(|w| self.nodes.get(&w));
+                    match wildcard {
+                        Some(node) => {
+                            if let Some(next) = self.answer_node(&mut out, current, node, qtype, random) {
+                                visited.push(current);
+                                if visited.len() > MAX_CNAME_CHAIN
+                                    || visited.contains(&next)
+                                    || !next.is_subdomain_of(self.apex())
+                                {
+                                    return out;
+                                }
+                                current = next;
+                                continue;
+                            }
+                            return out;
+                        }
+                        None => {
+                            out.rcode = Rcode::NxDomain;
+                            self.push_soa(&mut out.authority);
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every record set of the zone in transfer order: SOA first, then the rest in canonical
+    /// order (the caller repeats the SOA at the end of an AXFR).
+    pub fn transfer_order(&self) -> Vec<&RecordSet> {
+        let mut out: Vec<&RecordSet> = Vec::with_capacity(self.zone.records.len());
+        out.extend(
+            self.zone
+                .records
+                .values()
+                .filter(|s| s.rtype == RecordType::SOA && s.name == self.zone.name),
+        );
+        out.extend(
+            self.zone
+                .records
+                .values()
+                .filter(|s| !(s.rtype == RecordType::SOA && s.name == self.zone.name)),
+        );
+        out
+    }
+
+    fn walk<'a>(&'a self, name: &DomainName, qtype: QueryType) -> Walk<'a> {
+        let wire = name.wire();
+        let apex_len = self.apex().wire().len();
+        // Label start offsets of `name`, so ancestors are suffix slices.
+        let mut starts = Vec::with_capacity(8);
+        let mut pos = 0;
+        while wire.len() - pos > apex_len {
+            starts.push(pos);
+            pos += 1 + usize::from(wire[pos]);
+        }
+        let apex_node = self.nodes.get(self.apex().wire());
+        let mut encloser: &DomainName = self.apex();
+        // From the label just below the apex down to the name itself.
+        for (i, &start) in starts.iter().enumerate().rev() {
+            let (anc_name, node) = match self.nodes.get_key_value(&wire[start..]) {
+                Some(kv) => kv,
+                None => return Walk::Missing(encloser),
+            };
+            let is_target = i == 0;
+            if node.get(RecordType::NS).is_some()
+                && !(is_target && qtype == QueryType::Type(RecordType::DS))
+            {
+                return Walk::Referral(anc_name, node);
+            }
+            if is_target {
+                return Walk::Found(node);
+            }
+            encloser = anc_name;
+        }
+        match apex_node {
+            Some(node) => Walk::Found(node),
+            None => Walk::Missing(encloser),
+        }
+    }
+
+    /// Adds the answer for an existing node; returns a CNAME target to continue with.
+    fn answer_node<'a>(
+        &'a self,
+        out: &mut Answer<'a>,
+        owner: &'a DomainName,
+        node: &'a Node,
+        qtype: QueryType,
+        random: u32,
+    ) -> Option<&'a DomainName> {
+        if qtype != QueryType::Type(RecordType::CNAME) {
+            if let Some(cname) = node.get(RecordType::CNAME) {
+                if let Some(rr) = self.select(owner, cname, random) {
+                    let target = match rr.data.first() {
+                        Some(RecordData::Cname(t)) => Some(t),
+                        _ => None,
+                    };
+                    out.answer.push(rr);
+                    return target;
+                }
+            }
+        }
+        let chosen = match qtype {
+            QueryType::Any => node.types.iter().find_map(|t| self.select(owner, t, random)),
+            QueryType::Type(t) => node.get(t).and_then(|ts| self.select(owner, ts, random)),
+            QueryType::Other(_) => None,
+        };
+        match chosen {
+            Some(rr) => {
+                let targets: Vec<&DomainName> = rr.data.iter().filter_map(|d| d.target_name()).collect();
+                out.answer.push(rr);
+                for t in targets {
+                    self.push_addresses(&mut out.additional, t);
+                }
+            }
+            None => self.push_soa(&mut out.authority),
+        }
+        None
+    }
+
+    /// Picks the records to answer from the sets of one type, following the routing policy.
+    fn select<'a>(&'a self, owner: &'a DomainName, ts: &'a TypeSets, random: u32) -> Option<RrSet<'a>> {
+        let first = ts.sets.first()?;
+        let chosen: Vec<&RecordSet> = match first.policy {
+            RoutingPolicy::Simple => vec![first],
+            RoutingPolicy::Weighted { .. } => {
+                let weight = |s: &RecordSet| match s.policy {
+                    RoutingPolicy::Weighted { weight } => u32::from(weight),
+                    _ => 0,
+                };
+                let total: u32 = ts.sets.iter().map(weight).sum();
+                if total == 0 {
+                    // All weights zero: Route53 chooses among them with equal probability.
+                    vec![&ts.sets[(random as usize) % ts.sets.len()]]
+                } else {
+                    let mut pick = random % total;
+                    let mut chosen = first;
+                    for s in &ts.sets {
+                        if pick < weight(s) {
+                            chosen = s;
+                            break;
+                        }
+                        pick -= weight(s);
+                    }
+                    vec![chosen]
+                }
+            }
+            RoutingPolicy::Failover(_) => {
+                let primary = ts
+                    .sets
+                    .iter()
+                    .find(|s| s.policy == RoutingPolicy::Failover(Failover::Primary));
+                vec![primary.unwrap_or(first)]
+            }
+            RoutingPolicy::MultiValue => ts.sets.iter().take(MAX_MULTIVALUE).collect(),
+        };
+        let mut data: Vec<&RecordData> = Vec::new();
+        let mut ttl = u32::MAX;
+        for set in chosen {
+            match &set.alias {
+                Some(alias) => {
+                    let (alias_ttl, alias_data) = self.alias_data(&alias.dns_name, ts.rtype, random, 0)?;
+                    ttl = ttl.min(alias_ttl);
+                    data.extend(alias_data);
+                }
+                None => {
+                    ttl = ttl.min(set.ttl.seconds());
+                    data.extend(set.records.iter());
+                }
+            }
+        }
+        if data.is_empty() {
+            return None;
+        }
+        Some(RrSet {
+            owner,
+            rtype: ts.rtype,
+            ttl,
+            data,
+        })
+    }
+
+    /// The data an alias points at (same zone, same type); alias chains are bounded.
+    fn alias_data<'a>(
+        &'a self,
+        target: &DomainName,
+        rtype: RecordType,
+        random: u32,
+        depth: usize,
+    ) -> Option<(u32, Vec<&'a RecordData>)> {
+        if depth > 3 {
+            return None;
+        }
+        let (target_name, node) = self.nodes.get_key_value(target.wire())?;
+        let ts = node.get(rtype)?;
+        let set = ts.sets.first()?;
+        if let Some(alias) = &set.alias {
+            return self.alias_data(&alias.dns_name, rtype, random, depth + 1);
+        }
+        let rr = self.select(target_name, ts, random)?;
+        Some((rr.ttl, rr.data))
+    }
+
+    fn referral<'a>(&'a self, out: &mut Answer<'a>, cut: &'a DomainName, node: &'a Node) {
+        let Some(ns) = node.get(RecordType::NS) else {
+            return;
+        };
+        let Some(rr) = self.select(cut, ns, 0) else {
+            return;
+        };
+        let targets: Vec<&DomainName> = rr.data.iter().filter_map(|d| d.target_name()).collect();
+        out.authority.push(rr);
+        if let Some(ds) = node.get(RecordType::DS).and_then(|ds| self.select(cut, ds, 0)) {
+            out.authority.push(ds);
+        }
+        for t in targets {
+            // Glue: addresses of name servers inside the delegated zone, even though occluded.
+            if t.is_subdomain_of(cut) {
+                self.push_addresses(&mut out.additional, t);
+            }
+        }
+    }
+
+    fn push_addresses<'a>(&'a self, section: &mut Vec<RrSet<'a>>, target: &DomainName) {
+        if !target.is_subdomain_of(self.apex()) {
+            return;
+        }
+        let Some((name, node)) = self.nodes.get_key_value(target.wire()) else {
+            return;
+        };
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            if let Some(rr) = node.get(rtype).and_then(|ts| self.select(name, ts, 0)) {
+                if !section.contains(&rr) {
+                    section.push(rr);
+                }
+            }
+        }
+    }
+
+    /// The SOA for a negative answer, its TTL the lesser of the SOA's TTL and MINIMUM (RFC 2308).
+    fn push_soa<'a>(&'a self, section: &mut Vec<RrSet<'a>>) {
+        let Some(node) = self.nodes.get(self.apex().wire()) else {
+            return;
+        };
+        let Some(ts) = node.get(RecordType::SOA) else {
+            return;
+        };
+        let Some(set) = ts.sets.first() else {
+            return;
+        };
+        let minimum = match set.records.first() {
+            Some(RecordData::Soa(soa)) => soa.minimum,
+            _ => u32::MAX,
+        };
+        section.push(RrSet {
+            owner: self.apex(),
+            rtype: RecordType::SOA,
+            ttl: set.ttl.seconds().min(minimum),
+            data: set.records.iter().collect(),
+        });
+    }
+}
+
+enum Walk<'a> {
+    /// The name is at or below a delegation point (the cut's name and node).
+    Referral(&'a DomainName, &'a Node),
+    /// The name exists (possibly as an empty non-terminal).
+    Found(&'a Node),
+    /// The name does not exist; the closest encloser is given.
+    Missing(&'a DomainName),
+}
+
+/// The value whose key is the longest suffix of `qname` (the most specific zone).
+pub fn most_specific<'m, V>(map: &'m HashMap<DomainName, V>, qname: &[u8]) -> Option<&'m V> {
+    let mut pos = 0;
+    loop {
+        if let Some(v) = map.get(&qname[pos..]) {
+            return Some(v);
+        }
+        let len = usize::from(*qname.get(pos)?);
+        if len == 0 {
+            return None;
+        }
+        pos += 1 + len;
+        if pos >= qname.len() {
+            return None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
