@@ -1,0 +1,307 @@
+//! The serving loops: UDP on blocking worker threads (no async overhead on the hot path), TCP
+//! on tokio with pipelining, idle timeouts, a connection limit, and zone transfers.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::handler::{self, Outcome, Transport};
+use crate::stats::Stats;
+use crate::wire::{MessageWriter, Rcode, CLASS_IN};
+use crate::{transfer, DnsConfig, IpNet};
+
+/// A running DNS server. Dropping it does not stop it; call [`DnsServer::shutdown`].
+pub struct DnsServer {
+    addrs: Vec<SocketAddr>,
+    stop_flag: Arc<AtomicBool>,
+    stop_tx: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stats: Arc<Stats>,
+}
+
+impl DnsServer {
+    /// Binds every listen address (UDP and TCP on the same port; port 0 picks a free one) and
+    /// starts serving `store`'s snapshots. Must be called inside a tokio runtime.
+    pub async fn start(config: DnsConfig, store: Store) -> io::Result<DnsServer> {
+        let stop_flag = Arc::new(AtomicBool::new(false));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stats = Arc::new(Stats::default());
+        let mut addrs = Vec::new();
+        let mut threads = Vec::new();
+        let mut tasks = Vec::new();
+        let allow = Arc::new(config.allow_transfer.clone());
+        let active = Arc::new(AtomicUsize::new(0));
+        for listen in &config.listen {
+            let (udp, tcp) = bind_pair(*listen).await?;
+            let addr = udp.local_addr()?;
+            tracing::info!(%addr, "DNS listening on UDP and TCP");
+            addrs.push(addr);
+            udp.set_read_timeout(Some(Duration::from_millis(200)))?;
+            let udp = Arc::new(udp);
+            for i in 0..config.udp_workers.max(1) {
+                let sock = Arc::clone(&udp);
+                let store = store.clone();
+                let stop = Arc::clone(&stop_flag);
+                let stats = Arc::clone(&stats);
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("dns-udp-{i}"))
+                        .spawn(move || udp_worker(&sock, &store, &stop, &stats))?,
+                );
+            }
+            tasks.push(tokio::spawn(tcp_accept_loop(
+                tcp,
+                TcpContext {
+                    store: store.clone(),
+                    allow: Arc::clone(&allow),
+                    stats: Arc::clone(&stats),
+                    idle: config.tcp_idle_timeout,
+                    max_connections: config.max_tcp_connections,
+                    active: Arc::clone(&active),
+                },
+                stop_rx.clone(),
+            )));
+        }
+        if !config.notify.is_empty() {
+            tasks.push(tokio::spawn(crate::notify::run(
+                store.clone(),
+                config.notify.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        Ok(DnsServer {
+            addrs,
+            stop_flag,
+            stop_tx,
+            threads,
+            tasks,
+            stats,
+        })
+    }
+
+    /// The bound addresses (each serves UDP and TCP).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Counters of answered queries.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Stops every loop and waits for them.
+    pub async fn shutdown(self) {
+        self.stop_flag.store(true, Ordering::SeqCst);
+        let _ = self.stop_tx.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Binds UDP and TCP on the same address; with port 0, retries until both get the same port.
+async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr)?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("could not bind UDP and TCP on one port")))
+}
+
+fn udp_worker(sock: &UdpSocket, store: &Store, stop: &AtomicBool, stats: &Stats) {
+    let mut inbuf = vec![0u8; 65_535];
+    let mut outbuf: Vec<u8> = Vec::with_capacity(usize::from(handler::MAX_UDP_PAYLOAD) + 64);
+    let mut rng = Rng::new();
+    while !stop.load(Ordering::Relaxed) {
+        let (n, peer) = match sock.recv_from(&mut inbuf) {
+            Ok(v) => v,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "UDP receive failed");
+                continue;
+            }
+        };
+        let snapshot = store.snapshot();
+        let (outcome, kind) = handler::handle(&snapshot, &inbuf[..n], Transport::Udp, rng.next(), std::mem::take(&mut outbuf));
+        stats.record(kind);
+        match outcome {
+            Outcome::Reply(reply) => {
+                if let Err(e) = sock.send_to(&reply, peer) {
+                    tracing::debug!(error = %e, %peer, "UDP send failed");
+                }
+                outbuf = reply;
+            }
+            Outcome::Drop | Outcome::Transfer(_) => {}
+        }
+    }
+}
+
+struct TcpContext {
+    store: Store,
+    allow: Arc<Vec<IpNet>>,
+    stats: Arc<Stats>,
+    idle: Duration,
+    max_connections: usize,
+    active: Arc<AtomicUsize>,
+}
+
+async fn tcp_accept_loop(listener: TcpListener, ctx: TcpContext, mut stop: watch::Receiver<bool>) {
+    let ctx = Arc::new(ctx);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TCP accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if ctx.active.load(Ordering::Relaxed) >= ctx.max_connections {
+                    tracing::debug!(%peer, "TCP connection limit reached; closing");
+                    drop(stream);
+                    continue;
+                }
+                ctx.active.fetch_add(1, Ordering::Relaxed);
+                let ctx = Arc::clone(&ctx);
+                let stop = stop.clone();
+                conns.spawn(async move {
+                    if let Err(e) = tcp_connection(stream, peer, &ctx, stop).await {
+                        tracing::debug!(error = %e, %peer, "TCP connection ended");
+                    }
+                    ctx.active.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    conns.shutdown().await;
+}
+
+/// Serves one TCP connection: length-prefixed messages, answered in order (pipelining).
+async fn tcp_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &TcpContext,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut rng = Rng::new();
+    let mut msg = Vec::with_capacity(512);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let len = tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            r = tokio::time::timeout(ctx.idle, stream.read_u16()) => match r {
+                Err(_) => return Ok(()), // idle timeout
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(r) => usize::from(r?),
+            },
+        };
+        msg.resize(len, 0);
+        match tokio::time::timeout(ctx.idle, stream.read_exact(&mut msg)).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => return Ok(()),
+        }
+        let snapshot = ctx.store.snapshot();
+        let (outcome, kind) = handler::handle(&snapshot, &msg, Transport::Tcp, rng.next(), Vec::new());
+        drop(snapshot);
+        ctx.stats.record(kind);
+        match outcome {
+            Outcome::Reply(reply) => write_framed(&mut stream, &mut out, &reply).await?,
+            Outcome::Drop => return Ok(()),
+            Outcome::Transfer(req) => {
+                let allowed = ctx.allow.iter().any(|net| net.contains(peer.ip()));
+                let zone = req.zone.apex().to_string();
+                if !allowed {
+                    tracing::warn!(%peer, %zone, "zone transfer refused: peer not in allow-transfer");
+                    ctx.stats.record(Some(handler::Kind::Refused));
+                    let mut w = MessageWriter::new(Vec::new(), &req.header, false, Rcode::Refused);
+                    w.question(&req.qname_raw, req.qtype, CLASS_IN);
+                    write_framed(&mut stream, &mut out, &w.finish()).await?;
+                    continue;
+                }
+                let messages = transfer::messages(&req);
+                tracing::info!(%peer, %zone, serial = req.zone.zone().serial(), messages = messages.len(), ixfr = req.ixfr_serial.is_some(), "zone transfer");
+                ctx.stats.transfers.fetch_add(1, Ordering::Relaxed);
+                for m in messages {
+                    write_framed(&mut stream, &mut out, &m).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn write_framed(stream: &mut TcpStream, out: &mut Vec<u8>, msg: &[u8]) -> io::Result<()> {
+    out.clear();
+    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    out.extend_from_slice(msg);
+    stream.write_all(out).await
+}
+
+/// xorshift32: cheap per-thread randomness for weighted answers (not for security).
+struct Rng(u32);
+
+impl Rng {
+    fn new() -> Self {
+        Rng((store::random_u64() as u32) | 1)
+    }
+    fn next(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+}
+
+impl IpNet {
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            (_, ip) => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
