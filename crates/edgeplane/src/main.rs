@@ -1,1 +1,289 @@
-fn main() {}
+//! The `edgeplane` binary: the CLI and the `serve` wiring. Business logic lives in the
+//! library crates; this file parses arguments, starts components and stops them.
+
+mod control;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use control::Request;
+
+#[derive(Parser)]
+#[command(name = "edgeplane", version, about = "DNS zones and records, served authoritatively, from one embedded store")]
+struct Cli {
+    /// Directory of the embedded store.
+    #[arg(long, global = true, env = "EDGEPLANE_DATA_DIR", default_value = "edgeplane-data")]
+    data_dir: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, env = "EDGEPLANE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every hosted zone over DNS (UDP and TCP) until interrupted.
+    Serve(ServeArgs),
+    /// Hosted zones.
+    #[command(subcommand)]
+    Zone(ZoneCommand),
+    /// Record sets.
+    #[command(subcommand)]
+    Record(RecordCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// DNS listen address (UDP and TCP); repeat for several. Default: 127.0.0.1:1053 and [::1]:1053.
+    #[arg(long = "dns-listen")]
+    dns_listen: Vec<SocketAddr>,
+    /// Network allowed to transfer zones (AXFR/IXFR), e.g. 127.0.0.1/32; repeat for several.
+    #[arg(long = "allow-transfer")]
+    allow_transfer: Vec<dns::IpNet>,
+    /// Secondary to NOTIFY when a zone changes, e.g. 127.0.0.1:5300; repeat for several.
+    #[arg(long = "notify")]
+    notify: Vec<SocketAddr>,
+    /// Prometheus metrics endpoint (`GET /metrics`).
+    #[arg(long = "metrics-listen", default_value = "127.0.0.1:9000")]
+    metrics_listen: SocketAddr,
+    /// UDP worker threads per listen address (default: one per CPU).
+    #[arg(long)]
+    udp_workers: Option<usize>,
+    /// Seconds before an idle DNS TCP connection is closed.
+    #[arg(long, default_value_t = 10)]
+    tcp_idle_timeout: u64,
+    /// Most concurrent DNS TCP connections.
+    #[arg(long, default_value_t = 1024)]
+    max_tcp_connections: usize,
+}
+
+#[derive(Subcommand)]
+enum ZoneCommand {
+    /// Create a hosted zone; prints its ID and name.
+    Create {
+        name: String,
+        #[arg(long)]
+        comment: Option<String>,
+        /// Idempotency token: a second create with the same reference fails.
+        #[arg(long)]
+        caller_reference: Option<String>,
+        /// Name server of the zone (apex NS and SOA MNAME); repeat for several.
+        #[arg(long = "nameserver")]
+        name_servers: Vec<String>,
+    },
+    /// List hosted zones.
+    List,
+    /// Delete a hosted zone (by ID or name).
+    Delete {
+        zone: String,
+        /// Delete its record sets first.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace a zone's records with an RFC 1035 master file.
+    Import {
+        zone: String,
+        /// The master file ("-" for standard input).
+        #[arg(long)]
+        file: PathBuf,
+        /// Create the zone when it does not exist.
+        #[arg(long)]
+        create: bool,
+    },
+    /// Print a zone as an RFC 1035 master file.
+    Export { zone: String },
+}
+
+#[derive(Subcommand)]
+enum RecordCommand {
+    /// Create or replace a record set: `record upsert example.com www A 192.0.2.1 192.0.2.2`.
+    Upsert(RecordArgs),
+    /// Create a record set that must not exist yet.
+    Create(RecordArgs),
+    /// Delete a record set (all its values).
+    Delete {
+        zone: String,
+        name: String,
+        #[arg(value_name = "TYPE")]
+        rtype: String,
+    },
+    /// List a zone's records.
+    List { zone: String },
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// Zone ID or name.
+    zone: String,
+    /// Record name: `@`, relative to the zone, or absolute with a trailing dot.
+    name: String,
+    #[arg(value_name = "TYPE")]
+    rtype: String,
+    /// Values in presentation format, e.g. `"10 mail.example.com."` for MX.
+    #[arg(required = true)]
+    values: Vec<String>,
+    #[arg(long, default_value_t = 300)]
+    ttl: u32,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format, matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: &str, serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEPLANE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let request = match cli.command {
+        Command::Serve(args) => return serve(cli.data_dir, args).await,
+        Command::Zone(cmd) => match cmd {
+            ZoneCommand::Create {
+                name,
+                comment,
+                caller_reference,
+                name_servers,
+            } => Request::ZoneCreate {
+                name,
+                caller_reference,
+                comment,
+                name_servers,
+            },
+            ZoneCommand::List => Request::ZoneList,
+            ZoneCommand::Delete { zone, force } => Request::ZoneDelete { zone, force },
+            ZoneCommand::Import { zone, file, create } => {
+                let text = if file.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+                } else {
+                    std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+                };
+                Request::ZoneImport { zone, text, create }
+            }
+            ZoneCommand::Export { zone } => Request::ZoneExport { zone },
+        },
+        Command::Record(cmd) => match cmd {
+            RecordCommand::Upsert(a) => record_change("upsert", a),
+            RecordCommand::Create(a) => record_change("create", a),
+            RecordCommand::Delete { zone, name, rtype } => Request::RecordDelete { zone, name, rtype },
+            RecordCommand::List { zone } => Request::RecordList { zone },
+        },
+    };
+    let output = control::connect(&cli.data_dir)?.run(request).await?;
+    print!("{output}");
+    Ok(())
+}
+
+fn record_change(action: &str, a: RecordArgs) -> Request {
+    Request::RecordChange {
+        zone: a.zone,
+        action: action.to_string(),
+        name: a.name,
+        rtype: a.rtype,
+        ttl: a.ttl,
+        values: a.values,
+    }
+}
+
+async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    let store = store::Store::open(&data_dir)?;
+    let defaults = args.dns_listen.is_empty();
+    let listen = if defaults {
+        vec![SocketAddr::from(([127, 0, 0, 1], 1053)), SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 1053))]
+    } else {
+        args.dns_listen.clone()
+    };
+    let mut config = dns::DnsConfig {
+        listen: Vec::new(),
+        allow_transfer: args.allow_transfer.clone(),
+        notify: args.notify.clone(),
+        tcp_idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
+        max_tcp_connections: args.max_tcp_connections,
+        ..dns::DnsConfig::default()
+    };
+    if let Some(n) = args.udp_workers {
+        config.udp_workers = n;
+    }
+    let mut servers = Vec::new();
+    for addr in listen {
+        let mut c = config.clone();
+        c.listen = vec![addr];
+        match dns::DnsServer::start(c, store.clone()).await {
+            Ok(s) => servers.push(s),
+            // The IPv6 loopback of the defaults may be missing (IPv6 disabled): go on without it.
+            Err(e) if defaults && addr.is_ipv6() => {
+                tracing::warn!(%addr, error = %e, "IPv6 loopback unavailable; serving IPv4 only");
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding DNS on {addr}")),
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stats: Vec<_> = servers.iter().map(|s| s.stats()).collect();
+    let metrics = tokio::spawn(metrics::serve(args.metrics_listen, store.clone(), stats, stop_rx.clone()));
+    let control = tokio::spawn({
+        let data_dir = data_dir.clone();
+        let store = store.clone();
+        async move { control::serve_socket(&data_dir, store, stop_rx).await }
+    });
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        dns = ?servers.iter().flat_map(|s| s.local_addrs().to_vec()).collect::<Vec<_>>(),
+        zones = store.snapshot().zones.len(),
+        "edgeplane serving"
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        s.shutdown().await;
+    }
+    if let Ok(Err(e)) = metrics.await {
+        tracing::warn!(error = %e, "metrics endpoint failed");
+    }
+    if let Ok(Err(e)) = control.await {
+        tracing::warn!(error = %e, "control socket failed");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

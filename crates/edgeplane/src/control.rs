@@ -1,0 +1,401 @@
+//! Zone and record operations of the CLI, and the control socket that carries them to a
+//! running server.
+//!
+//! The store has one writer. When no server runs, the CLI opens the store itself; when
+//! `edgeplane serve` holds it, the CLI sends the same request over `control.sock` in the data
+//! directory (mode 0600: only the owner of the data may write through it) and the server
+//! executes it. Either way the request runs through [`execute`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _};
+use model::record::{RecordData, RecordSet, RecordType, Ttl};
+use model::zone::{Change, ChangeAction};
+use model::{DomainName, HostedZoneId, Zone};
+use serde::{Deserialize, Serialize};
+use store::{Store, StoreError};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// The socket's file name inside the data directory.
+pub(crate) const SOCKET_FILE: &str = "control.sock";
+/// Largest request accepted on the control socket (zone imports included).
+const MAX_REQUEST: usize = 64 * 1024 * 1024;
+
+/// Name servers of a new zone when none are given.
+pub(crate) const DEFAULT_NAME_SERVERS: [&str; 2] = ["ns1.edgeplane.internal.", "ns2.edgeplane.internal."];
+
+/// One CLI operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub(crate) enum Request {
+    ZoneCreate {
+        name: String,
+        caller_reference: Option<String>,
+        comment: Option<String>,
+        name_servers: Vec<String>,
+    },
+    ZoneList,
+    ZoneDelete {
+        zone: String,
+        force: bool,
+    },
+    ZoneImport {
+        zone: String,
+        text: String,
+        create: bool,
+    },
+    ZoneExport {
+        zone: String,
+    },
+    RecordChange {
+        zone: String,
+        action: String,
+        name: String,
+        rtype: String,
+        ttl: u32,
+        values: Vec<String>,
+    },
+    RecordDelete {
+        zone: String,
+        name: String,
+        rtype: String,
+    },
+    RecordList {
+        zone: String,
+    },
+}
+
+impl Request {
+    /// The operation's name, for logs.
+    pub(crate) fn op(&self) -> &'static str {
+        match self {
+            Request::ZoneCreate { .. } => "zone-create",
+            Request::ZoneList => "zone-list",
+            Request::ZoneDelete { .. } => "zone-delete",
+            Request::ZoneImport { .. } => "zone-import",
+            Request::ZoneExport { .. } => "zone-export",
+            Request::RecordChange { .. } => "record-change",
+            Request::RecordDelete { .. } => "record-delete",
+            Request::RecordList { .. } => "record-list",
+        }
+    }
+}
+
+/// The reply to a request: text to print, or an error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Reply {
+    pub(crate) output: String,
+    pub(crate) error: Option<String>,
+}
+
+/// Runs a request against the store and returns what to print.
+pub(crate) fn execute(store: &Store, req: Request) -> anyhow::Result<String> {
+    match req {
+        Request::ZoneCreate {
+            name,
+            caller_reference,
+            comment,
+            name_servers,
+        } => {
+            let name = DomainName::parse(&name)?;
+            let ns: Vec<&str> = if name_servers.is_empty() {
+                DEFAULT_NAME_SERVERS.to_vec()
+            } else {
+                name_servers.iter().map(String::as_str).collect()
+            };
+            let ns = ns
+                .into_iter()
+                .map(DomainName::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            let caller_reference =
+                caller_reference.unwrap_or_else(|| format!("edgeplane-cli-{:016x}", store::random_u64()));
+            let (zone, _) = store.create_zone(name, caller_reference, comment, &ns)?;
+            Ok(format!("{}\t{}\n", zone.id, zone.name))
+        }
+        Request::ZoneList => {
+            let snapshot = store.snapshot();
+            let mut out = String::from("ID\tNAME\tRECORD_SETS\tSERIAL\n");
+            for (id, z) in &snapshot.zones {
+                let zone = z.zone();
+                out.push_str(&format!(
+                    "{id}\t{}\t{}\t{}\n",
+                    zone.name,
+                    zone.records.len(),
+                    zone.serial()
+                ));
+            }
+            Ok(out)
+        }
+        Request::ZoneDelete { zone, force } => {
+            let zone = resolve_zone(store, &zone)?;
+            if force {
+                let apex_only: Vec<RecordSet> = zone
+                    .records
+                    .values()
+                    .filter(|s| s.name == zone.name && matches!(s.rtype, RecordType::SOA | RecordType::NS))
+                    .cloned()
+                    .collect();
+                if apex_only.len() != zone.records.len() {
+                    store.replace_records(&zone.id, apex_only)?;
+                }
+            }
+            store.delete_zone(&zone.id)?;
+            Ok(format!("deleted {}\t{}\n", zone.id, zone.name))
+        }
+        Request::ZoneImport { zone, text, create } => {
+            let existing = resolve_zone(store, &zone);
+            let zone = match (existing, create) {
+                (Ok(z), _) => z,
+                (Err(_), true) => {
+                    let name = DomainName::parse(&zone)?;
+                    let sets = model::zonefile::parse(&text, &name)?;
+                    // The imported apex NS set becomes the zone's name servers.
+                    let ns: Vec<DomainName> = sets
+                        .iter()
+                        .filter(|s| s.name == name && s.rtype == RecordType::NS)
+                        .flat_map(|s| s.records.iter())
+                        .filter_map(|r| match r {
+                            RecordData::Ns(n) => Some(n.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let ns = if ns.is_empty() {
+                        DEFAULT_NAME_SERVERS
+                            .iter()
+                            .map(|s| DomainName::parse(s))
+                            .collect::<Result<Vec<_>, _>>()?
+                    } else {
+                        ns
+                    };
+                    let caller = format!("edgeplane-import-{:016x}", store::random_u64());
+                    store.create_zone(name, caller, None, &ns)?.0
+                }
+                (Err(e), false) => return Err(e),
+            };
+            let sets = model::zonefile::parse(&text, &zone.name)?;
+            let count: usize = sets.iter().map(|s| s.records.len()).sum();
+            store.replace_records(&zone.id, sets)?;
+            let serial = store.zone(&zone.id)?.serial();
+            Ok(format!(
+                "imported {count} records into {} ({}), serial {serial}\n",
+                zone.name, zone.id
+            ))
+        }
+        Request::ZoneExport { zone } => {
+            let zone = resolve_zone(store, &zone)?;
+            Ok(model::zonefile::write(&zone))
+        }
+        Request::RecordChange {
+            zone,
+            action,
+            name,
+            rtype,
+            ttl,
+            values,
+        } => {
+            let zone = resolve_zone(store, &zone)?;
+            let action = match action.as_str() {
+                "create" => ChangeAction::Create,
+                "upsert" => ChangeAction::Upsert,
+                "delete" => ChangeAction::Delete,
+                other => bail!("unknown action {other:?}"),
+            };
+            let set = record_set(&zone, &name, &rtype, ttl, &values)?;
+            let change = store.change_records(
+                &zone.id,
+                &[Change {
+                    action,
+                    set: set.clone(),
+                }],
+            )?;
+            Ok(format!(
+                "{} {} {} in {}: change {} serial {}\n",
+                action,
+                set.name,
+                set.rtype,
+                zone.name,
+                change.id,
+                store.zone(&zone.id)?.serial()
+            ))
+        }
+        Request::RecordDelete { zone, name, rtype } => {
+            let zone = resolve_zone(store, &zone)?;
+            let name = record_name(&zone, &name)?;
+            let rtype: RecordType = rtype.parse()?;
+            let sets: Vec<RecordSet> = zone
+                .records
+                .values()
+                .filter(|s| s.name == name && s.rtype == rtype)
+                .cloned()
+                .collect();
+            if sets.is_empty() {
+                bail!("no {rtype} record set named {name} in {}", zone.name);
+            }
+            let changes: Vec<Change> = sets
+                .into_iter()
+                .map(|set| Change {
+                    action: ChangeAction::Delete,
+                    set,
+                })
+                .collect();
+            let change = store.change_records(&zone.id, &changes)?;
+            Ok(format!("DELETE {name} {rtype} in {}: change {}\n", zone.name, change.id))
+        }
+        Request::RecordList { zone } => {
+            let zone = resolve_zone(store, &zone)?;
+            let mut out = String::new();
+            for set in zone.records.values() {
+                for d in &set.records {
+                    out.push_str(&format!("{}\t{}\tIN\t{}\t{}\n", set.name, set.ttl, set.rtype, d));
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Finds a zone by ID or by name.
+fn resolve_zone(store: &Store, text: &str) -> anyhow::Result<std::sync::Arc<Zone>> {
+    if let Ok(id) = HostedZoneId::parse(text) {
+        match store.zone(&id) {
+            Ok(z) => return Ok(z),
+            Err(StoreError::NoSuchHostedZone(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let name = DomainName::parse(text).with_context(|| format!("{text:?} is neither a zone ID nor a zone name"))?;
+    Ok(store.zone_by_name(&name)?)
+}
+
+/// A record name given on the command line: `@`, relative to the zone, or absolute.
+fn record_name(zone: &Zone, text: &str) -> anyhow::Result<DomainName> {
+    Ok(DomainName::parse_relative(text, &zone.name)?)
+}
+
+fn record_set(zone: &Zone, name: &str, rtype: &str, ttl: u32, values: &[String]) -> anyhow::Result<RecordSet> {
+    let name = record_name(zone, name)?;
+    let rtype: RecordType = rtype.parse()?;
+    if values.is_empty() {
+        bail!("at least one value is needed");
+    }
+    let data = values
+        .iter()
+        .map(|v| RecordData::parse(rtype, v, Some(&zone.name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordSet::new(name, Ttl::new(u64::from(ttl))?, rtype, data)?)
+}
+
+/// Where a CLI request goes: straight to the store, or to the server that holds it.
+pub(crate) enum Target {
+    Local(Store),
+    Server(PathBuf),
+}
+
+/// Opens the store, or finds the running server's control socket when the store is in use.
+pub(crate) fn connect(data_dir: &Path) -> anyhow::Result<Target> {
+    match Store::open(data_dir) {
+        Ok(store) => Ok(Target::Local(store)),
+        Err(StoreError::Locked { .. }) => {
+            let sock = data_dir.join(SOCKET_FILE);
+            if !sock.exists() {
+                bail!("the store in {} is in use and no control socket was found", data_dir.display());
+            }
+            Ok(Target::Server(sock))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Target {
+    /// Runs the request and returns what to print.
+    pub(crate) async fn run(self, req: Request) -> anyhow::Result<String> {
+        match self {
+            Target::Local(store) => tokio::task::spawn_blocking(move || execute(&store, req)).await?,
+            Target::Server(path) => {
+                let stream = tokio::net::UnixStream::connect(&path)
+                    .await
+                    .with_context(|| format!("connecting to {}", path.display()))?;
+                let (r, mut w) = stream.into_split();
+                let mut line = serde_json::to_vec(&req)?;
+                line.push(b'\n');
+                w.write_all(&line).await?;
+                w.shutdown().await?;
+                let mut reader = BufReader::new(r);
+                let mut resp = String::new();
+                reader.read_line(&mut resp).await?;
+                let reply: Reply = serde_json::from_str(&resp).context("malformed reply from the server")?;
+                match reply.error {
+                    Some(e) => Err(anyhow!(e)),
+                    None => Ok(reply.output),
+                }
+            }
+        }
+    }
+}
+
+/// Serves the control socket until `stop` fires.
+pub(crate) async fn serve_socket(
+    data_dir: &Path,
+    store: Store,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let path = data_dir.join(SOCKET_FILE);
+    // A socket left by a killed server is stale: this process holds the store lock now.
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(v) => v,
+                    Err(e) => { tracing::warn!(error = %e, "control socket accept failed"); continue; }
+                };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle_connection(stream, store).await {
+                        tracing::warn!(error = %e, "control request failed");
+                    }
+                });
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+async fn handle_connection(stream: tokio::net::UnixStream, store: Store) -> anyhow::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::new(r).take(MAX_REQUEST as u64);
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).await?;
+    let reply = match serde_json::from_slice::<Request>(&line) {
+        Ok(req) => {
+            let op = req.op();
+            let result = tokio::task::spawn_blocking(move || execute(&store, req)).await?;
+            match result {
+                Ok(output) => {
+                    tracing::info!(op, "control request done");
+                    Reply { output, error: None }
+                }
+                Err(e) => Reply {
+                    output: String::new(),
+                    error: Some(format!("{e:#}")),
+                },
+            }
+        }
+        Err(e) => Reply {
+            output: String::new(),
+            error: Some(format!("malformed request: {e}")),
+        },
+    };
+    let mut out = serde_json::to_vec(&reply)?;
+    out.push(b'\n');
+    w.write_all(&out).await?;
+    Ok(())
+}
