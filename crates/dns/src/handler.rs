@@ -84,7 +84,11 @@ pub fn handle(
                 Rcode::NotImp
             };
             let w = MessageWriter::new(buf, &header, false, rcode);
-            let kind = if rcode == Rcode::FormErr { Kind::FormErr } else { Kind::NotImp };
+            let kind = if rcode == Rcode::FormErr {
+                Kind::FormErr
+            } else {
+                Kind::NotImp
+            };
             return (Outcome::Reply(w.finish()), Some(kind));
         }
     };
@@ -164,7 +168,12 @@ pub fn handle(
 }
 
 /// A response with the question echoed, no records, and `rcode`.
-fn error_reply(buf: Vec<u8>, query: &Query<'_>, rcode: Rcode, kind: Kind) -> (Outcome, Option<Kind>) {
+fn error_reply(
+    buf: Vec<u8>,
+    query: &Query<'_>,
+    rcode: Rcode,
+    kind: Kind,
+) -> (Outcome, Option<Kind>) {
     let mut w = MessageWriter::new(buf, &query.header, false, rcode);
     w.question(query.qname_raw, query.qtype, query.qclass);
     if let Some(edns) = query.edns {
@@ -177,7 +186,9 @@ fn error_reply(buf: Vec<u8>, query: &Query<'_>, rcode: Rcode, kind: Kind) -> (Ou
 pub fn size_limit(query: &Query<'_>, transport: Transport) -> usize {
     match (transport, query.edns) {
         (Transport::Tcp, _) => usize::from(u16::MAX),
-        (Transport::Udp, Some(e)) => usize::from(e.udp_size.clamp(CLASSIC_UDP_PAYLOAD, MAX_UDP_PAYLOAD)),
+        (Transport::Udp, Some(e)) => {
+            usize::from(e.udp_size.clamp(CLASSIC_UDP_PAYLOAD, MAX_UDP_PAYLOAD))
+        }
         (Transport::Udp, None) => usize::from(CLASSIC_UDP_PAYLOAD),
     }
 }

@@ -33,7 +33,13 @@ pub(crate) async fn run(store: Store, targets: Vec<SocketAddr>, mut stop: watch:
             let Some((soa, ttl)) = z.soa() else { continue };
             let soa = RecordData::Soa(soa.clone());
             for target in &targets {
-                tokio::spawn(notify_one(z.name.clone(), ttl.seconds(), soa.clone(), *target, serial));
+                tokio::spawn(notify_one(
+                    z.name.clone(),
+                    ttl.seconds(),
+                    soa.clone(),
+                    *target,
+                    serial,
+                ));
             }
         }
         notified.retain(|id, _| seen.contains(id));

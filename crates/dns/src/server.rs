@@ -136,14 +136,29 @@ fn udp_worker(sock: &UdpSocket, store: &Store, stop: &AtomicBool, stats: &Stats)
     while !stop.load(Ordering::Relaxed) {
         let (n, peer) = match sock.recv_from(&mut inbuf) {
             Ok(v) => v,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "UDP receive failed");
                 continue;
             }
         };
         let snapshot = store.snapshot();
-        let (outcome, kind) = handler::handle(&snapshot, &inbuf[..n], Transport::Udp, rng.next(), std::mem::take(&mut outbuf));
+        let (outcome, kind) = handler::handle(
+            &snapshot,
+            &inbuf[..n],
+            Transport::Udp,
+            rng.next(),
+            std::mem::take(&mut outbuf),
+        );
         stats.record(kind);
         match outcome {
             Outcome::Reply(reply) => {
@@ -230,7 +245,8 @@ async fn tcp_connection(
             Err(_) => return Ok(()),
         }
         let snapshot = ctx.store.snapshot();
-        let (outcome, kind) = handler::handle(&snapshot, &msg, Transport::Tcp, rng.next(), Vec::new());
+        let (outcome, kind) =
+            handler::handle(&snapshot, &msg, Transport::Tcp, rng.next(), Vec::new());
         drop(snapshot);
         ctx.stats.record(kind);
         match outcome {
@@ -294,11 +310,15 @@ impl IpNet {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,

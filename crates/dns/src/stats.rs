@@ -52,11 +52,19 @@ impl Stats {
             ("truncated", &self.truncated),
             ("dropped", &self.dropped),
         ] {
-            let _ = writeln!(s, "edgeplane_dns_responses_total{{outcome=\"{label}\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "edgeplane_dns_responses_total{{outcome=\"{label}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         s.push_str("# HELP edgeplane_dns_transfers_total Zone transfers served.\n");
         s.push_str("# TYPE edgeplane_dns_transfers_total counter\n");
-        let _ = writeln!(s, "edgeplane_dns_transfers_total {}", self.transfers.load(Ordering::Relaxed));
+        let _ = writeln!(
+            s,
+            "edgeplane_dns_transfers_total {}",
+            self.transfers.load(Ordering::Relaxed)
+        );
         s
     }
 }

@@ -24,7 +24,12 @@ pub fn messages(req: &TransferRequest) -> Vec<Vec<u8>> {
             .ixfr_serial
             .is_some_and(|client| !serial_gt(soa.serial, client));
     let mut out = Vec::new();
-    let mut w = MessageWriter::new(Vec::with_capacity(TRANSFER_MESSAGE_SIZE + 512), &req.header, true, Rcode::NoError);
+    let mut w = MessageWriter::new(
+        Vec::with_capacity(TRANSFER_MESSAGE_SIZE + 512),
+        &req.header,
+        true,
+        Rcode::NoError,
+    );
     w.question(&req.qname_raw, req.qtype, CLASS_IN);
     w.record(Section::Answer, &zone.name, soa_ttl.seconds(), &soa_data);
     if up_to_date {
@@ -44,7 +49,12 @@ pub fn messages(req: &TransferRequest) -> Vec<Vec<u8>> {
     for (owner, ttl, data) in records {
         if w.len() >= TRANSFER_MESSAGE_SIZE && in_message > 0 {
             out.push(w.finish());
-            w = MessageWriter::new(Vec::with_capacity(TRANSFER_MESSAGE_SIZE + 512), &req.header, true, Rcode::NoError);
+            w = MessageWriter::new(
+                Vec::with_capacity(TRANSFER_MESSAGE_SIZE + 512),
+                &req.header,
+                true,
+                Rcode::NoError,
+            );
             in_message = 0;
         }
         w.record(Section::Answer, owner, ttl, data);

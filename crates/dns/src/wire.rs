@@ -135,7 +135,8 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, WireError> {
     let mut ixfr_serial = None;
     let mut edns = None;
     let mut duplicate_opt = false;
-    let total = usize::from(header.ancount) + usize::from(header.nscount) + usize::from(header.arcount);
+    let total =
+        usize::from(header.ancount) + usize::from(header.nscount) + usize::from(header.arcount);
     for i in 0..total {
         let section_additional = i >= usize::from(header.ancount) + usize::from(header.nscount);
         let name_start = pos;
@@ -348,7 +349,8 @@ impl MessageWriter {
     /// Writes one record.
     pub fn record(&mut self, section: Section, owner: &DomainName, ttl: u32, data: &RecordData) {
         self.name(owner.wire(), true);
-        self.buf.extend_from_slice(&data.rtype().code().to_be_bytes());
+        self.buf
+            .extend_from_slice(&data.rtype().code().to_be_bytes());
         self.buf.extend_from_slice(&CLASS_IN.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
         let len_at = self.buf.len();
@@ -518,7 +520,8 @@ impl MessageWriter {
                 matching_type,
                 data,
             } => {
-                self.buf.extend_from_slice(&[*usage, *selector, *matching_type]);
+                self.buf
+                    .extend_from_slice(&[*usage, *selector, *matching_type]);
                 b(self, data);
             }
             RecordData::Svcb {

@@ -22,7 +22,8 @@ pub(crate) const SOCKET_FILE: &str = "control.sock";
 const MAX_REQUEST: usize = 64 * 1024 * 1024;
 
 /// Name servers of a new zone when none are given.
-pub(crate) const DEFAULT_NAME_SERVERS: [&str; 2] = ["ns1.edgeplane.internal.", "ns2.edgeplane.internal."];
+pub(crate) const DEFAULT_NAME_SERVERS: [&str; 2] =
+    ["ns1.edgeplane.internal.", "ns2.edgeplane.internal."];
 
 /// One CLI operation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,8 +109,8 @@ pub(crate) fn execute(store: &Store, req: Request) -> anyhow::Result<String> {
                 .into_iter()
                 .map(DomainName::parse)
                 .collect::<Result<Vec<_>, _>>()?;
-            let caller_reference =
-                caller_reference.unwrap_or_else(|| format!("edgeplane-cli-{:016x}", store::random_u64()));
+            let caller_reference = caller_reference
+                .unwrap_or_else(|| format!("edgeplane-cli-{:016x}", store::random_u64()));
             let (zone, _) = store.create_zone(name, caller_reference, comment, &ns)?;
             Ok(format!("{}\t{}\n", zone.id, zone.name))
         }
@@ -133,7 +134,9 @@ pub(crate) fn execute(store: &Store, req: Request) -> anyhow::Result<String> {
                 let apex_only: Vec<RecordSet> = zone
                     .records
                     .values()
-                    .filter(|s| s.name == zone.name && matches!(s.rtype, RecordType::SOA | RecordType::NS))
+                    .filter(|s| {
+                        s.name == zone.name && matches!(s.rtype, RecordType::SOA | RecordType::NS)
+                    })
                     .cloned()
                     .collect();
                 if apex_only.len() != zone.records.len() {
@@ -240,14 +243,20 @@ pub(crate) fn execute(store: &Store, req: Request) -> anyhow::Result<String> {
                 })
                 .collect();
             let change = store.change_records(&zone.id, &changes)?;
-            Ok(format!("DELETE {name} {rtype} in {}: change {}\n", zone.name, change.id))
+            Ok(format!(
+                "DELETE {name} {rtype} in {}: change {}\n",
+                zone.name, change.id
+            ))
         }
         Request::RecordList { zone } => {
             let zone = resolve_zone(store, &zone)?;
             let mut out = String::new();
             for set in zone.records.values() {
                 for d in &set.records {
-                    out.push_str(&format!("{}\t{}\tIN\t{}\t{}\n", set.name, set.ttl, set.rtype, d));
+                    out.push_str(&format!(
+                        "{}\t{}\tIN\t{}\t{}\n",
+                        set.name, set.ttl, set.rtype, d
+                    ));
                 }
             }
             Ok(out)
@@ -264,7 +273,8 @@ fn resolve_zone(store: &Store, text: &str) -> anyhow::Result<std::sync::Arc<Zone
             Err(e) => return Err(e.into()),
         }
     }
-    let name = DomainName::parse(text).with_context(|| format!("{text:?} is neither a zone ID nor a zone name"))?;
+    let name = DomainName::parse(text)
+        .with_context(|| format!("{text:?} is neither a zone ID nor a zone name"))?;
     Ok(store.zone_by_name(&name)?)
 }
 
@@ -273,7 +283,13 @@ fn record_name(zone: &Zone, text: &str) -> anyhow::Result<DomainName> {
     Ok(DomainName::parse_relative(text, &zone.name)?)
 }
 
-fn record_set(zone: &Zone, name: &str, rtype: &str, ttl: u32, values: &[String]) -> anyhow::Result<RecordSet> {
+fn record_set(
+    zone: &Zone,
+    name: &str,
+    rtype: &str,
+    ttl: u32,
+    values: &[String],
+) -> anyhow::Result<RecordSet> {
     let name = record_name(zone, name)?;
     let rtype: RecordType = rtype.parse()?;
     if values.is_empty() {
@@ -283,7 +299,12 @@ fn record_set(zone: &Zone, name: &str, rtype: &str, ttl: u32, values: &[String])
         .iter()
         .map(|v| RecordData::parse(rtype, v, Some(&zone.name)))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordSet::new(name, Ttl::new(u64::from(ttl))?, rtype, data)?)
+    Ok(RecordSet::new(
+        name,
+        Ttl::new(u64::from(ttl))?,
+        rtype,
+        data,
+    )?)
 }
 
 /// Where a CLI request goes: straight to the store, or to the server that holds it.
@@ -299,7 +320,10 @@ pub(crate) fn connect(data_dir: &Path) -> anyhow::Result<Target> {
         Err(StoreError::Locked { .. }) => {
             let sock = data_dir.join(SOCKET_FILE);
             if !sock.exists() {
-                bail!("the store in {} is in use and no control socket was found", data_dir.display());
+                bail!(
+                    "the store in {} is in use and no control socket was found",
+                    data_dir.display()
+                );
             }
             Ok(Target::Server(sock))
         }
@@ -311,7 +335,9 @@ impl Target {
     /// Runs the request and returns what to print.
     pub(crate) async fn run(self, req: Request) -> anyhow::Result<String> {
         match self {
-            Target::Local(store) => tokio::task::spawn_blocking(move || execute(&store, req)).await?,
+            Target::Local(store) => {
+                tokio::task::spawn_blocking(move || execute(&store, req)).await?
+            }
             Target::Server(path) => {
                 let stream = tokio::net::UnixStream::connect(&path)
                     .await
@@ -324,7 +350,8 @@ impl Target {
                 let mut reader = BufReader::new(r);
                 let mut resp = String::new();
                 reader.read_line(&mut resp).await?;
-                let reply: Reply = serde_json::from_str(&resp).context("malformed reply from the server")?;
+                let reply: Reply =
+                    serde_json::from_str(&resp).context("malformed reply from the server")?;
                 match reply.error {
                     Some(e) => Err(anyhow!(e)),
                     None => Ok(reply.output),
@@ -343,7 +370,8 @@ pub(crate) async fn serve_socket(
     let path = data_dir.join(SOCKET_FILE);
     // A socket left by a killed server is stale: this process holds the store lock now.
     let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("binding {}", path.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
@@ -381,7 +409,10 @@ async fn handle_connection(stream: tokio::net::UnixStream, store: Store) -> anyh
             match result {
                 Ok(output) => {
                     tracing::info!(op, "control request done");
-                    Reply { output, error: None }
+                    Reply {
+                        output,
+                        error: None,
+                    }
                 }
                 Err(e) => Reply {
                     output: String::new(),

@@ -13,10 +13,19 @@ use clap::{Args, Parser, Subcommand};
 use control::Request;
 
 #[derive(Parser)]
-#[command(name = "edgeplane", version, about = "DNS zones and records, served authoritatively, from one embedded store")]
+#[command(
+    name = "edgeplane",
+    version,
+    about = "DNS zones and records, served authoritatively, from one embedded store"
+)]
 struct Cli {
     /// Directory of the embedded store.
-    #[arg(long, global = true, env = "EDGEPLANE_DATA_DIR", default_value = "edgeplane-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "EDGEPLANE_DATA_DIR",
+        default_value = "edgeplane-data"
+    )]
     data_dir: PathBuf,
     /// Log format.
     #[arg(long, global = true, env = "EDGEPLANE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -134,7 +143,10 @@ struct RecordArgs {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format, matches!(cli.command, Command::Serve(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -154,7 +166,9 @@ fn init_logging(format: &str, serving: bool) {
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEPLANE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -183,7 +197,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let text = if file.as_os_str() == "-" {
                     std::io::read_to_string(std::io::stdin()).context("reading standard input")?
                 } else {
-                    std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?
                 };
                 Request::ZoneImport { zone, text, create }
             }
@@ -192,7 +207,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Record(cmd) => match cmd {
             RecordCommand::Upsert(a) => record_change("upsert", a),
             RecordCommand::Create(a) => record_change("create", a),
-            RecordCommand::Delete { zone, name, rtype } => Request::RecordDelete { zone, name, rtype },
+            RecordCommand::Delete { zone, name, rtype } => {
+                Request::RecordDelete { zone, name, rtype }
+            }
             RecordCommand::List { zone } => Request::RecordList { zone },
         },
     };
@@ -216,7 +233,10 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let store = store::Store::open(&data_dir)?;
     let defaults = args.dns_listen.is_empty();
     let listen = if defaults {
-        vec![SocketAddr::from(([127, 0, 0, 1], 1053)), SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 1053))]
+        vec![
+            SocketAddr::from(([127, 0, 0, 1], 1053)),
+            SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 1053)),
+        ]
     } else {
         args.dns_listen.clone()
     };
@@ -246,7 +266,12 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stats: Vec<_> = servers.iter().map(|s| s.stats()).collect();
-    let metrics = tokio::spawn(metrics::serve(args.metrics_listen, store.clone(), stats, stop_rx.clone()));
+    let metrics = tokio::spawn(metrics::serve(
+        args.metrics_listen,
+        store.clone(),
+        stats,
+        stop_rx.clone(),
+    ));
     let control = tokio::spawn({
         let data_dir = data_dir.clone();
         let store = store.clone();

@@ -121,7 +121,12 @@ impl ZoneIndex {
 
     /// Answers `qname`/`qtype` from this zone. `qname` must be at or below the apex. `random`
     /// drives weighted choices, so the function stays pure.
-    pub fn lookup<'a>(&'a self, qname: &'a DomainName, qtype: QueryType, random: u32) -> Answer<'a> {
+    pub fn lookup<'a>(
+        &'a self,
+        qname: &'a DomainName,
+        qtype: QueryType,
+        random: u32,
+    ) -> Answer<'a> {
         let mut out = Answer {
             rcode: Rcode::NoError,
             authoritative: true,
@@ -158,7 +163,9 @@ impl ZoneIndex {
                     let wildcard = encloser.wildcard_child().and_then(|w| self.nodes.get(&w));
                     match wildcard {
                         Some(node) => {
-                            if let Some(next) = self.answer_node(&mut out, current, node, qtype, random) {
+                            if let Some(next) =
+                                self.answer_node(&mut out, current, node, qtype, random)
+                            {
                                 visited.push(current);
                                 if visited.len() > MAX_CNAME_CHAIN
                                     || visited.contains(&next)
@@ -258,13 +265,17 @@ impl ZoneIndex {
             }
         }
         let chosen = match qtype {
-            QueryType::Any => node.types.iter().find_map(|t| self.select(owner, t, random)),
+            QueryType::Any => node
+                .types
+                .iter()
+                .find_map(|t| self.select(owner, t, random)),
             QueryType::Type(t) => node.get(t).and_then(|ts| self.select(owner, ts, random)),
             QueryType::Other(_) => None,
         };
         match chosen {
             Some(rr) => {
-                let targets: Vec<&DomainName> = rr.data.iter().filter_map(|d| d.target_name()).collect();
+                let targets: Vec<&DomainName> =
+                    rr.data.iter().filter_map(|d| d.target_name()).collect();
                 out.answer.push(rr);
                 for t in targets {
                     self.push_addresses(&mut out.additional, t);
@@ -276,7 +287,12 @@ impl ZoneIndex {
     }
 
     /// Picks the records to answer from the sets of one type, following the routing policy.
-    fn select<'a>(&'a self, owner: &'a DomainName, ts: &'a TypeSets, random: u32) -> Option<RrSet<'a>> {
+    fn select<'a>(
+        &'a self,
+        owner: &'a DomainName,
+        ts: &'a TypeSets,
+        random: u32,
+    ) -> Option<RrSet<'a>> {
         let first = ts.sets.first()?;
         let chosen: Vec<&RecordSet> = match first.policy {
             RoutingPolicy::Simple => vec![first],
@@ -316,7 +332,8 @@ impl ZoneIndex {
         for set in chosen {
             match &set.alias {
                 Some(alias) => {
-                    let (alias_ttl, alias_data) = self.alias_data(&alias.dns_name, ts.rtype, random, 0)?;
+                    let (alias_ttl, alias_data) =
+                        self.alias_data(&alias.dns_name, ts.rtype, random, 0)?;
                     ttl = ttl.min(alias_ttl);
                     data.extend(alias_data);
                 }
@@ -367,7 +384,10 @@ impl ZoneIndex {
         };
         let targets: Vec<&DomainName> = rr.data.iter().filter_map(|d| d.target_name()).collect();
         out.authority.push(rr);
-        if let Some(ds) = node.get(RecordType::DS).and_then(|ds| self.select(cut, ds, 0)) {
+        if let Some(ds) = node
+            .get(RecordType::DS)
+            .and_then(|ds| self.select(cut, ds, 0))
+        {
             out.authority.push(ds);
         }
         for t in targets {

@@ -78,9 +78,8 @@ impl DomainName {
                         let v = u32::from(rest[0] - b'0') * 100
                             + u32::from(rest[1] - b'0') * 10
                             + u32::from(rest[2] - b'0');
-                        let v = u8::try_from(v).map_err(|_| NameError::BadEscape {
-                            name: err_name(),
-                        })?;
+                        let v = u8::try_from(v)
+                            .map_err(|_| NameError::BadEscape { name: err_name() })?;
                         label.push(v.to_ascii_lowercase());
                         i += 4;
                     } else if let Some(&c) = rest.first() {
@@ -164,9 +163,11 @@ impl DomainName {
             return Self::parse(text);
         }
         let relative = Self::parse(text)?;
-        relative.concat(origin).ok_or_else(|| NameError::NameTooLong {
-            name: text.to_string(),
-        })
+        relative
+            .concat(origin)
+            .ok_or_else(|| NameError::NameTooLong {
+                name: text.to_string(),
+            })
     }
 
     /// Builds a name from uncompressed wire bytes, folding case and checking every limit.

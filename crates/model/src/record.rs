@@ -375,7 +375,9 @@ impl RecordData {
             RecordType::CAA => {
                 let flags = p.num()?;
                 let tag = p.next()?.to_string();
-                if tag.is_empty() || tag.len() > 15 || !tag.bytes().all(|b| b.is_ascii_alphanumeric())
+                if tag.is_empty()
+                    || tag.len() > 15
+                    || !tag.bytes().all(|b| b.is_ascii_alphanumeric())
                 {
                     return Err(format!("CAA tag {tag:?} must be 1-15 letters or digits"));
                 }
@@ -567,7 +569,7 @@ impl<'a> Fields<'a> {
         while self.pos < self.tokens.len() {
             digits.push_str(self.next()?);
         }
-        if digits.is_empty() || digits.len() % 2 != 0 {
+        if digits.is_empty() || !digits.len().is_multiple_of(2) {
             return Err("expected an even number of hex digits".to_string());
         }
         (0..digits.len())
@@ -586,7 +588,7 @@ impl<'a> Fields<'a> {
         while self.pos < self.tokens.len() {
             let t = self.next()?;
             let (key, value) = match t.split_once('=') {
-                Some((k, v)) if v.is_empty() => {
+                Some((k, "")) => {
                     // `key="quoted value"` lexes as `key=` followed by a quoted token.
                     let next_quoted = self.tokens.get(self.pos).is_some_and(|t| t.quoted);
                     if next_quoted {

@@ -103,9 +103,7 @@ pub fn entries(input: &str) -> Result<Vec<Entry>, LexError> {
                         None => return Err(LexError::UnterminatedQuote { line: start_line }),
                         Some('"') => break,
                         Some('\\') => {
-                            let next = chars
-                                .next()
-                                .ok_or(LexError::DanglingEscape { line })?;
+                            let next = chars.next().ok_or(LexError::DanglingEscape { line })?;
                             if next == '\n' {
                                 line += 1;
                             }
@@ -239,7 +237,10 @@ mod tests {
                      txt TXT \"a b\" \"c\\\"d\"\n";
         let es = entries(input).expect("valid");
         assert_eq!(es.len(), 4);
-        assert_eq!(texts(&es[1]), ["@", "IN", "SOA", "ns1", "host", "1", "7200", "900", "1209600", "86400"]);
+        assert_eq!(
+            texts(&es[1]),
+            ["@", "IN", "SOA", "ns1", "host", "1", "7200", "900", "1209600", "86400"]
+        );
         assert!(es[2].owner_omitted);
         assert_eq!(es[2].line, 6);
         assert_eq!(texts(&es[3]), ["txt", "TXT", "a b", "c\\\"d"]);
@@ -248,9 +249,18 @@ mod tests {
 
     #[test]
     fn lexical_errors() {
-        assert_eq!(entries("a \"b\n"), Err(LexError::UnterminatedQuote { line: 1 }));
-        assert_eq!(entries("a ( b\n"), Err(LexError::UnbalancedParen { line: 1 }));
-        assert_eq!(entries("a ) b\n"), Err(LexError::UnbalancedParen { line: 1 }));
+        assert_eq!(
+            entries("a \"b\n"),
+            Err(LexError::UnterminatedQuote { line: 1 })
+        );
+        assert_eq!(
+            entries("a ( b\n"),
+            Err(LexError::UnbalancedParen { line: 1 })
+        );
+        assert_eq!(
+            entries("a ) b\n"),
+            Err(LexError::UnbalancedParen { line: 1 })
+        );
     }
 
     #[test]

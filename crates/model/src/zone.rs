@@ -289,7 +289,9 @@ impl Zone {
         let mut changes: Vec<Change> = self
             .records
             .values()
-            .filter(|s| !(s.name == self.name && matches!(s.rtype, RecordType::SOA | RecordType::NS)))
+            .filter(|s| {
+                !(s.name == self.name && matches!(s.rtype, RecordType::SOA | RecordType::NS))
+            })
             .cloned()
             .map(|set| Change {
                 action: ChangeAction::Delete,
@@ -354,11 +356,14 @@ impl Zone {
                 self.records.insert(key, set.clone());
             }
             ChangeAction::Delete => {
-                let current = self.records.get(&key).ok_or_else(|| ChangeError::NotFound {
-                    name: set.name.clone(),
-                    rtype: set.rtype,
-                    set_identifier: set.set_identifier.clone(),
-                })?;
+                let current = self
+                    .records
+                    .get(&key)
+                    .ok_or_else(|| ChangeError::NotFound {
+                        name: set.name.clone(),
+                        rtype: set.rtype,
+                        set_identifier: set.set_identifier.clone(),
+                    })?;
                 if !same_values(current, set) {
                     return Err(ChangeError::ValuesMismatch {
                         name: set.name.clone(),

@@ -40,7 +40,9 @@ pub fn parse(input: &str, origin: &DomainName) -> Result<Vec<RecordSet>, ZoneFil
         let toks = &entry.tokens;
         let first = &toks[0];
         if !entry.owner_omitted && !first.quoted && first.text.starts_with('$') {
-            let arg = toks.get(1).ok_or_else(|| err(format!("{} needs an argument", first.text)))?;
+            let arg = toks
+                .get(1)
+                .ok_or_else(|| err(format!("{} needs an argument", first.text)))?;
             match first.text.to_ascii_uppercase().as_str() {
                 "$ORIGIN" => {
                     current_origin = DomainName::parse_relative(&arg.text, &current_origin)
@@ -60,7 +62,8 @@ pub fn parse(input: &str, origin: &DomainName) -> Result<Vec<RecordSet>, ZoneFil
                 .ok_or_else(|| err("record without an owner name".to_string()))?
         } else {
             i = 1;
-            DomainName::parse_relative(&first.text, &current_origin).map_err(|e| err(e.to_string()))?
+            DomainName::parse_relative(&first.text, &current_origin)
+                .map_err(|e| err(e.to_string()))?
         };
         let mut ttl: Option<Ttl> = None;
         let mut rtype: Option<RecordType> = None;
@@ -71,10 +74,16 @@ pub fn parse(input: &str, origin: &DomainName) -> Result<Vec<RecordSet>, ZoneFil
                 ttl = Some(Ttl::parse(t).map_err(|e| err(e.to_string()))?);
             } else if t.eq_ignore_ascii_case("IN") {
                 continue;
-            } else if ["CH", "HS", "CS", "NONE", "ANY"].iter().any(|c| c.eq_ignore_ascii_case(t)) {
+            } else if ["CH", "HS", "CS", "NONE", "ANY"]
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(t))
+            {
                 return Err(err(format!("class {t} is not supported; only IN")));
             } else {
-                rtype = Some(t.parse().map_err(|_| err(format!("unknown or unsupported record type {t:?}")))?);
+                rtype = Some(
+                    t.parse()
+                        .map_err(|_| err(format!("unknown or unsupported record type {t:?}")))?,
+                );
                 break;
             }
         }
@@ -84,7 +93,9 @@ pub fn parse(input: &str, origin: &DomainName) -> Result<Vec<RecordSet>, ZoneFil
         let ttl = match ttl.or(default_ttl).or(last_ttl) {
             Some(t) => t,
             None => match &data {
-                RecordData::Soa(soa) => Ttl::new(u64::from(soa.minimum)).map_err(|e| err(e.to_string()))?,
+                RecordData::Soa(soa) => {
+                    Ttl::new(u64::from(soa.minimum)).map_err(|e| err(e.to_string()))?
+                }
                 _ => return Err(err("no TTL given and no $TTL before".to_string())),
             },
         };
@@ -106,7 +117,8 @@ pub fn parse(input: &str, origin: &DomainName) -> Result<Vec<RecordSet>, ZoneFil
                 set.ttl = set.ttl.min(ttl);
             }
             None => {
-                let set = RecordSet::new(owner, ttl, rtype, vec![data]).map_err(|e| err(e.to_string()))?;
+                let set = RecordSet::new(owner, ttl, rtype, vec![data])
+                    .map_err(|e| err(e.to_string()))?;
                 sets.insert(key, set);
             }
         }
@@ -203,7 +215,11 @@ deep CNAME www.example.com.\n";
             assert!(e.to_string().contains(needle), "{e}");
         };
         check("$TTL 60\nwww A 1.2.3.4\nbad A 999.1.1.1\n", 3, "IPv4");
-        check("www 60 A 1.2.3.4\n$INCLUDE /etc/passwd\n", 2, "not supported");
+        check(
+            "www 60 A 1.2.3.4\n$INCLUDE /etc/passwd\n",
+            2,
+            "not supported",
+        );
         check("www A 1.2.3.4\n", 1, "no TTL");
         check("$TTL 60\nwww CH A 1.2.3.4\n", 2, "class");
         check("$TTL 60\nwww BOGUS x\n", 2, "unknown");
@@ -229,9 +245,20 @@ deep CNAME www.example.com.\n";
             .expect("zone")
             .replace_all(again)
             .expect("apply");
-        let a: Vec<_> = zone.records.values().filter(|s| s.rtype != RecordType::SOA).collect();
-        let b: Vec<_> = zone2.records.values().filter(|s| s.rtype != RecordType::SOA).collect();
+        let a: Vec<_> = zone
+            .records
+            .values()
+            .filter(|s| s.rtype != RecordType::SOA)
+            .collect();
+        let b: Vec<_> = zone2
+            .records
+            .values()
+            .filter(|s| s.rtype != RecordType::SOA)
+            .collect();
         assert_eq!(a, b);
-        assert!(text.starts_with("$ORIGIN example.com.\nexample.com.\t3600\tIN\tSOA"), "{text}");
+        assert!(
+            text.starts_with("$ORIGIN example.com.\nexample.com.\t3600\tIN\tSOA"),
+            "{text}"
+        );
     }
 }

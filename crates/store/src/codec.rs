@@ -90,9 +90,7 @@ impl From<&RecordSet> for StoredRecordSet {
             RoutingPolicy::Simple => (None, None, false),
             RoutingPolicy::Weighted { weight } => (Some(weight), None, false),
             RoutingPolicy::Failover(Failover::Primary) => (None, Some("PRIMARY".into()), false),
-            RoutingPolicy::Failover(Failover::Secondary) => {
-                (None, Some("SECONDARY".into()), false)
-            }
+            RoutingPolicy::Failover(Failover::Secondary) => (None, Some("SECONDARY".into()), false),
             RoutingPolicy::MultiValue => (None, None, true),
         };
         StoredRecordSet {
@@ -118,7 +116,10 @@ impl TryFrom<StoredRecordSet> for RecordSet {
     type Error = String;
     fn try_from(s: StoredRecordSet) -> Result<Self, String> {
         let name = DomainName::parse(&s.name).map_err(|e| e.to_string())?;
-        let rtype: RecordType = s.rtype.parse().map_err(|e: model::record::RecordError| e.to_string())?;
+        let rtype: RecordType = s
+            .rtype
+            .parse()
+            .map_err(|e: model::record::RecordError| e.to_string())?;
         let records = s
             .values
             .iter()

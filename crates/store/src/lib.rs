@@ -172,7 +172,10 @@ impl Store {
     /// Metadata of every zone.
     pub fn zone_metas(&self) -> Vec<(HostedZoneId, ZoneMeta)> {
         let w = self.lock();
-        w.metas.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        w.metas
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The zone with this ID.
@@ -239,8 +242,7 @@ impl Store {
         let mut w = self.lock();
         let zone = self.zone(id)?;
         let only_apex = zone.records.values().all(|s| {
-            s.name == zone.name
-                && matches!(s.rtype, model::RecordType::SOA | model::RecordType::NS)
+            s.name == zone.name && matches!(s.rtype, model::RecordType::SOA | model::RecordType::NS)
         });
         if !only_apex {
             return Err(StoreError::HostedZoneNotEmpty(id.clone()));
@@ -258,7 +260,9 @@ impl Store {
     ) -> Result<ChangeInfo, StoreError> {
         let mut w = self.lock();
         let zone = self.zone(id)?;
-        let next = zone.apply(changes).map_err(StoreError::InvalidChangeBatch)?;
+        let next = zone
+            .apply(changes)
+            .map_err(StoreError::InvalidChangeBatch)?;
         let meta = w.metas.get(id).cloned();
         self.commit(&mut w, id, meta.as_ref(), Some(&zone), Some(&next))
     }
@@ -272,7 +276,9 @@ impl Store {
     ) -> Result<ChangeInfo, StoreError> {
         let mut w = self.lock();
         let zone = self.zone(id)?;
-        let next = zone.replace_all(sets).map_err(StoreError::InvalidChangeBatch)?;
+        let next = zone
+            .replace_all(sets)
+            .map_err(StoreError::InvalidChangeBatch)?;
         let meta = w.metas.get(id).cloned();
         self.commit(&mut w, id, meta.as_ref(), Some(&zone), Some(&next))
     }
@@ -309,7 +315,12 @@ impl Store {
         let current = self.snapshot();
         let generation = current.generation + 1;
         let change = ChangeInfo {
-            id: format!("C{}", HostedZoneId::from_random(random_u64()).as_str().trim_start_matches('Z')),
+            id: format!(
+                "C{}",
+                HostedZoneId::from_random(random_u64())
+                    .as_str()
+                    .trim_start_matches('Z')
+            ),
             zone_id: id.clone(),
             submitted_at: now(),
             generation,

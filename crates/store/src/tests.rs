@@ -25,10 +25,22 @@ fn zones_and_records_persist_across_reopen() {
     let id = {
         let store = Store::open(dir.path()).expect("open");
         let (zone, _) = store
-            .create_zone(n("example.com"), "ref-1".into(), Some("hello".into()), &[n("ns1.example.net")])
+            .create_zone(
+                n("example.com"),
+                "ref-1".into(),
+                Some("hello".into()),
+                &[n("ns1.example.net")],
+            )
             .expect("create");
         store
-            .change_records(&zone.id, &[a_change(ChangeAction::Create, "www.example.com", "192.0.2.1")])
+            .change_records(
+                &zone.id,
+                &[a_change(
+                    ChangeAction::Create,
+                    "www.example.com",
+                    "192.0.2.1",
+                )],
+            )
             .expect("change");
         zone.id.clone()
     };
@@ -46,7 +58,10 @@ fn zones_and_records_persist_across_reopen() {
 fn a_second_process_cannot_open_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _store = Store::open(dir.path()).expect("open");
-    assert!(matches!(Store::open(dir.path()), Err(StoreError::Locked { .. })));
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::Locked { .. })
+    ));
 }
 
 #[test]
@@ -66,7 +81,10 @@ fn invalid_batches_change_nothing() {
             ],
         )
         .expect_err("must fail");
-    assert!(matches!(err, StoreError::InvalidChangeBatch(ref e) if e.len() == 1), "{err}");
+    assert!(
+        matches!(err, StoreError::InvalidChangeBatch(ref e) if e.len() == 1),
+        "{err}"
+    );
     assert_eq!(store.snapshot().generation, generation);
     assert_eq!(store.zone(&zone.id).expect("zone").records.len(), 2);
 }
@@ -81,13 +99,32 @@ fn caller_references_and_deletion_rules() {
     let err = store
         .create_zone(n("other.com"), "r".into(), None, &[n("ns1.example.net")])
         .expect_err("reused caller reference");
-    assert!(matches!(err, StoreError::HostedZoneAlreadyExists { zone_id, .. } if zone_id == zone.id));
+    assert!(
+        matches!(err, StoreError::HostedZoneAlreadyExists { zone_id, .. } if zone_id == zone.id)
+    );
     store
-        .change_records(&zone.id, &[a_change(ChangeAction::Create, "www.example.com", "192.0.2.1")])
+        .change_records(
+            &zone.id,
+            &[a_change(
+                ChangeAction::Create,
+                "www.example.com",
+                "192.0.2.1",
+            )],
+        )
         .expect("change");
-    assert!(matches!(store.delete_zone(&zone.id), Err(StoreError::HostedZoneNotEmpty(_))));
+    assert!(matches!(
+        store.delete_zone(&zone.id),
+        Err(StoreError::HostedZoneNotEmpty(_))
+    ));
     store
-        .change_records(&zone.id, &[a_change(ChangeAction::Delete, "www.example.com", "192.0.2.1")])
+        .change_records(
+            &zone.id,
+            &[a_change(
+                ChangeAction::Delete,
+                "www.example.com",
+                "192.0.2.1",
+            )],
+        )
         .expect("change");
     store.delete_zone(&zone.id).expect("delete");
     assert!(store.zone(&zone.id).is_err());
@@ -101,12 +138,28 @@ fn caller_references_and_deletion_rules() {
 fn snapshots_serve_the_oldest_zone_of_a_name_and_the_most_specific_zone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
-    let (first, _) = store.create_zone(n("example.com"), "1".into(), None, &[n("ns1.example.net")]).expect("create");
-    let (_second, _) = store.create_zone(n("example.com"), "2".into(), None, &[n("ns1.example.net")]).expect("create");
-    let (child, _) = store.create_zone(n("sub.example.com"), "3".into(), None, &[n("ns1.example.net")]).expect("create");
+    let (first, _) = store
+        .create_zone(n("example.com"), "1".into(), None, &[n("ns1.example.net")])
+        .expect("create");
+    let (_second, _) = store
+        .create_zone(n("example.com"), "2".into(), None, &[n("ns1.example.net")])
+        .expect("create");
+    let (child, _) = store
+        .create_zone(
+            n("sub.example.com"),
+            "3".into(),
+            None,
+            &[n("ns1.example.net")],
+        )
+        .expect("create");
     let snap = store.snapshot();
     assert_eq!(snap.zones.len(), 3);
-    assert_eq!(snap.serving.get(&n("example.com")).map(|z| z.zone().id.clone()), Some(first.id.clone()));
+    assert_eq!(
+        snap.serving
+            .get(&n("example.com"))
+            .map(|z| z.zone().id.clone()),
+        Some(first.id.clone())
+    );
     let found = |q: &str| snap.find_zone(n(q).wire()).map(|z| z.zone().id.clone());
     assert_eq!(found("a.sub.example.com"), Some(child.id.clone()));
     assert_eq!(found("www.example.com"), Some(first.id.clone()));
@@ -118,7 +171,9 @@ fn subscribers_see_each_commit_and_changes_are_recorded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
     let mut rx = store.subscribe();
-    let (_, change) = store.create_zone(n("example.com"), "1".into(), None, &[n("ns1.example.net")]).expect("create");
+    let (_, change) = store
+        .create_zone(n("example.com"), "1".into(), None, &[n("ns1.example.net")])
+        .expect("create");
     assert!(rx.has_changed().expect("open channel"));
     assert_eq!(*rx.borrow_and_update(), change.generation);
     let stored = store.change(&change.id).expect("read").expect("present");

@@ -2,7 +2,9 @@
 //! independent implementation of the wire format.
 
 use super::*;
-use hickory_proto::op::{Edns as HEdns, Message, MessageType, OpCode, Query as HQuery, ResponseCode};
+use hickory_proto::op::{
+    Edns as HEdns, Message, MessageType, OpCode, Query as HQuery, ResponseCode,
+};
 use hickory_proto::rr::{DNSClass, Name, RecordType as HType};
 use std::sync::Arc;
 use store::Store;
@@ -27,11 +29,24 @@ fn fixture() -> Fixture {
     let store = Store::open(dir.path()).expect("open");
     let origin = model::DomainName::parse("example.com").expect("name");
     let (zone, _) = store
-        .create_zone(origin.clone(), "t".into(), None, &[model::DomainName::parse("ns1.example.com").expect("n")])
+        .create_zone(
+            origin.clone(),
+            "t".into(),
+            None,
+            &[model::DomainName::parse("ns1.example.com").expect("n")],
+        )
         .expect("zone");
     let mut sets = model::zonefile::parse(ZONE, &origin).expect("zone file");
-    let big: Vec<String> = (0..30).map(|i| format!("\"{i:02}-{}\"", "x".repeat(30))).collect();
-    sets.extend(model::zonefile::parse(&format!("$TTL 60\nbig.example.com. TXT {}\n", big.join(" ")), &origin).expect("big"));
+    let big: Vec<String> = (0..30)
+        .map(|i| format!("\"{i:02}-{}\"", "x".repeat(30)))
+        .collect();
+    sets.extend(
+        model::zonefile::parse(
+            &format!("$TTL 60\nbig.example.com. TXT {}\n", big.join(" ")),
+            &origin,
+        )
+        .expect("big"),
+    );
     store.replace_records(&zone.id, sets).expect("import");
     Fixture { _dir: dir, store }
 }
@@ -66,7 +81,11 @@ fn records(rs: &[hickory_proto::rr::Record]) -> Vec<String> {
 #[test]
 fn authoritative_answer_preserves_question_case() {
     let f = fixture();
-    let m = reply(&f, &query("WwW.Example.COM.", HType::A, None), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("WwW.Example.COM.", HType::A, None),
+        Transport::Udp,
+    );
     assert_eq!(m.metadata.id, 0x1234);
     assert_eq!(m.metadata.message_type, MessageType::Response);
     assert!(m.metadata.authoritative);
@@ -80,15 +99,34 @@ fn authoritative_answer_preserves_question_case() {
 #[test]
 fn negative_answers_and_refusals() {
     let f = fixture();
-    let m = reply(&f, &query("nope.example.com.", HType::A, None), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("nope.example.com.", HType::A, None),
+        Transport::Udp,
+    );
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     assert!(m.metadata.authoritative);
     assert_eq!(m.authorities.len(), 1);
     assert_eq!(m.authorities[0].record_type(), HType::SOA);
     assert_eq!(m.authorities[0].ttl, 60);
-    let m = reply(&f, &query("www.example.com.", HType::MX, None), Transport::Udp);
-    assert_eq!((m.metadata.response_code, m.answers.len(), m.authorities.len()), (ResponseCode::NoError, 0, 1));
-    let m = reply(&f, &query("www.example.org.", HType::A, None), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("www.example.com.", HType::MX, None),
+        Transport::Udp,
+    );
+    assert_eq!(
+        (
+            m.metadata.response_code,
+            m.answers.len(),
+            m.authorities.len()
+        ),
+        (ResponseCode::NoError, 0, 1)
+    );
+    let m = reply(
+        &f,
+        &query("www.example.org.", HType::A, None),
+        Transport::Udp,
+    );
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     assert!(!m.metadata.authoritative);
     let mut q = Message::from_vec(&query("www.example.com.", HType::A, None)).expect("q");
@@ -100,36 +138,76 @@ fn negative_answers_and_refusals() {
 #[test]
 fn referral_with_glue_is_not_authoritative() {
     let f = fixture();
-    let m = reply(&f, &query("host.sub.example.com.", HType::A, None), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("host.sub.example.com.", HType::A, None),
+        Transport::Udp,
+    );
     assert!(!m.metadata.authoritative);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(records(&m.authorities), ["sub.example.com. 300 IN NS ns.sub.example.com."]);
-    assert_eq!(records(&m.additionals), ["ns.sub.example.com. 300 IN A 192.0.2.99"]);
+    assert_eq!(
+        records(&m.authorities),
+        ["sub.example.com. 300 IN NS ns.sub.example.com."]
+    );
+    assert_eq!(
+        records(&m.additionals),
+        ["ns.sub.example.com. 300 IN A 192.0.2.99"]
+    );
 }
 
 #[test]
 fn cname_chain_and_any() {
     let f = fixture();
-    let m = reply(&f, &query("alias.example.com.", HType::A, None), Transport::Udp);
-    assert_eq!(records(&m.answers), ["alias.example.com. 300 IN CNAME www.example.com.", "www.example.com. 300 IN A 192.0.2.1"]);
-    let m = reply(&f, &query("www.example.com.", HType::ANY, None), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("alias.example.com.", HType::A, None),
+        Transport::Udp,
+    );
+    assert_eq!(
+        records(&m.answers),
+        [
+            "alias.example.com. 300 IN CNAME www.example.com.",
+            "www.example.com. 300 IN A 192.0.2.1"
+        ]
+    );
+    let m = reply(
+        &f,
+        &query("www.example.com.", HType::ANY, None),
+        Transport::Udp,
+    );
     assert_eq!(m.answers.len(), 1, "RFC 8482 minimal ANY");
 }
 
 #[test]
 fn edns_truncation_and_tcp() {
     let f = fixture();
-    let m = reply(&f, &query("big.example.com.", HType::TXT, None), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("big.example.com.", HType::TXT, None),
+        Transport::Udp,
+    );
     assert!(m.metadata.truncation, "over 512 octets without EDNS");
     assert!(m.answers.is_empty());
-    let m = reply(&f, &query("big.example.com.", HType::TXT, Some(4096)), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("big.example.com.", HType::TXT, Some(4096)),
+        Transport::Udp,
+    );
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 1);
     let edns = m.edns.expect("OPT in response");
     assert_eq!(edns.max_payload(), MAX_UDP_PAYLOAD);
-    let m = reply(&f, &query("big.example.com.", HType::TXT, Some(512)), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("big.example.com.", HType::TXT, Some(512)),
+        Transport::Udp,
+    );
     assert!(m.metadata.truncation);
-    let m = reply(&f, &query("big.example.com.", HType::TXT, None), Transport::Tcp);
+    let m = reply(
+        &f,
+        &query("big.example.com.", HType::TXT, None),
+        Transport::Tcp,
+    );
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 1);
 }
@@ -161,7 +239,24 @@ fn malformed_and_unsupported_messages() {
     resp[2] |= 0x80;
     assert!(matches!(run(&f, &resp, Transport::Udp).0, Outcome::Drop));
     // Truncated question, two questions, trailing garbage, answer records in a query: FORMERR.
-    for bad in [q[..q.len() - 2].to_vec(), { let mut b = q.clone(); b[5] = 2; b }, { let mut b = q.clone(); b.push(0); b }, { let mut b = q.clone(); b[7] = 1; b }] {
+    for bad in [
+        q[..q.len() - 2].to_vec(),
+        {
+            let mut b = q.clone();
+            b[5] = 2;
+            b
+        },
+        {
+            let mut b = q.clone();
+            b.push(0);
+            b
+        },
+        {
+            let mut b = q.clone();
+            b[7] = 1;
+            b
+        },
+    ] {
         let m = reply(&f, &bad, Transport::Udp);
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr, "{bad:?}");
         assert_eq!(m.metadata.id, 0x1234);
@@ -172,21 +267,38 @@ fn malformed_and_unsupported_messages() {
     let at = looped.len() as u16;
     looped.extend_from_slice(&(0xc000 | at).to_be_bytes());
     looped.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(reply(&f, &looped, Transport::Udp).metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(
+        reply(&f, &looped, Transport::Udp).metadata.response_code,
+        ResponseCode::FormErr
+    );
     // UPDATE and MAILB are not implemented.
     let mut update = q.clone();
     update[2] = 5 << 3;
-    assert_eq!(reply(&f, &update, Transport::Udp).metadata.response_code, ResponseCode::NotImp);
-    let m = reply(&f, &query("www.example.com.", HType::Unknown(253), None), Transport::Udp);
+    assert_eq!(
+        reply(&f, &update, Transport::Udp).metadata.response_code,
+        ResponseCode::NotImp
+    );
+    let m = reply(
+        &f,
+        &query("www.example.com.", HType::Unknown(253), None),
+        Transport::Udp,
+    );
     assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
-    let m = reply(&f, &query("www.example.com.", HType::OPT, None), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("www.example.com.", HType::OPT, None),
+        Transport::Udp,
+    );
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
 }
 
 #[test]
 fn every_mutation_of_a_query_is_survived() {
     let f = fixture();
-    for q in [query("www.example.com.", HType::A, Some(1232)), query("alias.example.com.", HType::A, None)] {
+    for q in [
+        query("www.example.com.", HType::A, Some(1232)),
+        query("alias.example.com.", HType::A, None),
+    ] {
         for i in 0..q.len() {
             for v in [0u8, 1, 0x3f, 0x40, 0xc0, 0xc1, 0xff] {
                 let mut m = q.clone();
@@ -203,28 +315,61 @@ fn every_mutation_of_a_query_is_survived() {
 fn zone_transfers() {
     let f = fixture();
     let axfr = query("example.com.", HType::AXFR, None);
-    assert_eq!(reply(&f, &axfr, Transport::Udp).metadata.response_code, ResponseCode::NotImp);
-    let Outcome::Transfer(req) = run(&f, &axfr, Transport::Tcp).0 else { panic!("expected a transfer") };
+    assert_eq!(
+        reply(&f, &axfr, Transport::Udp).metadata.response_code,
+        ResponseCode::NotImp
+    );
+    let Outcome::Transfer(req) = run(&f, &axfr, Transport::Tcp).0 else {
+        panic!("expected a transfer")
+    };
     let msgs = crate::transfer::messages(&req);
-    let all: Vec<_> = msgs.iter().flat_map(|m| Message::from_vec(m).expect("decode").answers).collect();
+    let all: Vec<_> = msgs
+        .iter()
+        .flat_map(|m| Message::from_vec(m).expect("decode").answers)
+        .collect();
     assert_eq!(all.first().map(|r| r.record_type()), Some(HType::SOA));
     assert_eq!(all.last().map(|r| r.record_type()), Some(HType::SOA));
     assert_eq!(all.len(), 10, "SOA, 7 other records, the big TXT, SOA");
     // Not at an apex: NOTAUTH.
-    let m = reply(&f, &query("www.example.com.", HType::AXFR, None), Transport::Tcp);
+    let m = reply(
+        &f,
+        &query("www.example.com.", HType::AXFR, None),
+        Transport::Tcp,
+    );
     assert_eq!(m.metadata.response_code, ResponseCode::NotAuth);
     // IXFR over UDP answers with the current SOA.
-    let m = reply(&f, &query("example.com.", HType::IXFR, None), Transport::Udp);
+    let m = reply(
+        &f,
+        &query("example.com.", HType::IXFR, None),
+        Transport::Udp,
+    );
     assert_eq!(m.answers.len(), 1);
     assert_eq!(m.answers[0].record_type(), HType::SOA);
     let snapshot = f.store.snapshot();
     let zone: &Arc<model::lookup::ZoneIndex> = snapshot.serving.values().next().expect("zone");
     let current = zone.zone().serial();
     // IXFR from the current serial: one SOA, up to date.
-    let up_to_date = TransferRequest { ixfr_serial: Some(current), qtype: crate::wire::TYPE_IXFR, ..req.clone() };
-    assert_eq!(Message::from_vec(&crate::transfer::messages(&up_to_date)[0]).expect("decode").answers.len(), 1);
+    let up_to_date = TransferRequest {
+        ixfr_serial: Some(current),
+        qtype: crate::wire::TYPE_IXFR,
+        ..req.clone()
+    };
+    assert_eq!(
+        Message::from_vec(&crate::transfer::messages(&up_to_date)[0])
+            .expect("decode")
+            .answers
+            .len(),
+        1
+    );
     // IXFR from an older serial: the whole zone in AXFR form.
-    let older = TransferRequest { ixfr_serial: Some(current - 1), qtype: crate::wire::TYPE_IXFR, ..req };
-    let n: usize = crate::transfer::messages(&older).iter().map(|m| Message::from_vec(m).expect("decode").answers.len()).sum();
+    let older = TransferRequest {
+        ixfr_serial: Some(current - 1),
+        qtype: crate::wire::TYPE_IXFR,
+        ..req
+    };
+    let n: usize = crate::transfer::messages(&older)
+        .iter()
+        .map(|m| Message::from_vec(m).expect("decode").answers.len())
+        .sum();
     assert_eq!(n, all.len());
 }

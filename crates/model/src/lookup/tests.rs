@@ -32,17 +32,26 @@ host.sub A 192.0.2.100\n";
 fn index() -> ZoneIndex {
     let origin = DomainName::parse("example.com").expect("name");
     let sets = crate::zonefile::parse(ZONE, &origin).expect("zone");
-    let zone = Zone::new(HostedZoneId::parse("ZT").expect("id"), origin, "r".into(), &[DomainName::parse("ns1.example.com").expect("n")])
-        .expect("zone")
-        .replace_all(sets)
-        .expect("apply");
+    let zone = Zone::new(
+        HostedZoneId::parse("ZT").expect("id"),
+        origin,
+        "r".into(),
+        &[DomainName::parse("ns1.example.com").expect("n")],
+    )
+    .expect("zone")
+    .replace_all(sets)
+    .expect("apply");
     ZoneIndex::new(Arc::new(zone))
 }
 
 fn render(a: &Answer<'_>) -> String {
     let section = |rrs: &[RrSet<'_>]| {
         rrs.iter()
-            .flat_map(|rr| rr.data.iter().map(move |d| format!("{} {} {} {}", rr.owner, rr.ttl, rr.rtype, d)))
+            .flat_map(|rr| {
+                rr.data
+                    .iter()
+                    .map(move |d| format!("{} {} {} {}", rr.owner, rr.ttl, rr.rtype, d))
+            })
             .collect::<Vec<_>>()
             .join("; ")
     };
@@ -67,49 +76,118 @@ fn check(qname: &str, qtype: &str, expect: &str) {
     assert_eq!(render(&idx.lookup(&name, qt, 0)), expect, "{qname} {qtype}");
 }
 
-const SOA: &str = "example.com. 60 SOA ns1.example.com. hostmaster.example.com. 2 7200 900 1209600 60";
+const SOA: &str =
+    "example.com. 60 SOA ns1.example.com. hostmaster.example.com. 2 7200 900 1209600 60";
 
 #[test]
 fn positive_answers() {
-    check("www.example.com", "A", "NoError aa | www.example.com. 300 A 192.0.2.1 |  | ");
-    check("WWW.Example.COM", "AAAA", "NoError aa | www.example.com. 300 AAAA 2001:db8::1 |  | ");
-    check("example.com", "NS", "NoError aa | example.com. 300 NS ns1.example.com. |  | ns1.example.com. 300 A 192.0.2.53");
+    check(
+        "www.example.com",
+        "A",
+        "NoError aa | www.example.com. 300 A 192.0.2.1 |  | ",
+    );
+    check(
+        "WWW.Example.COM",
+        "AAAA",
+        "NoError aa | www.example.com. 300 AAAA 2001:db8::1 |  | ",
+    );
+    check(
+        "example.com",
+        "NS",
+        "NoError aa | example.com. 300 NS ns1.example.com. |  | ns1.example.com. 300 A 192.0.2.53",
+    );
     check("mail.example.com", "MX", "NoError aa | mail.example.com. 300 MX 10 mx1.example.com. |  | mx1.example.com. 300 A 192.0.2.25");
 }
 
 #[test]
 fn negative_answers_carry_the_soa() {
-    check("nope.example.com", "A", &format!("NxDomain aa |  | {SOA} | "));
-    check("www.example.com", "TXT", &format!("NoError aa |  | {SOA} | "));
-    check("www.example.com", "HINFO", &format!("NoError aa |  | {SOA} | "));
+    check(
+        "nope.example.com",
+        "A",
+        &format!("NxDomain aa |  | {SOA} | "),
+    );
+    check(
+        "www.example.com",
+        "TXT",
+        &format!("NoError aa |  | {SOA} | "),
+    );
+    check(
+        "www.example.com",
+        "HINFO",
+        &format!("NoError aa |  | {SOA} | "),
+    );
     // Empty non-terminals exist: NODATA, not NXDOMAIN.
     check("b.c.example.com", "A", &format!("NoError aa |  | {SOA} | "));
     check("c.example.com", "TXT", &format!("NoError aa |  | {SOA} | "));
-    check("x.b.c.example.com", "A", &format!("NxDomain aa |  | {SOA} | "));
+    check(
+        "x.b.c.example.com",
+        "A",
+        &format!("NxDomain aa |  | {SOA} | "),
+    );
 }
 
 #[test]
 fn cname_chains() {
     check("alias.example.com", "A", "NoError aa | alias.example.com. 300 CNAME www.example.com.; www.example.com. 300 A 192.0.2.1 |  | ");
     check("chain.example.com", "A", "NoError aa | chain.example.com. 300 CNAME alias.example.com.; alias.example.com. 300 CNAME www.example.com.; www.example.com. 300 A 192.0.2.1 |  | ");
-    check("alias.example.com", "CNAME", "NoError aa | alias.example.com. 300 CNAME www.example.com. |  | ");
-    check("out.example.com", "A", "NoError aa | out.example.com. 300 CNAME www.other.org. |  | ");
+    check(
+        "alias.example.com",
+        "CNAME",
+        "NoError aa | alias.example.com. 300 CNAME www.example.com. |  | ",
+    );
+    check(
+        "out.example.com",
+        "A",
+        "NoError aa | out.example.com. 300 CNAME www.other.org. |  | ",
+    );
     check("loop1.example.com", "A", "NoError aa | loop1.example.com. 300 CNAME loop2.example.com.; loop2.example.com. 300 CNAME loop1.example.com. |  | ");
-    check("dangling.example.com", "A", &format!("NxDomain aa | dangling.example.com. 300 CNAME nothere.example.com. | {SOA} | "));
-    check("alias.example.com", "TXT", &format!("NoError aa | alias.example.com. 300 CNAME www.example.com. | {SOA} | "));
+    check(
+        "dangling.example.com",
+        "A",
+        &format!("NxDomain aa | dangling.example.com. 300 CNAME nothere.example.com. | {SOA} | "),
+    );
+    check(
+        "alias.example.com",
+        "TXT",
+        &format!("NoError aa | alias.example.com. 300 CNAME www.example.com. | {SOA} | "),
+    );
 }
 
 #[test]
 fn wildcards() {
-    check("foo.wild.example.com", "TXT", "NoError aa | foo.wild.example.com. 300 TXT \"wildcard\" |  | ");
-    check("a.b.wild.example.com", "TXT", "NoError aa | a.b.wild.example.com. 300 TXT \"wildcard\" |  | ");
+    check(
+        "foo.wild.example.com",
+        "TXT",
+        "NoError aa | foo.wild.example.com. 300 TXT \"wildcard\" |  | ",
+    );
+    check(
+        "a.b.wild.example.com",
+        "TXT",
+        "NoError aa | a.b.wild.example.com. 300 TXT \"wildcard\" |  | ",
+    );
     check("foo.wild.example.com", "MX", "NoError aa | foo.wild.example.com. 300 MX 5 mx1.example.com. |  | mx1.example.com. 300 A 192.0.2.25");
-    check("foo.wild.example.com", "A", &format!("NoError aa |  | {SOA} | "));
+    check(
+        "foo.wild.example.com",
+        "A",
+        &format!("NoError aa |  | {SOA} | "),
+    );
     // `y.wild` exists as an empty non-terminal, so the wildcard does not apply to it (RFC 4592).
-    check("y.wild.example.com", "TXT", &format!("NoError aa |  | {SOA} | "));
+    check(
+        "y.wild.example.com",
+        "TXT",
+        &format!("NoError aa |  | {SOA} | "),
+    );
     // Below an existing name the wildcard of that name applies, not `*.wild`.
-    check("z.y.wild.example.com", "TXT", &format!("NxDomain aa |  | {SOA} | "));
-    check("*.wild.example.com", "TXT", "NoError aa | *.wild.example.com. 300 TXT \"wildcard\" |  | ");
+    check(
+        "z.y.wild.example.com",
+        "TXT",
+        &format!("NxDomain aa |  | {SOA} | "),
+    );
+    check(
+        "*.wild.example.com",
+        "TXT",
+        "NoError aa | *.wild.example.com. 300 TXT \"wildcard\" |  | ",
+    );
     check("q.cw.example.com", "A", "NoError aa | q.cw.example.com. 300 CNAME www.example.com.; www.example.com. 300 A 192.0.2.1 |  | ");
 }
 
@@ -121,12 +199,20 @@ fn referrals_and_glue() {
     check("host.sub.example.com", "A", &referral);
     check("deep.host.sub.example.com", "TXT", &referral);
     // DS is answered by the parent side of the cut.
-    check("sub.example.com", "DS", "NoError aa | sub.example.com. 300 DS 1 5 1 ABCD |  | ");
+    check(
+        "sub.example.com",
+        "DS",
+        "NoError aa | sub.example.com. 300 DS 1 5 1 ABCD |  | ",
+    );
 }
 
 #[test]
 fn any_is_minimal() {
-    check("www.example.com", "ANY", "NoError aa | www.example.com. 300 A 192.0.2.1 |  | ");
+    check(
+        "www.example.com",
+        "ANY",
+        "NoError aa | www.example.com. 300 A 192.0.2.1 |  | ",
+    );
 }
 
 #[test]
@@ -144,19 +230,40 @@ fn routing_policies() {
         .expect("set");
         s.policy = policy;
         s.set_identifier = Some(id.into());
-        Change { action: ChangeAction::Create, set: s }
+        Change {
+            action: ChangeAction::Create,
+            set: s,
+        }
     };
-    let apply = |changes: &[Change]| ZoneIndex::new(Arc::new(base.zone().apply(changes).expect("apply")));
+    let apply =
+        |changes: &[Change]| ZoneIndex::new(Arc::new(base.zone().apply(changes).expect("apply")));
     let q = DomainName::parse("lb.example.com").expect("n");
     let ips = |idx: &ZoneIndex, random: u32| -> Vec<String> {
-        idx.lookup(&q, QueryType::Type(RecordType::A), random).answer.iter().flat_map(|rr| rr.data.iter().map(|d| d.to_string())).collect()
+        idx.lookup(&q, QueryType::Type(RecordType::A), random)
+            .answer
+            .iter()
+            .flat_map(|rr| rr.data.iter().map(|d| d.to_string()))
+            .collect()
     };
-    let w = apply(&[mk("a", RoutingPolicy::Weighted { weight: 1 }, "192.0.2.1"), mk("b", RoutingPolicy::Weighted { weight: 3 }, "192.0.2.2")]);
+    let w = apply(&[
+        mk("a", RoutingPolicy::Weighted { weight: 1 }, "192.0.2.1"),
+        mk("b", RoutingPolicy::Weighted { weight: 3 }, "192.0.2.2"),
+    ]);
     let picks: Vec<_> = (0..4).map(|r| ips(&w, r).join(",")).collect();
     assert_eq!(picks, ["192.0.2.1", "192.0.2.2", "192.0.2.2", "192.0.2.2"]);
-    let f = apply(&[mk("s", RoutingPolicy::Failover(Failover::Secondary), "192.0.2.9"), mk("p", RoutingPolicy::Failover(Failover::Primary), "192.0.2.8")]);
+    let f = apply(&[
+        mk(
+            "s",
+            RoutingPolicy::Failover(Failover::Secondary),
+            "192.0.2.9",
+        ),
+        mk("p", RoutingPolicy::Failover(Failover::Primary), "192.0.2.8"),
+    ]);
     assert_eq!(ips(&f, 0), ["192.0.2.8"]);
-    let m = apply(&[mk("1", RoutingPolicy::MultiValue, "192.0.2.1"), mk("2", RoutingPolicy::MultiValue, "192.0.2.2")]);
+    let m = apply(&[
+        mk("1", RoutingPolicy::MultiValue, "192.0.2.1"),
+        mk("2", RoutingPolicy::MultiValue, "192.0.2.2"),
+    ]);
     assert_eq!(ips(&m, 0).len(), 2);
 }
 

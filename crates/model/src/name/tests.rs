@@ -14,7 +14,10 @@ fn parse_and_display() {
     check(".", ".");
     check("\\042.example.com", "*.example.com.");
     check("a\\.b.example", "a\\.b.example.");
-    check("_acme-challenge.Www.example.org", "_acme-challenge.www.example.org.");
+    check(
+        "_acme-challenge.Www.example.org",
+        "_acme-challenge.www.example.org.",
+    );
     check("\\065bc.d", "abc.d.");
 }
 
@@ -80,7 +83,12 @@ fn route53_form_escapes_wildcards() {
     assert_eq!(n("_x.example.com").to_route53_string(), "_x.example.com.");
     let parsed = DomainName::parse_route53("\\052.Example.com").expect("valid");
     assert_eq!(parsed, n("*.example.com"));
-    assert_eq!(DomainName::parse_route53("a\\.b.c").expect("valid").label_count(), 2);
+    assert_eq!(
+        DomainName::parse_route53("a\\.b.c")
+            .expect("valid")
+            .label_count(),
+        2
+    );
     assert!(DomainName::parse_route53("\\400x.com").is_err());
     assert!(DomainName::parse_route53("\\377x.com").is_ok());
     assert!(DomainName::parse_route53("\\9").is_err());
@@ -88,7 +96,7 @@ fn route53_form_escapes_wildcards() {
 
 #[test]
 fn canonical_order() {
-    let mut names = vec![
+    let mut names = [
         n("z.example"),
         n("example"),
         n("*.z.example"),

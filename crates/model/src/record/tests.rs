@@ -31,7 +31,11 @@ fn every_type_round_trips() {
         "ns1.example.com. hostmaster.example.com. 1 7200 900 1209600 86400",
     );
     check("MX", "10 mail", "10 mail.example.com.");
-    check("TXT", "\"v=spf1 -all\" \"x\\\"y\"", "\"v=spf1 -all\" \"x\\\"y\"");
+    check(
+        "TXT",
+        "\"v=spf1 -all\" \"x\\\"y\"",
+        "\"v=spf1 -all\" \"x\\\"y\"",
+    );
     check("TXT", "unquoted", "\"unquoted\"");
     check("SPF", "\"v=spf1 -all\"", "\"v=spf1 -all\"");
     check("SRV", "0 5 5060 sip", "0 5 5060 sip.example.com.");
@@ -40,23 +44,38 @@ fn every_type_round_trips() {
         "100 10 \"U\" \"E2U+sip\" \"!^.*$!sip:info@example.com!\" .",
         "100 10 \"U\" \"E2U+sip\" \"!^.*$!sip:info@example.com!\" .",
     );
-    check("DS", "60485 5 1 2BB183AF5F22588179A53B0A 98631FAD1A292118", "60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118");
+    check(
+        "DS",
+        "60485 5 1 2BB183AF5F22588179A53B0A 98631FAD1A292118",
+        "60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118",
+    );
     check("SSHFP", "4 2 abcdef0123", "4 2 ABCDEF0123");
     check("TLSA", "3 1 1 0D6FCE", "3 1 1 0D6FCE");
-    check("SVCB", "1 . alpn=h2,h3 port=8443", "1 . alpn=h2,h3 port=8443");
+    check(
+        "SVCB",
+        "1 . alpn=h2,h3 port=8443",
+        "1 . alpn=h2,h3 port=8443",
+    );
     check("HTTPS", "0 svc", "0 svc.example.com.");
     check(
         "HTTPS",
         "1 . ipv4hint=192.0.2.1,192.0.2.2 no-default-alpn alpn=h2",
         "1 . alpn=h2 no-default-alpn ipv4hint=192.0.2.1,192.0.2.2",
     );
-    check("CAA", "0 issue \"letsencrypt.org\"", "0 issue \"letsencrypt.org\"");
+    check(
+        "CAA",
+        "0 issue \"letsencrypt.org\"",
+        "0 issue \"letsencrypt.org\"",
+    );
 }
 
 #[test]
 fn bad_values_are_rejected() {
     let bad = |rtype: RecordType, value: &str| {
-        assert!(RecordData::parse(rtype, value, None).is_err(), "{rtype} {value:?} accepted")
+        assert!(
+            RecordData::parse(rtype, value, None).is_err(),
+            "{rtype} {value:?} accepted"
+        )
     };
     bad(RecordType::A, "300.1.1.1");
     bad(RecordType::A, "192.0.2.1 extra");
@@ -92,11 +111,24 @@ fn record_set_invariants() {
     let ttl = Ttl::new(60).expect("ttl");
     assert!(RecordSet::new(n("x.example"), ttl, RecordType::A, vec![a("192.0.2.1")]).is_ok());
     assert!(RecordSet::new(n("x.example"), ttl, RecordType::A, vec![]).is_err());
-    assert!(RecordSet::new(n("x.example"), ttl, RecordType::A, vec![a("192.0.2.1"), a("192.0.2.1")]).is_err());
+    assert!(RecordSet::new(
+        n("x.example"),
+        ttl,
+        RecordType::A,
+        vec![a("192.0.2.1"), a("192.0.2.1")]
+    )
+    .is_err());
     assert!(RecordSet::new(n("x.example"), ttl, RecordType::AAAA, vec![a("192.0.2.1")]).is_err());
     let c = |s: &str| RecordData::Cname(n(s));
-    assert!(RecordSet::new(n("x.example"), ttl, RecordType::CNAME, vec![c("a."), c("b.")]).is_err());
-    let mut weighted = RecordSet::new(n("x.example"), ttl, RecordType::A, vec![a("192.0.2.1")]).expect("valid");
+    assert!(RecordSet::new(
+        n("x.example"),
+        ttl,
+        RecordType::CNAME,
+        vec![c("a."), c("b.")]
+    )
+    .is_err());
+    let mut weighted =
+        RecordSet::new(n("x.example"), ttl, RecordType::A, vec![a("192.0.2.1")]).expect("valid");
     weighted.policy = RoutingPolicy::Weighted { weight: 10 };
     assert!(weighted.check().is_err());
     weighted.set_identifier = Some("blue".into());

@@ -30,7 +30,10 @@ fn change(action: ChangeAction, set: RecordSet) -> Change {
 
 #[test]
 fn zone_ids() {
-    assert_eq!(HostedZoneId::parse("/hostedzone/Z123ABC").map(|z| z.to_string()), Ok("Z123ABC".into()));
+    assert_eq!(
+        HostedZoneId::parse("/hostedzone/Z123ABC").map(|z| z.to_string()),
+        Ok("Z123ABC".into())
+    );
     assert!(HostedZoneId::parse("z123").is_err());
     assert!(HostedZoneId::parse("Z").is_err());
     assert!(HostedZoneId::parse("Z12-3").is_err());
@@ -60,7 +63,11 @@ fn batches_are_atomic_and_bump_the_serial() {
         .apply(&[change(Create, b), change(Create, a.clone())])
         .expect_err("duplicate create");
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].to_string().contains("but it already exists"), "{}", errs[0]);
+    assert!(
+        errs[0].to_string().contains("but it already exists"),
+        "{}",
+        errs[0]
+    );
     // Delete must match the values and TTL.
     let wrong = set("www.example.com", RecordType::A, 60, &["192.0.2.9"]);
     let errs = z1.apply(&[change(Delete, wrong)]).expect_err("mismatch");
@@ -77,20 +84,52 @@ fn route53_rules() {
     let z = zone();
     let check_err = |changes: Vec<Change>, needle: &str| {
         let errs = z.apply(&changes).expect_err("must fail");
-        assert!(errs.iter().any(|e| e.to_string().contains(needle)), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.to_string().contains(needle)),
+            "{errs:?}"
+        );
     };
-    check_err(vec![change(Create, set("www.other.org", RecordType::A, 60, &["192.0.2.1"]))], "is not permitted in zone");
-    check_err(vec![change(Create, set("example.com", RecordType::CNAME, 60, &["x.org."]))], "conflicts with other records");
+    check_err(
+        vec![change(
+            Create,
+            set("www.other.org", RecordType::A, 60, &["192.0.2.1"]),
+        )],
+        "is not permitted in zone",
+    );
+    check_err(
+        vec![change(
+            Create,
+            set("example.com", RecordType::CNAME, 60, &["x.org."]),
+        )],
+        "conflicts with other records",
+    );
     check_err(
         vec![
-            change(Create, set("w.example.com", RecordType::CNAME, 60, &["x.org."])),
-            change(Create, set("w.example.com", RecordType::TXT, 60, &["\"t\""])),
+            change(
+                Create,
+                set("w.example.com", RecordType::CNAME, 60, &["x.org."]),
+            ),
+            change(
+                Create,
+                set("w.example.com", RecordType::TXT, 60, &["\"t\""]),
+            ),
         ],
         "conflicting RRSet of type CNAME",
     );
-    let ns = z.records.values().find(|s| s.rtype == RecordType::NS).cloned().expect("ns");
+    let ns = z
+        .records
+        .values()
+        .find(|s| s.rtype == RecordType::NS)
+        .cloned()
+        .expect("ns");
     check_err(vec![change(Delete, ns.clone())], "apex NS is not allowed");
-    check_err(vec![change(Create, set("x.example.com", RecordType::SOA, 60, &["a. b. 1 2 3 4 5"]))], "only allowed at the zone apex");
+    check_err(
+        vec![change(
+            Create,
+            set("x.example.com", RecordType::SOA, 60, &["a. b. 1 2 3 4 5"]),
+        )],
+        "only allowed at the zone apex",
+    );
     // Apex NS may be replaced with UPSERT.
     let mut ns2 = ns;
     ns2.records = vec![RecordData::Ns(n("ns9.example.org"))];
@@ -101,7 +140,13 @@ fn route53_rules() {
     w.policy = RoutingPolicy::Weighted { weight: 1 };
     w.set_identifier = Some("blue".into());
     check_err(
-        vec![change(Create, w), change(Create, set("m.example.com", RecordType::A, 60, &["192.0.2.2"]))],
+        vec![
+            change(Create, w),
+            change(
+                Create,
+                set("m.example.com", RecordType::A, 60, &["192.0.2.2"]),
+            ),
+        ],
         "cannot mix",
     );
 }
@@ -109,10 +154,23 @@ fn route53_rules() {
 #[test]
 fn upserted_soa_serial_moves_forward_only() {
     let z = zone();
-    let soa = |serial: u32| set("example.com", RecordType::SOA, 900, &[&format!("ns1.example.net. hostmaster.example.com. {serial} 7200 900 1209600 86400")]);
-    let z1 = z.apply(&[change(ChangeAction::Upsert, soa(1000))]).expect("upsert");
+    let soa = |serial: u32| {
+        set(
+            "example.com",
+            RecordType::SOA,
+            900,
+            &[&format!(
+                "ns1.example.net. hostmaster.example.com. {serial} 7200 900 1209600 86400"
+            )],
+        )
+    };
+    let z1 = z
+        .apply(&[change(ChangeAction::Upsert, soa(1000))])
+        .expect("upsert");
     assert_eq!(z1.serial(), 1000);
-    let z2 = z1.apply(&[change(ChangeAction::Upsert, soa(5))]).expect("upsert");
+    let z2 = z1
+        .apply(&[change(ChangeAction::Upsert, soa(5))])
+        .expect("upsert");
     assert_eq!(z2.serial(), 1001);
     assert!(serial_gt(1, u32::MAX));
     assert!(!serial_gt(u32::MAX, 1));

@@ -1,0 +1,335 @@
+//! Starting and stopping `edgeplane serve`, running the CLI, and querying with kdig/dig.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+
+/// Fails the test loudly when a peer program is missing.
+pub(crate) fn require(program: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} is not installed: run scripts/install-test-deps.sh (or scripts/test.sh)"
+    );
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP at the time of the call.
+pub(crate) fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// A running `edgeplane serve`, killed when dropped.
+pub(crate) struct Edgeplane {
+    child: Option<Child>,
+    /// DNS addresses (UDP and TCP), in the order of the `--dns-listen` flags.
+    pub(crate) dns: Vec<SocketAddr>,
+    pub(crate) metrics: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+impl Edgeplane {
+    /// Starts a server on `dir` with DNS on an ephemeral IPv4 port plus `extra` arguments.
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> Edgeplane {
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--log-format".into(),
+            "json".into(),
+            "serve".into(),
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        if !extra.contains(&"--dns-listen") {
+            args.extend(["--dns-listen".into(), "127.0.0.1:0".into()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("EDGEPLANE_LOG", "info,dns=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn edgeplane");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Edgeplane {
+            child: Some(child),
+            dns: Vec::new(),
+            metrics: SocketAddr::from(([0, 0, 0, 0], 0)),
+            log: rx,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut serving = false;
+        while !(serving && server.metrics.port() != 0) {
+            let line = server
+                .log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("edgeplane did not start (args {args:?})"));
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let msg = v["fields"]["message"].as_str().unwrap_or("");
+            let addr = v["fields"]["addr"].as_str().and_then(|a| a.parse().ok());
+            match (msg, addr) {
+                ("DNS listening on UDP and TCP", Some(a)) => server.dns.push(a),
+                ("metrics listening", Some(a)) => server.metrics = a,
+                ("edgeplane serving", _) => serving = true,
+                _ => {}
+            }
+        }
+        server
+    }
+
+    /// The first DNS address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.dns[0]
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub(crate) fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self
+                .log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(_) => panic!("no log line containing {needle:?} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Kills the server with SIGKILL, without any chance to clean up.
+    pub(crate) fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the server with SIGTERM and checks that it exits cleanly.
+    pub(crate) fn stop(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(status)) = c.try_wait() {
+                    assert!(status.success(), "edgeplane exited with {status}");
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "edgeplane did not stop on SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Edgeplane {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs the CLI on `dir`.
+pub(crate) fn cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run edgeplane")
+}
+
+/// Runs the CLI and returns its standard output, failing the test on a non-zero exit.
+pub(crate) fn cli_ok(dir: &Path, args: &[&str]) -> String {
+    let out = cli(dir, args);
+    assert!(
+        out.status.success(),
+        "edgeplane {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A response as kdig prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dig {
+    pub(crate) status: String,
+    pub(crate) flags: Vec<String>,
+    pub(crate) answer: Vec<String>,
+    pub(crate) authority: Vec<String>,
+    pub(crate) additional: Vec<String>,
+    pub(crate) raw: String,
+}
+
+impl Dig {
+    pub(crate) fn has_flag(&self, f: &str) -> bool {
+        self.flags.iter().any(|x| x == f)
+    }
+}
+
+/// Queries `server` with kdig; `args` are kdig's (name, type, +options).
+pub(crate) fn kdig(server: SocketAddr, args: &[&str]) -> Dig {
+    require("kdig");
+    let out = Command::new("kdig")
+        .arg(format!("@{}", server.ip()))
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(["+time=2", "+retry=1", "+norecurse"])
+        .args(args)
+        .output()
+        .expect("run kdig");
+    let mut raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    raw.push_str(&String::from_utf8_lossy(&out.stderr));
+    parse_dig(&raw)
+}
+
+/// Parses kdig's or dig's default output.
+pub(crate) fn parse_dig(raw: &str) -> Dig {
+    let mut d = Dig {
+        status: String::new(),
+        flags: Vec::new(),
+        answer: Vec::new(),
+        authority: Vec::new(),
+        additional: Vec::new(),
+        raw: raw.to_string(),
+    };
+    let mut section: Option<&str> = None;
+    for line in raw.lines() {
+        if let Some(i) = line.find("status: ") {
+            d.status = line[i + 8..]
+                .split([';', ','])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(rest) = lower.strip_prefix(";; flags:") {
+            d.flags = rest
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+        }
+        if line.contains("ANSWER SECTION") {
+            section = Some("answer");
+            continue;
+        }
+        if line.contains("AUTHORITY SECTION") {
+            section = Some("authority");
+            continue;
+        }
+        if line.contains("ADDITIONAL SECTION") {
+            section = Some("additional");
+            continue;
+        }
+        if line.trim().is_empty() || line.starts_with(";;") {
+            if line.trim().is_empty() || line.contains("SECTION") || line.starts_with(";; Received")
+            {
+                section = None;
+            }
+            continue;
+        }
+        let norm = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        match section {
+            Some("answer") => d.answer.push(norm),
+            Some("authority") => d.authority.push(norm),
+            Some("additional") => d.additional.push(norm),
+            _ => {}
+        }
+    }
+    d
+}
+
+/// Sends raw bytes over UDP and returns the reply, if any arrives within `timeout`.
+pub(crate) fn udp_exchange(server: SocketAddr, msg: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(timeout)).expect("timeout");
+    sock.send_to(msg, server).expect("send");
+    let mut buf = vec![0u8; 65535];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+/// A minimal query message: `id`, one question, RD clear, optional EDNS with `udp_size`.
+pub(crate) fn raw_query(id: u16, name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+    for label in name.trim_end_matches('.').split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    if let Some(size) = edns {
+        m.push(0);
+        m.extend_from_slice(&41u16.to_be_bytes());
+        m.extend_from_slice(&size.to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    }
+    m
+}
+
+/// A fresh data directory with `example.com` imported from `tests/data/example.com.zone`.
+pub(crate) fn data_dir_with_example() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cli_ok(
+        dir.path(),
+        &[
+            "zone",
+            "import",
+            "example.com",
+            "--file",
+            &fixture("example.com.zone"),
+            "--create",
+        ],
+    );
+    dir
+}
+
+/// The path of a file in `tests/data`.
+pub(crate) fn fixture(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
