@@ -16,3 +16,22 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+echo "== fuzzing (bounded)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+(
+  cd fuzz
+  for target in query zonefile; do
+    mkdir -p "corpus/$target"
+    log=$(mktemp)
+    if ! cargo fuzz run "$target" --sanitizer none "corpus/$target" "seeds/$target" -- \
+        -max_total_time="$FUZZ_SECONDS" >"$log" 2>&1; then
+      tail -40 "$log" >&2
+      echo "fuzz target $target failed (crash inputs, if any, are in fuzz/artifacts/$target)" >&2
+      exit 1
+    fi
+    echo "fuzz $target: $(grep -E '^Done' "$log")"
+    rm -f "$log"
+  done
+)
