@@ -21,7 +21,12 @@ fn store() -> &'static Store {
         let store = Store::open(&dir).expect("open store");
         let origin = model::DomainName::parse("example.com").expect("name");
         let (zone, _) = store
-            .create_zone(origin.clone(), "fuzz".into(), None, &[model::DomainName::parse("ns1.example.com").expect("ns")])
+            .create_zone(
+                origin.clone(),
+                "fuzz".into(),
+                None,
+                &[model::DomainName::parse("ns1.example.com").expect("ns")],
+            )
             .expect("zone");
         let sets = model::zonefile::parse(ZONE, &origin).expect("zone file");
         store.replace_records(&zone.id, sets).expect("import");

@@ -5,7 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let origin = model::DomainName::parse("example.com").expect("origin");
     if let Ok(sets) = model::zonefile::parse(text, &origin) {
         for set in &sets {

@@ -25,13 +25,25 @@ fn bench(c: &mut Criterion) {
     let store = Store::open(&dir).expect("open");
     let origin = model::DomainName::parse("example.com").expect("name");
     let (zone, _) = store
-        .create_zone(origin.clone(), "bench".into(), None, &[model::DomainName::parse("ns1.example.com").expect("ns")])
+        .create_zone(
+            origin.clone(),
+            "bench".into(),
+            None,
+            &[model::DomainName::parse("ns1.example.com").expect("ns")],
+        )
         .expect("zone");
-    let mut text = String::from("$TTL 300\n@ NS ns1\nns1 A 192.0.2.53\nalias CNAME host7\n*.wild A 192.0.2.80\n");
+    let mut text = String::from(
+        "$TTL 300\n@ NS ns1\nns1 A 192.0.2.53\nalias CNAME host7\n*.wild A 192.0.2.80\n",
+    );
     for i in 0..10_000 {
         text.push_str(&format!("host{i} A 10.0.{}.{}\n", i / 256, i % 256));
     }
-    store.replace_records(&zone.id, model::zonefile::parse(&text, &origin).expect("zone")).expect("import");
+    store
+        .replace_records(
+            &zone.id,
+            model::zonefile::parse(&text, &origin).expect("zone"),
+        )
+        .expect("import");
     let snapshot = store.snapshot();
     let mut group = c.benchmark_group("handle");
     for (label, q) in [
@@ -45,7 +57,13 @@ fn bench(c: &mut Criterion) {
         let mut buf = Vec::with_capacity(1500);
         group.bench_function(label, |b| {
             b.iter(|| {
-                let (out, _) = handle(&snapshot, black_box(&q), Transport::Udp, 1, std::mem::take(&mut buf));
+                let (out, _) = handle(
+                    &snapshot,
+                    black_box(&q),
+                    Transport::Udp,
+                    1,
+                    std::mem::take(&mut buf),
+                );
                 if let Outcome::Reply(r) = out {
                     buf = r;
                 }

@@ -361,21 +361,26 @@ impl Target {
     }
 }
 
-/// Serves the control socket until `stop` fires.
-pub(crate) async fn serve_socket(
-    data_dir: &Path,
-    store: Store,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+/// Binds the control socket in `data_dir`, readable and writable by its owner only.
+pub(crate) fn bind_socket(data_dir: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
     let path = data_dir.join(SOCKET_FILE);
     // A socket left by a killed server is stale: this process holds the store lock now.
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)
         .with_context(|| format!("binding {}", path.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the control socket until `stop` fires, then removes it.
+pub(crate) async fn serve_socket(
+    listener: tokio::net::UnixListener,
+    data_dir: &Path,
+    store: Store,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let path = data_dir.join(SOCKET_FILE);
     loop {
         tokio::select! {
             _ = stop.changed() => break,

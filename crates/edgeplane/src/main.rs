@@ -266,8 +266,12 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stats: Vec<_> = servers.iter().map(|s| s.stats()).collect();
+    let metrics_listener = metrics::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("binding metrics on {}", args.metrics_listen))?;
+    let control_listener = control::bind_socket(&data_dir)?;
     let metrics = tokio::spawn(metrics::serve(
-        args.metrics_listen,
+        metrics_listener,
         store.clone(),
         stats,
         stop_rx.clone(),
@@ -275,7 +279,7 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let control = tokio::spawn({
         let data_dir = data_dir.clone();
         let store = store.clone();
-        async move { control::serve_socket(&data_dir, store, stop_rx).await }
+        async move { control::serve_socket(control_listener, &data_dir, store, stop_rx).await }
     });
     tracing::info!(
         data_dir = %data_dir.display(),

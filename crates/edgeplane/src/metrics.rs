@@ -13,14 +13,20 @@ use tokio::sync::watch;
 
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
+/// Binds the metrics endpoint.
+pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+    Ok(listener)
+}
+
+/// Serves `GET /metrics` until `stop` fires.
 pub(crate) async fn serve(
-    addr: SocketAddr,
+    listener: TcpListener,
     store: Store,
     stats: Vec<Arc<Stats>>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
     let stats = Arc::new(stats);
     loop {
         tokio::select! {
