@@ -33,6 +33,8 @@ pub struct TransferRequest {
     pub qname_raw: Vec<u8>,
     pub qtype: u16,
     pub ixfr_serial: Option<u32>,
+    /// The zone's recent diffs, for IXFR.
+    pub journal: Option<Arc<model::zone::Journal>>,
 }
 
 /// What to do with a received message.
@@ -136,6 +138,7 @@ pub fn handle(
                         qname_raw: query.qname_raw.to_vec(),
                         qtype: query.qtype,
                         ixfr_serial: query.ixfr_serial,
+                        journal: snapshot.journals.get(&zone.zone().id).cloned(),
                     }),
                     None,
                 )

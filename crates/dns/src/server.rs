@@ -403,8 +403,8 @@ async fn tcp_connection(
                     write_framed(&mut stream, &mut out, &w.finish()).await?;
                     continue;
                 }
-                let messages = transfer::messages(&req);
-                tracing::info!(%peer, %zone, serial = req.zone.zone().serial(), messages = messages.len(), ixfr = req.ixfr_serial.is_some(), "zone transfer");
+                let (messages, kind) = transfer::messages(&req);
+                tracing::info!(%peer, %zone, serial = req.zone.zone().serial(), from_serial = ?req.ixfr_serial, ?kind, messages = messages.len(), "zone transfer");
                 ctx.stats.transfers.fetch_add(1, Ordering::Relaxed);
                 for m in messages {
                     write_framed(&mut stream, &mut out, &m).await?;

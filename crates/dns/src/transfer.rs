@@ -1,8 +1,10 @@
-//! Outgoing zone transfers: AXFR (RFC 5936) and IXFR answered in AXFR form or as "up to date"
-//! (RFC 1995 section 4).
+//! Outgoing zone transfers: AXFR (RFC 5936), and IXFR (RFC 1995) from the store's journal of
+//! recent diffs, falling back to the whole zone in AXFR form when the journal does not reach
+//! the secondary's serial, or to a single SOA when the secondary is current.
 
-use model::record::{RecordData, RecordSet, RecordType};
-use model::zone::serial_gt;
+use model::record::{RecordData, Ttl};
+use model::zone::{serial_gt, TransferRecord};
+use model::DomainName;
 
 use crate::handler::TransferRequest;
 use crate::wire::{MessageWriter, Rcode, Section, CLASS_IN, TYPE_IXFR};
@@ -10,54 +12,97 @@ use crate::wire::{MessageWriter, Rcode, Section, CLASS_IN, TYPE_IXFR};
 /// Target size of one transfer message; each message stays well under the 64 KiB limit.
 pub const TRANSFER_MESSAGE_SIZE: usize = 16 * 1024;
 
-/// The messages of a transfer, in order.
-pub fn messages(req: &TransferRequest) -> Vec<Vec<u8>> {
+/// How a transfer was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    /// The whole zone.
+    Full,
+    /// Only the differences since the secondary's serial.
+    Incremental,
+    /// The secondary is current: one SOA.
+    UpToDate,
+}
+
+/// The messages of a transfer, in order, and how it was answered.
+pub fn messages(req: &TransferRequest) -> (Vec<Vec<u8>>, TransferKind) {
     let zone = req.zone.zone();
     let Some((soa, soa_ttl)) = zone.soa() else {
         let mut w = MessageWriter::new(Vec::new(), &req.header, false, Rcode::ServFail);
         w.question(&req.qname_raw, req.qtype, CLASS_IN);
-        return vec![w.finish()];
+        return (vec![w.finish()], TransferKind::Full);
     };
     let soa_data = RecordData::Soa(soa.clone());
-    let up_to_date = req.qtype == TYPE_IXFR
-        && req
-            .ixfr_serial
-            .is_some_and(|client| !serial_gt(soa.serial, client));
-    let mut out = Vec::new();
-    let mut w = MessageWriter::new(
-        Vec::with_capacity(TRANSFER_MESSAGE_SIZE + 512),
-        &req.header,
-        true,
-        Rcode::NoError,
-    );
-    w.question(&req.qname_raw, req.qtype, CLASS_IN);
-    w.record(Section::Answer, &zone.name, soa_ttl.seconds(), &soa_data);
-    if up_to_date {
-        return vec![w.finish()];
+    let apex = &zone.name;
+    let current = (apex, soa_ttl, &soa_data);
+    if req.qtype == TYPE_IXFR {
+        if let Some(client) = req.ixfr_serial {
+            if !serial_gt(soa.serial, client) {
+                return (write(req, std::iter::once(current)), TransferKind::UpToDate);
+            }
+            if let Some(diffs) = req.journal.as_ref().and_then(|j| j.since(client)) {
+                let soas: Vec<(RecordData, Ttl, RecordData, Ttl)> = diffs
+                    .iter()
+                    .map(|d| {
+                        (
+                            RecordData::Soa(d.old_soa.1.clone()),
+                            d.old_soa.0,
+                            RecordData::Soa(d.new_soa.1.clone()),
+                            d.new_soa.0,
+                        )
+                    })
+                    .collect();
+                let body = diffs
+                    .iter()
+                    .zip(&soas)
+                    .flat_map(|(d, (old, old_ttl, new, new_ttl))| {
+                        std::iter::once((apex, *old_ttl, old))
+                            .chain(d.removed.iter().map(as_ref))
+                            .chain(std::iter::once((apex, *new_ttl, new)))
+                            .chain(d.added.iter().map(as_ref))
+                    });
+                let records = std::iter::once(current)
+                    .chain(body)
+                    .chain(std::iter::once(current));
+                return (write(req, records), TransferKind::Incremental);
+            }
+        }
     }
-    let sets: Vec<&RecordSet> = req
-        .zone
-        .transfer_order()
-        .into_iter()
-        .filter(|s| !(s.rtype == RecordType::SOA && s.name == zone.name))
-        .collect();
-    let records = sets
-        .iter()
-        .flat_map(|s| s.records.iter().map(move |d| (&s.name, s.ttl.seconds(), d)))
-        .chain(std::iter::once((&zone.name, soa_ttl.seconds(), &soa_data)));
-    let mut in_message = 1;
+    let all = zone.transfer_records();
+    let records = std::iter::once(current)
+        .chain(all.iter().map(as_ref))
+        .chain(std::iter::once(current));
+    (write(req, records), TransferKind::Full)
+}
+
+fn as_ref(r: &TransferRecord) -> (&DomainName, Ttl, &RecordData) {
+    (&r.0, r.1, &r.2)
+}
+
+/// Packs records into messages of about [`TRANSFER_MESSAGE_SIZE`]; the question goes in the
+/// first message only.
+fn write<'a>(
+    req: &TransferRequest,
+    records: impl Iterator<Item = (&'a DomainName, Ttl, &'a RecordData)>,
+) -> Vec<Vec<u8>> {
+    let new_writer = || {
+        MessageWriter::new(
+            Vec::with_capacity(TRANSFER_MESSAGE_SIZE + 512),
+            &req.header,
+            true,
+            Rcode::NoError,
+        )
+    };
+    let mut out = Vec::new();
+    let mut w = new_writer();
+    w.question(&req.qname_raw, req.qtype, CLASS_IN);
+    let mut in_message = 0;
     for (owner, ttl, data) in records {
         if w.len() >= TRANSFER_MESSAGE_SIZE && in_message > 0 {
             out.push(w.finish());
-            w = MessageWriter::new(
-                Vec::with_capacity(TRANSFER_MESSAGE_SIZE + 512),
-                &req.header,
-                true,
-                Rcode::NoError,
-            );
+            w = new_writer();
             in_message = 0;
         }
-        w.record(Section::Answer, owner, ttl, data);
+        w.record(Section::Answer, owner, ttl.seconds(), data);
         in_message += 1;
     }
     out.push(w.finish());

@@ -425,6 +425,116 @@ impl Zone {
     }
 }
 
+/// One record as a zone transfer carries it.
+pub type TransferRecord = (DomainName, Ttl, RecordData);
+
+/// The difference between two versions of a zone at record level, as an IXFR sends it
+/// (RFC 1995): the old SOA, the records removed, the new SOA, the records added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneDiff {
+    pub old_soa: (Ttl, Soa),
+    pub new_soa: (Ttl, Soa),
+    pub removed: Vec<TransferRecord>,
+    pub added: Vec<TransferRecord>,
+}
+
+impl ZoneDiff {
+    /// The diff from `old` to `new`, if both have an SOA and the serial moved.
+    pub fn between(old: &Zone, new: &Zone) -> Option<ZoneDiff> {
+        let (os, ot) = old.soa()?;
+        let (ns, nt) = new.soa()?;
+        if os.serial == ns.serial {
+            return None;
+        }
+        let a = old.transfer_records();
+        let b = new.transfer_records();
+        let a_set: std::collections::HashSet<&TransferRecord> = a.iter().collect();
+        let b_set: std::collections::HashSet<&TransferRecord> = b.iter().collect();
+        Some(ZoneDiff {
+            old_soa: (ot, os.clone()),
+            new_soa: (nt, ns.clone()),
+            removed: a.iter().filter(|r| !b_set.contains(r)).cloned().collect(),
+            added: b.iter().filter(|r| !a_set.contains(r)).cloned().collect(),
+        })
+    }
+
+    /// Records this diff carries (for bounding a journal).
+    pub fn len(&self) -> usize {
+        self.removed.len() + self.added.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.added.is_empty()
+    }
+}
+
+/// The recent diffs of one zone, oldest first, bounded in count and records.
+#[derive(Debug, Clone, Default)]
+pub struct Journal {
+    diffs: std::collections::VecDeque<std::sync::Arc<ZoneDiff>>,
+    records: usize,
+}
+
+impl Journal {
+    /// Most diffs kept per zone.
+    pub const MAX_DIFFS: usize = 100;
+    /// Most records kept across a zone's diffs; older diffs are dropped first.
+    pub const MAX_RECORDS: usize = 20_000;
+
+    /// Appends a diff, dropping the oldest ones beyond the bounds. A diff that does not
+    /// continue the last one (or is larger than the bound) clears the journal.
+    pub fn push(&mut self, diff: ZoneDiff) {
+        let continues = self
+            .diffs
+            .back()
+            .is_none_or(|last| last.new_soa.1.serial == diff.old_soa.1.serial);
+        if !continues || diff.len() > Self::MAX_RECORDS {
+            self.diffs.clear();
+            self.records = 0;
+            if diff.len() > Self::MAX_RECORDS {
+                return;
+            }
+        }
+        self.records += diff.len();
+        self.diffs.push_back(std::sync::Arc::new(diff));
+        while self.diffs.len() > Self::MAX_DIFFS || self.records > Self::MAX_RECORDS {
+            if let Some(old) = self.diffs.pop_front() {
+                self.records -= old.len();
+            }
+        }
+    }
+
+    /// The diffs leading from serial `from` to the newest version, if the journal reaches back
+    /// that far.
+    pub fn since(&self, from: u32) -> Option<Vec<std::sync::Arc<ZoneDiff>>> {
+        let start = self.diffs.iter().position(|d| d.old_soa.1.serial == from)?;
+        Some(self.diffs.iter().skip(start).cloned().collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.diffs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.diffs.is_empty()
+    }
+}
+
+impl Zone {
+    /// Every record but the apex SOA, in canonical order, as a transfer carries them.
+    pub fn transfer_records(&self) -> Vec<TransferRecord> {
+        self.records
+            .values()
+            .filter(|s| !(s.rtype == RecordType::SOA && s.name == self.name))
+            .flat_map(|s| {
+                s.records
+                    .iter()
+                    .map(move |d| (s.name.clone(), s.ttl, d.clone()))
+            })
+            .collect()
+    }
+}
+
 /// Whether a DELETE's record set matches the stored one (TTL, values in any order, policy).
 fn same_values(current: &RecordSet, wanted: &RecordSet) -> bool {
     current.ttl == wanted.ttl

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use model::lookup::ZoneIndex;
 use model::record::{RecordError, RecordSet};
-use model::zone::{Change, ChangeError, RecordKey};
+use model::zone::{Change, ChangeError, Journal, RecordKey, ZoneDiff};
 use model::{DomainName, HostedZoneId, Zone};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
@@ -91,6 +91,9 @@ pub struct Snapshot {
     pub zones: BTreeMap<HostedZoneId, Arc<ZoneIndex>>,
     /// The zone served for each apex name (the oldest, when two zones share a name).
     pub serving: HashMap<DomainName, Arc<ZoneIndex>>,
+    /// Recent diffs per zone, for incremental transfers (kept in memory only: after a restart
+    /// secondaries get a full transfer once).
+    pub journals: HashMap<HostedZoneId, Arc<Journal>>,
 }
 
 impl Snapshot {
@@ -388,6 +391,19 @@ impl Store {
                 zones.remove(id);
             }
         }
+        let mut journals = current.journals.clone();
+        match (old, new) {
+            (Some(o), Some(n)) => {
+                if let Some(diff) = ZoneDiff::between(o, n) {
+                    let mut journal = journals.get(id).map(|j| (**j).clone()).unwrap_or_default();
+                    journal.push(diff);
+                    journals.insert(id.clone(), Arc::new(journal));
+                }
+            }
+            _ => {
+                journals.remove(id);
+            }
+        }
         let mut metas: BTreeMap<HostedZoneId, ZoneMeta> = w.metas.clone();
         match meta {
             Some(m) if new.is_some() => {
@@ -402,6 +418,7 @@ impl Store {
             generation,
             zones,
             serving,
+            journals,
         }));
         self.inner.generation.send_replace(generation);
         tracing::debug!(zone = %id, change = %change.id, generation, "change committed");
@@ -482,6 +499,7 @@ fn build_snapshot(
         generation,
         zones,
         serving,
+        journals: HashMap::new(),
     }
 }
 

@@ -6,7 +6,6 @@ use hickory_proto::op::{
     Edns as HEdns, Message, MessageType, OpCode, Query as HQuery, ResponseCode,
 };
 use hickory_proto::rr::{DNSClass, Name, RecordType as HType};
-use std::sync::Arc;
 use store::Store;
 
 const ZONE: &str = "$ORIGIN example.com.\n$TTL 300\n\
@@ -322,14 +321,9 @@ fn zone_transfers() {
     let Outcome::Transfer(req) = run(&f, &axfr, Transport::Tcp).0 else {
         panic!("expected a transfer")
     };
-    let msgs = crate::transfer::messages(&req);
-    let all: Vec<_> = msgs
-        .iter()
-        .flat_map(|m| Message::from_vec(m).expect("decode").answers)
-        .collect();
-    assert_eq!(all.first().map(|r| r.record_type()), Some(HType::SOA));
-    assert_eq!(all.last().map(|r| r.record_type()), Some(HType::SOA));
-    assert_eq!(all.len(), 10, "SOA, 7 other records, the big TXT, SOA");
+    let (msgs, kind) = crate::transfer::messages(&req);
+    assert_eq!(kind, crate::transfer::TransferKind::Full);
+    let all = answers(&msgs);
     // Not at an apex: NOTAUTH.
     let m = reply(
         &f,
@@ -345,31 +339,87 @@ fn zone_transfers() {
     );
     assert_eq!(m.answers.len(), 1);
     assert_eq!(m.answers[0].record_type(), HType::SOA);
-    let snapshot = f.store.snapshot();
-    let zone: &Arc<model::lookup::ZoneIndex> = snapshot.serving.values().next().expect("zone");
-    let current = zone.zone().serial();
-    // IXFR from the current serial: one SOA, up to date.
-    let up_to_date = TransferRequest {
-        ixfr_serial: Some(current),
-        qtype: crate::wire::TYPE_IXFR,
-        ..req.clone()
+    // A change, then IXFR requests from various serials over TCP.
+    let zone_id = f
+        .store
+        .snapshot()
+        .zones
+        .keys()
+        .next()
+        .cloned()
+        .expect("zone");
+    let before = f.store.zone(&zone_id).expect("zone").serial();
+    let set = model::RecordSet::new(
+        model::DomainName::parse("new.example.com").expect("n"),
+        model::Ttl::new(60).expect("ttl"),
+        model::RecordType::A,
+        vec![model::RecordData::A("192.0.2.200".parse().expect("ip"))],
+    )
+    .expect("set");
+    f.store
+        .change_records(
+            &zone_id,
+            &[model::zone::Change {
+                action: model::zone::ChangeAction::Create,
+                set,
+            }],
+        )
+        .expect("change");
+    let current = before + 1;
+    let ixfr = |from: u32| {
+        let mut q = Message::from_vec(&query("example.com.", HType::IXFR, None)).expect("q");
+        q.authorities.push(hickory_proto::rr::Record::from_rdata(
+            Name::from_ascii("example.com.").expect("n"),
+            60,
+            hickory_proto::rr::RData::SOA(hickory_proto::rr::rdata::SOA::new(
+                Name::from_ascii("ns1.example.com.").expect("n"),
+                Name::from_ascii("hostmaster.example.com.").expect("n"),
+                from,
+                7200,
+                900,
+                1_209_600,
+                60,
+            )),
+        ));
+        match run(&f, &q.to_vec().expect("encode"), Transport::Tcp).0 {
+            Outcome::Transfer(req) => crate::transfer::messages(&req),
+            other => panic!("expected a transfer, got {other:?}"),
+        }
     };
+    // Current: one SOA.
+    let (m, kind) = ixfr(current);
     assert_eq!(
-        Message::from_vec(&crate::transfer::messages(&up_to_date)[0])
-            .expect("decode")
-            .answers
-            .len(),
-        1
+        (kind, answers(&m).len()),
+        (crate::transfer::TransferKind::UpToDate, 1)
     );
-    // IXFR from an older serial: the whole zone in AXFR form.
-    let older = TransferRequest {
-        ixfr_serial: Some(current - 1),
-        qtype: crate::wire::TYPE_IXFR,
-        ..req
-    };
-    let n: usize = crate::transfer::messages(&older)
+    // One change behind: SOA(new), SOA(old), SOA(new), the added A, SOA(new).
+    let (m, kind) = ixfr(before);
+    assert_eq!(kind, crate::transfer::TransferKind::Incremental);
+    let got: Vec<String> = answers(&m)
         .iter()
-        .map(|m| Message::from_vec(m).expect("decode").answers.len())
-        .sum();
-    assert_eq!(n, all.len());
+        .map(|r| match &r.data {
+            hickory_proto::rr::RData::SOA(soa) => format!("SOA {}", soa.serial),
+            d => d.to_string(),
+        })
+        .collect();
+    let expect = [
+        format!("SOA {current}"),
+        format!("SOA {before}"),
+        format!("SOA {current}"),
+        "192.0.2.200".to_string(),
+        format!("SOA {current}"),
+    ];
+    assert_eq!(got, expect);
+    // A serial the journal does not reach: the whole zone.
+    let (m, kind) = ixfr(before.wrapping_sub(50));
+    assert_eq!(
+        (kind, answers(&m).len()),
+        (crate::transfer::TransferKind::Full, all.len() + 1)
+    );
+}
+
+fn answers(msgs: &[Vec<u8>]) -> Vec<hickory_proto::rr::Record> {
+    msgs.iter()
+        .flat_map(|m| Message::from_vec(m).expect("decode").answers)
+        .collect()
 }

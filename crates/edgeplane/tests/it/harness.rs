@@ -41,6 +41,8 @@ pub(crate) struct Edgeplane {
     pub(crate) dns: Vec<SocketAddr>,
     pub(crate) metrics: SocketAddr,
     log: mpsc::Receiver<String>,
+    /// Log lines already received.
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl Edgeplane {
@@ -82,6 +84,7 @@ impl Edgeplane {
             dns: Vec::new(),
             metrics: SocketAddr::from(([0, 0, 0, 0], 0)),
             log: rx,
+            seen: std::sync::Mutex::new(Vec::new()),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut serving = false;
@@ -90,6 +93,7 @@ impl Edgeplane {
                 .log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .unwrap_or_else(|_| panic!("edgeplane did not start (args {args:?})"));
+            server.seen.lock().expect("lock").push(line.clone());
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
@@ -110,16 +114,24 @@ impl Edgeplane {
         self.dns[0]
     }
 
-    /// Waits until a log line contains `needle`.
+    /// Waits until a log line (printed before or after this call) contains `needle`.
     pub(crate) fn wait_log(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
+        let mut seen = self.seen.lock().expect("lock");
+        if let Some(line) = seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
         loop {
             match self
                 .log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
+                Ok(line) => {
+                    seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
                 Err(_) => panic!("no log line containing {needle:?} within {timeout:?}"),
             }
         }

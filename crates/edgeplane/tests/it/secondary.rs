@@ -135,6 +135,8 @@ fn secondary_follows_primary(
         started.elapsed()
     );
     server.wait_log("NOTIFY acknowledged", Duration::from_secs(10));
+    // The secondary already had the zone: it asked for IXFR and got only the difference.
+    server.wait_log("\"kind\":\"Incremental\"", Duration::from_secs(10));
     compare(server.addr(), secondary, who);
 }
 
@@ -180,7 +182,7 @@ fn nsd_secondary_transfers_and_answers_identically() {
              \x20 xfrdir: \"{w}\"\n  username: \"\"\n  chroot: \"\"\n  verbosity: 2\n  rrl-ratelimit: 0\n\
              remote-control:\n  control-enable: no\n\
              zone:\n  name: example.com\n  zonefile: \"{w}/example.com.zone\"\n\
-             \x20 allow-notify: 127.0.0.1 NOKEY\n  request-xfr: AXFR {ip}@{pport} NOKEY\n",
+             \x20 allow-notify: 127.0.0.1 NOKEY\n  request-xfr: {ip}@{pport} NOKEY\n",
             w = work.display(),
             ip = primary.ip(),
             pport = primary.port(),

@@ -175,3 +175,56 @@ fn upserted_soa_serial_moves_forward_only() {
     assert!(serial_gt(1, u32::MAX));
     assert!(!serial_gt(u32::MAX, 1));
 }
+
+#[test]
+fn diffs_carry_removed_and_added_records() {
+    use ChangeAction::*;
+    let z0 = zone();
+    let z1 = z0
+        .apply(&[
+            change(
+                Create,
+                set(
+                    "a.example.com",
+                    RecordType::A,
+                    60,
+                    &["192.0.2.1", "192.0.2.2"],
+                ),
+            ),
+            change(
+                Create,
+                set("b.example.com", RecordType::TXT, 60, &["\"x\""]),
+            ),
+        ])
+        .expect("apply");
+    let z2 = z1
+        .apply(&[
+            change(
+                Upsert,
+                set(
+                    "a.example.com",
+                    RecordType::A,
+                    60,
+                    &["192.0.2.2", "192.0.2.3"],
+                ),
+            ),
+            change(
+                Delete,
+                set("b.example.com", RecordType::TXT, 60, &["\"x\""]),
+            ),
+        ])
+        .expect("apply");
+    let d = ZoneDiff::between(&z1, &z2).expect("serial moved");
+    assert_eq!((d.old_soa.1.serial, d.new_soa.1.serial), (2, 3));
+    let show = |rs: &[TransferRecord]| {
+        rs.iter()
+            .map(|(n, t, d)| format!("{n} {t} {d}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        show(&d.removed),
+        ["a.example.com. 60 192.0.2.1", "b.example.com. 60 \"x\""]
+    );
+    assert_eq!(show(&d.added), ["a.example.com. 60 192.0.2.3"]);
+    assert!(ZoneDiff::between(&z2, &z2).is_none());
+}
