@@ -11,6 +11,8 @@ use crate::wire::{MessageWriter, Rcode, Section, CLASS_IN, TYPE_IXFR};
 
 /// Target size of one transfer message; each message stays well under the 64 KiB limit.
 pub const TRANSFER_MESSAGE_SIZE: usize = 16 * 1024;
+/// Largest DNS message over TCP.
+const MAX_MESSAGE: usize = 65_535;
 
 /// How a transfer was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +104,16 @@ fn write<'a>(
             w = new_writer();
             in_message = 0;
         }
+        let mark = w.mark();
         w.record(Section::Answer, owner, ttl.seconds(), data);
+        if w.len() > MAX_MESSAGE && in_message > 0 {
+            // A large record that does not fit after the others starts its own message.
+            w.rollback(mark);
+            out.push(w.finish());
+            w = new_writer();
+            w.record(Section::Answer, owner, ttl.seconds(), data);
+            in_message = 0;
+        }
         in_message += 1;
     }
     out.push(w.finish());

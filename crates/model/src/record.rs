@@ -493,6 +493,10 @@ impl fmt::Display for RecordData {
     }
 }
 
+/// Largest variable part of one record's data, so that every record fits in a DNS message
+/// with room to spare (Route53 allows 4,000 characters per value).
+pub const MAX_RDATA: usize = 16 * 1024;
+
 /// Uppercase hex of `data`, as BIND and Knot print digests.
 pub fn hex(data: &[u8]) -> String {
     let mut s = String::with_capacity(data.len() * 2);
@@ -558,8 +562,8 @@ impl<'a> Fields<'a> {
             return Err("missing character-string".to_string());
         }
         let total: usize = out.iter().map(|s| s.len() + 1).sum();
-        if total > 65_000 {
-            return Err("value too long".to_string());
+        if total > MAX_RDATA {
+            return Err(format!("value longer than {MAX_RDATA} octets"));
         }
         Ok(out)
     }
@@ -571,6 +575,9 @@ impl<'a> Fields<'a> {
         }
         if digits.is_empty() || !digits.len().is_multiple_of(2) {
             return Err("expected an even number of hex digits".to_string());
+        }
+        if digits.len() / 2 > MAX_RDATA {
+            return Err(format!("value longer than {MAX_RDATA} octets"));
         }
         (0..digits.len())
             .step_by(2)
@@ -603,6 +610,10 @@ impl<'a> Fields<'a> {
             params.push(crate::svcb::parse_param(key, value)?);
         }
         crate::svcb::check_params(&mut params)?;
+        let total: usize = params.iter().map(|p| p.value.len() + 4).sum();
+        if total > MAX_RDATA {
+            return Err(format!("parameters longer than {MAX_RDATA} octets"));
+        }
         Ok(params)
     }
 }
