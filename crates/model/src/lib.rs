@@ -5,9 +5,11 @@
 //! async code, and knows no wire format but the DNS presentation format, which *is* its data's
 //! text form.
 
+pub mod base64;
 pub mod lookup;
 pub mod name;
 pub mod record;
+pub mod secret;
 pub mod svcb;
 pub mod text;
 pub mod zone;

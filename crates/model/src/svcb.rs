@@ -98,7 +98,7 @@ pub fn parse_param(key: &str, value: Option<&str>) -> Result<SvcParam, String> {
         }
         5 => {
             let v = unescaped.ok_or_else(need)?;
-            base64_decode(&v).ok_or_else(|| "ech must be base64".to_string())?
+            crate::base64::decode(&v).ok_or_else(|| "ech must be base64".to_string())?
         }
         _ => unescaped.unwrap_or_default(),
     };
@@ -176,7 +176,7 @@ pub fn write_param(out: &mut String, p: &SvcParam) {
                 .collect::<Vec<_>>()
                 .join(","),
         ),
-        5 => Some(base64_encode(v)),
+        5 => Some(crate::base64::encode(v)),
         _ => {
             let mut s = String::new();
             crate::text::quote(&mut s, v);
@@ -219,57 +219,9 @@ fn split_commas(v: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(data: &[u8]) -> String {
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                s.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
-
-fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    let trimmed: Vec<u8> = text.iter().copied().filter(|&c| c != b'=').collect();
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in trimmed {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_round_trip() {
-        for data in [&b""[..], b"a", b"ab", b"abc", b"abcd", b"\xff\x00\x10"] {
-            let e = base64_encode(data);
-            assert_eq!(base64_decode(e.as_bytes()).as_deref(), Some(data), "{e}");
-        }
-        assert_eq!(base64_encode(b"hello"), "aGVsbG8=");
-    }
 
     #[test]
     fn params_parse_and_print() {
