@@ -10,14 +10,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
 use model::record::{RecordData, RecordSet, RecordType, Ttl};
+use model::secret::{SecretRef, SecretSpec, SecretType, SecretValue};
 use model::zone::{Change, ChangeAction};
 use model::{DomainName, HostedZoneId, Zone};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use store::secrets::{Caller, MasterKeySource, SecretInfo, Secrets};
 use store::{Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The socket's file name inside the data directory.
 pub(crate) const SOCKET_FILE: &str = "control.sock";
+/// The secret store's audit log inside the data directory.
+pub(crate) const AUDIT_FILE: &str = "audit.log";
 /// Largest request accepted on the control socket (zone imports included).
 const MAX_REQUEST: usize = 64 * 1024 * 1024;
 
@@ -64,6 +69,40 @@ pub(crate) enum Request {
     RecordList {
         zone: String,
     },
+    SecretPut {
+        namespace: String,
+        name: String,
+        secret_type: String,
+        /// Values in base64.
+        data: RedactedData,
+        /// Replace an existing secret instead of failing.
+        update: bool,
+    },
+    SecretGet {
+        namespace: String,
+        name: String,
+        version: Option<u64>,
+        key: Option<String>,
+    },
+    SecretList {
+        namespace: Option<String>,
+    },
+    SecretDelete {
+        namespace: String,
+        name: String,
+    },
+    SecretRotateMasterKey,
+}
+
+/// Secret values in transit on the control socket: never printed by `Debug`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct RedactedData(pub(crate) BTreeMap<String, String>);
+
+impl std::fmt::Debug for RedactedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} redacted values>", self.0.len())
+    }
 }
 
 impl Request {
@@ -78,7 +117,17 @@ impl Request {
             Request::RecordChange { .. } => "record-change",
             Request::RecordDelete { .. } => "record-delete",
             Request::RecordList { .. } => "record-list",
+            Request::SecretPut { .. } => "secret-put",
+            Request::SecretGet { .. } => "secret-get",
+            Request::SecretList { .. } => "secret-list",
+            Request::SecretDelete { .. } => "secret-delete",
+            Request::SecretRotateMasterKey => "secret-rotate-master-key",
         }
+    }
+
+    /// Whether the request needs the secret store (and so the master key).
+    pub(crate) fn needs_secrets(&self) -> bool {
+        self.op().starts_with("secret-")
     }
 }
 
@@ -90,9 +139,101 @@ pub(crate) struct Reply {
     pub(crate) error: Option<String>,
 }
 
+/// What requests run against: the store, and the secret store when it is open.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub(crate) store: Store,
+    pub(crate) secrets: Option<Secrets>,
+}
+
+impl Context {
+    fn secrets(&self) -> anyhow::Result<&Secrets> {
+        self.secrets
+            .as_ref()
+            .ok_or_else(|| anyhow!("the secret store is not open"))
+    }
+}
+
 /// Runs a request against the store and returns what to print.
-pub(crate) fn execute(store: &Store, req: Request) -> anyhow::Result<String> {
+pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
+    let store = &ctx.store;
     match req {
+        Request::SecretPut {
+            namespace,
+            name,
+            secret_type,
+            data,
+            update,
+        } => {
+            let r = SecretRef::new(&namespace, &name)?;
+            let mut values = BTreeMap::new();
+            for (k, v) in data.0 {
+                let bytes = model::base64::decode(v.as_bytes())
+                    .ok_or_else(|| anyhow!("value of {k} is not base64"))?;
+                values.insert(k, SecretValue::new(bytes));
+            }
+            let spec = SecretSpec {
+                secret_type: SecretType::parse(&secret_type)?,
+                data: values,
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+            };
+            let caller = Caller::admin();
+            let info = if update {
+                ctx.secrets()?.apply(&caller, &r, &spec)?
+            } else {
+                ctx.secrets()?.create(&caller, &r, &spec)?
+            };
+            Ok(format!("{r} version {}\n", info.version))
+        }
+        Request::SecretGet {
+            namespace,
+            name,
+            version,
+            key,
+        } => {
+            let r = SecretRef::new(&namespace, &name)?;
+            let (info, spec) = ctx.secrets()?.get(&Caller::admin(), &r, version)?;
+            match key {
+                Some(k) => {
+                    let v = spec
+                        .data
+                        .get(&k)
+                        .ok_or_else(|| anyhow!("secret {r} has no key {k:?}"))?;
+                    Ok(String::from_utf8_lossy(v.expose()).into_owned())
+                }
+                None => Ok(format!("{}\n", secret_json(&info, &spec))),
+            }
+        }
+        Request::SecretList { namespace } => {
+            let list = ctx
+                .secrets()?
+                .list(&Caller::admin(), namespace.as_deref())?;
+            let mut out = String::from("NAMESPACE\tNAME\tTYPE\tDATA\tVERSION\n");
+            for i in list {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    i.reference.namespace(),
+                    i.reference.name(),
+                    i.secret_type,
+                    i.keys.len(),
+                    i.version
+                ));
+            }
+            Ok(out)
+        }
+        Request::SecretDelete { namespace, name } => {
+            let r = SecretRef::new(&namespace, &name)?;
+            ctx.secrets()?.delete(&Caller::admin(), &r)?;
+            Ok(format!("deleted {r}\n"))
+        }
+        Request::SecretRotateMasterKey => {
+            let report = ctx.secrets()?.rotate_master_key()?;
+            Ok(format!(
+                "master key rotated from {} to {}: {} data keys re-sealed in {:.3} s\n",
+                report.old_key, report.new_key, report.rewrapped, report.seconds
+            ))
+        }
         Request::ZoneCreate {
             name,
             caller_reference,
@@ -309,14 +450,30 @@ fn record_set(
 
 /// Where a CLI request goes: straight to the store, or to the server that holds it.
 pub(crate) enum Target {
-    Local(Store),
+    Local(Context),
     Server(PathBuf),
 }
 
-/// Opens the store, or finds the running server's control socket when the store is in use.
-pub(crate) fn connect(data_dir: &Path) -> anyhow::Result<Target> {
+/// Opens the store (and the secret store, for secret requests), or finds the running server's
+/// control socket when the store is in use.
+pub(crate) fn connect(
+    data_dir: &Path,
+    req: &Request,
+    key: &MasterKeySource,
+) -> anyhow::Result<Target> {
     match Store::open(data_dir) {
-        Ok(store) => Ok(Target::Local(store)),
+        Ok(store) => {
+            let secrets = if req.needs_secrets() {
+                Some(Secrets::open(
+                    &store,
+                    key.clone(),
+                    &data_dir.join(AUDIT_FILE),
+                )?)
+            } else {
+                None
+            };
+            Ok(Target::Local(Context { store, secrets }))
+        }
         Err(StoreError::Locked { .. }) => {
             let sock = data_dir.join(SOCKET_FILE);
             if !sock.exists() {
@@ -335,9 +492,7 @@ impl Target {
     /// Runs the request and returns what to print.
     pub(crate) async fn run(self, req: Request) -> anyhow::Result<String> {
         match self {
-            Target::Local(store) => {
-                tokio::task::spawn_blocking(move || execute(&store, req)).await?
-            }
+            Target::Local(ctx) => tokio::task::spawn_blocking(move || execute(&ctx, req)).await?,
             Target::Server(path) => {
                 let stream = tokio::net::UnixStream::connect(&path)
                     .await
@@ -377,7 +532,7 @@ pub(crate) fn bind_socket(data_dir: &Path) -> anyhow::Result<tokio::net::UnixLis
 pub(crate) async fn serve_socket(
     listener: tokio::net::UnixListener,
     data_dir: &Path,
-    store: Store,
+    ctx: Context,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let path = data_dir.join(SOCKET_FILE);
@@ -389,9 +544,9 @@ pub(crate) async fn serve_socket(
                     Ok(v) => v,
                     Err(e) => { tracing::warn!(error = %e, "control socket accept failed"); continue; }
                 };
-                let store = store.clone();
+                let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle_connection(stream, store).await {
+                    if let Err(e) = handle_connection(stream, ctx).await {
                         tracing::warn!(error = %e, "control request failed");
                     }
                 });
@@ -402,7 +557,7 @@ pub(crate) async fn serve_socket(
     Ok(())
 }
 
-async fn handle_connection(stream: tokio::net::UnixStream, store: Store) -> anyhow::Result<()> {
+async fn handle_connection(stream: tokio::net::UnixStream, ctx: Context) -> anyhow::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::new(r).take(MAX_REQUEST as u64);
     let mut line = Vec::new();
@@ -410,7 +565,7 @@ async fn handle_connection(stream: tokio::net::UnixStream, store: Store) -> anyh
     let reply = match serde_json::from_slice::<Request>(&line) {
         Ok(req) => {
             let op = req.op();
-            let result = tokio::task::spawn_blocking(move || execute(&store, req)).await?;
+            let result = tokio::task::spawn_blocking(move || execute(&ctx, req)).await?;
             match result {
                 Ok(output) => {
                     tracing::info!(op, "control request done");
@@ -434,4 +589,27 @@ async fn handle_connection(stream: tokio::net::UnixStream, store: Store) -> anyh
     out.push(b'\n');
     w.write_all(&out).await?;
     Ok(())
+}
+
+/// A secret as Kubernetes prints it: metadata, type, and data in base64.
+fn secret_json(info: &SecretInfo, spec: &SecretSpec) -> String {
+    let data: BTreeMap<&str, String> = spec
+        .data
+        .iter()
+        .map(|(k, v)| (k.as_str(), model::base64::encode(v.expose())))
+        .collect();
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "namespace": info.reference.namespace(),
+            "name": info.reference.name(),
+            "resourceVersion": info.version.to_string(),
+            "labels": spec.labels,
+            "annotations": spec.annotations,
+        },
+        "type": info.secret_type.as_str(),
+        "data": data,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }

@@ -30,8 +30,38 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "EDGEPLANE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// File holding the master key that seals secrets (created on first use, mode 0600).
+    /// Default: master.key in the data directory.
+    #[arg(long, global = true, env = "EDGEPLANE_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Shell command printing the master key (base64), instead of a file.
+    #[arg(
+        long,
+        global = true,
+        env = "EDGEPLANE_MASTER_KEY_COMMAND",
+        conflicts_with = "master_key_file"
+    )]
+    master_key_command: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// Where the master key comes from: `EDGEPLANE_MASTER_KEY` (base64), a command, or a file.
+    fn master_key_source(&self) -> store::secrets::MasterKeySource {
+        use store::secrets::MasterKeySource;
+        if let Ok(v) = std::env::var("EDGEPLANE_MASTER_KEY") {
+            return MasterKeySource::Value(zeroize::Zeroizing::new(v));
+        }
+        if let Some(cmd) = &self.master_key_command {
+            return MasterKeySource::Command(cmd.clone());
+        }
+        MasterKeySource::File(
+            self.master_key_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("master.key")),
+        )
+    }
 }
 
 #[derive(Subcommand)]
@@ -44,6 +74,64 @@ enum Command {
     /// Record sets.
     #[command(subcommand)]
     Record(RecordCommand),
+    /// Secrets (encrypted at rest, versioned, audited).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Create a secret: `secret create db --from-literal password=s3cret`.
+    Create(SecretArgs),
+    /// Create or replace a secret (a new version).
+    Apply(SecretArgs),
+    /// Print a secret as a Kubernetes Secret (JSON), or one value with --key.
+    Get {
+        name: String,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// An older version still kept.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print only this key's value, decoded.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List secrets (names, types, key counts; never values).
+    List {
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Delete a secret and all its versions.
+    Delete {
+        name: String,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Re-seal every data key with a new master key (file-backed keys).
+    RotateMasterKey,
+}
+
+#[derive(Args)]
+struct SecretArgs {
+    name: String,
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// Secret type, e.g. Opaque or kubernetes.io/tls.
+    #[arg(long = "type", default_value = "Opaque")]
+    secret_type: String,
+    /// KEY=VALUE; repeat for several.
+    #[arg(long = "from-literal")]
+    literals: Vec<String>,
+    /// KEY=PATH (or PATH, keyed by its file name); repeat for several.
+    #[arg(long = "from-file")]
+    files: Vec<String>,
+    /// Certificate file of a kubernetes.io/tls secret (tls.crt).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Private key file of a kubernetes.io/tls secret (tls.key).
+    #[arg(long)]
+    key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -177,8 +265,10 @@ fn init_logging(format: &str, serving: bool) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let key_source = cli.master_key_source();
     let request = match cli.command {
-        Command::Serve(args) => return serve(cli.data_dir, args).await,
+        Command::Serve(args) => return serve(cli.data_dir, key_source, args).await,
+        Command::Secret(cmd) => secret_request(cmd)?,
         Command::Zone(cmd) => match cmd {
             ZoneCommand::Create {
                 name,
@@ -213,9 +303,79 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             RecordCommand::List { zone } => Request::RecordList { zone },
         },
     };
-    let output = control::connect(&cli.data_dir)?.run(request).await?;
+    let output = control::connect(&cli.data_dir, &request, &key_source)?
+        .run(request)
+        .await?;
     print!("{output}");
     Ok(())
+}
+
+fn secret_request(cmd: SecretCommand) -> anyhow::Result<Request> {
+    Ok(match cmd {
+        SecretCommand::Create(a) => secret_put(a, false)?,
+        SecretCommand::Apply(a) => secret_put(a, true)?,
+        SecretCommand::Get {
+            name,
+            namespace,
+            version,
+            key,
+        } => Request::SecretGet {
+            namespace,
+            name,
+            version,
+            key,
+        },
+        SecretCommand::List { namespace } => Request::SecretList { namespace },
+        SecretCommand::Delete { name, namespace } => Request::SecretDelete { namespace, name },
+        SecretCommand::RotateMasterKey => Request::SecretRotateMasterKey,
+    })
+}
+
+/// Reads literal and file values on the client side; they travel base64-encoded.
+fn secret_put(a: SecretArgs, update: bool) -> anyhow::Result<Request> {
+    let mut data = std::collections::BTreeMap::new();
+    for lit in &a.literals {
+        let (k, v) = lit
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--from-literal takes KEY=VALUE"))?;
+        data.insert(k.to_string(), model::base64::encode(v.as_bytes()));
+    }
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for f in &a.files {
+        match f.split_once('=') {
+            Some((k, p)) => files.push((k.to_string(), PathBuf::from(p))),
+            None => {
+                let p = PathBuf::from(f);
+                let k = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .ok_or_else(|| anyhow::anyhow!("--from-file {f}: no file name"))?;
+                files.push((k, p));
+            }
+        }
+    }
+    let mut secret_type = a.secret_type;
+    if let Some(cert) = a.cert {
+        files.push(("tls.crt".to_string(), cert));
+        secret_type = "kubernetes.io/tls".to_string();
+    }
+    if let Some(key) = a.key {
+        files.push(("tls.key".to_string(), key));
+        secret_type = "kubernetes.io/tls".to_string();
+    }
+    for (k, p) in files {
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+        );
+        data.insert(k, model::base64::encode(&bytes));
+    }
+    Ok(Request::SecretPut {
+        namespace: a.namespace,
+        name: a.name,
+        secret_type,
+        data: control::RedactedData(data),
+        update,
+    })
 }
 
 fn record_change(action: &str, a: RecordArgs) -> Request {
@@ -229,8 +389,15 @@ fn record_change(action: &str, a: RecordArgs) -> Request {
     }
 }
 
-async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    data_dir: PathBuf,
+    key_source: store::secrets::MasterKeySource,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     let store = store::Store::open(&data_dir)?;
+    let secrets =
+        store::secrets::Secrets::open(&store, key_source, &data_dir.join(control::AUDIT_FILE))
+            .context("opening the secret store")?;
     let defaults = args.dns_listen.is_empty();
     let listen = if defaults {
         vec![
@@ -278,8 +445,11 @@ async fn serve(data_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     ));
     let control = tokio::spawn({
         let data_dir = data_dir.clone();
-        let store = store.clone();
-        async move { control::serve_socket(control_listener, &data_dir, store, stop_rx).await }
+        let ctx = control::Context {
+            store: store.clone(),
+            secrets: Some(secrets),
+        };
+        async move { control::serve_socket(control_listener, &data_dir, ctx, stop_rx).await }
     });
     tracing::info!(
         data_dir = %data_dir.display(),

@@ -146,6 +146,13 @@ impl Store {
             }
             Err(e) => return Err(StoreError::storage(e)),
         };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot make the database private");
+            }
+        }
         // Create the tables so that readers never see them missing.
         let txn = db.begin_write().map_err(StoreError::storage)?;
         {

@@ -6,3 +6,4 @@ mod dns;
 mod durability;
 mod harness;
 mod secondary;
+mod secrets;
