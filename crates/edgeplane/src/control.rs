@@ -15,6 +15,7 @@ use model::zone::{Change, ChangeAction};
 use model::{DomainName, HostedZoneId, Zone};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use store::identities::Identities;
 use store::secrets::{Caller, MasterKeySource, SecretInfo, Secrets};
 use store::{Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -92,6 +93,18 @@ pub(crate) enum Request {
         name: String,
     },
     SecretRotateMasterKey,
+    IdentityCreate {
+        name: String,
+        rules: Vec<String>,
+    },
+    IdentityList,
+    IdentityDelete {
+        access_key_id: String,
+    },
+    IdentitySetActive {
+        access_key_id: String,
+        active: bool,
+    },
 }
 
 /// Secret values in transit on the control socket: never printed by `Debug`.
@@ -122,12 +135,16 @@ impl Request {
             Request::SecretList { .. } => "secret-list",
             Request::SecretDelete { .. } => "secret-delete",
             Request::SecretRotateMasterKey => "secret-rotate-master-key",
+            Request::IdentityCreate { .. } => "identity-create",
+            Request::IdentityList => "identity-list",
+            Request::IdentityDelete { .. } => "identity-delete",
+            Request::IdentitySetActive { .. } => "identity-set-active",
         }
     }
 
     /// Whether the request needs the secret store (and so the master key).
     pub(crate) fn needs_secrets(&self) -> bool {
-        self.op().starts_with("secret-")
+        self.op().starts_with("secret-") || self.op().starts_with("identity-")
     }
 }
 
@@ -226,6 +243,43 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
             let r = SecretRef::new(&namespace, &name)?;
             ctx.secrets()?.delete(&Caller::admin(), &r)?;
             Ok(format!("deleted {r}\n"))
+        }
+        Request::IdentityCreate { name, rules } => {
+            let (identity, creds) = Identities::new(ctx.secrets()?.clone())?.create(&name, &rules)?;
+            Ok(format!(
+                "[{}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                identity.name,
+                creds.access_key_id,
+                creds.secret_access_key.as_str()
+            ))
+        }
+        Request::IdentityList => {
+            let mut out = String::from("ACCESS_KEY_ID\tNAME\tACTIVE\tRULES\n");
+            for i in Identities::new(ctx.secrets()?.clone())?.list()? {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\n",
+                    i.access_key_id,
+                    i.name,
+                    i.active,
+                    i.rules.join(" ")
+                ));
+            }
+            Ok(out)
+        }
+        Request::IdentityDelete { access_key_id } => {
+            Identities::new(ctx.secrets()?.clone())?.delete(&access_key_id)?;
+            Ok(format!("deleted {access_key_id}\n"))
+        }
+        Request::IdentitySetActive {
+            access_key_id,
+            active,
+        } => {
+            let i = Identities::new(ctx.secrets()?.clone())?.set_active(&access_key_id, active)?;
+            Ok(format!(
+                "{} {}\n",
+                i.access_key_id,
+                if i.active { "active" } else { "inactive" }
+            ))
         }
         Request::SecretRotateMasterKey => {
             let report = ctx.secrets()?.rotate_master_key()?;

@@ -77,6 +77,28 @@ enum Command {
     /// Secrets (encrypted at rest, versioned, audited).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Identities: access keys for the APIs, with the rules they grant.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Create an access key; its secret is printed once (AWS credentials-file format).
+    Create {
+        name: String,
+        /// VERBS:NAMESPACE/NAME, e.g. `get,list:cert-manager/*`; repeat for several.
+        #[arg(long = "allow")]
+        rules: Vec<String>,
+    },
+    /// List identities (never their secrets).
+    List,
+    /// Delete an identity and its key.
+    Delete { access_key_id: String },
+    /// Stop accepting an access key.
+    Deactivate { access_key_id: String },
+    /// Accept an access key again.
+    Activate { access_key_id: String },
 }
 
 #[derive(Subcommand)]
@@ -145,9 +167,9 @@ struct ServeArgs {
     /// Secondary to NOTIFY when a zone changes, e.g. 127.0.0.1:5300; repeat for several.
     #[arg(long = "notify")]
     notify: Vec<SocketAddr>,
-    /// Prometheus metrics endpoint (`GET /metrics`).
-    #[arg(long = "metrics-listen", default_value = "127.0.0.1:9000")]
-    metrics_listen: SocketAddr,
+    /// Admin API (secrets, SigV4-authenticated) and Prometheus metrics (`GET /metrics`).
+    #[arg(long = "admin-listen", alias = "metrics-listen", default_value = "127.0.0.1:9000")]
+    admin_listen: SocketAddr,
     /// UDP worker threads per listen address (default: one per CPU).
     #[arg(long)]
     udp_workers: Option<usize>,
@@ -269,6 +291,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let request = match cli.command {
         Command::Serve(args) => return serve(cli.data_dir, key_source, args).await,
         Command::Secret(cmd) => secret_request(cmd)?,
+        Command::Identity(cmd) => match cmd {
+            IdentityCommand::Create { name, rules } => Request::IdentityCreate { name, rules },
+            IdentityCommand::List => Request::IdentityList,
+            IdentityCommand::Delete { access_key_id } => Request::IdentityDelete { access_key_id },
+            IdentityCommand::Deactivate { access_key_id } => Request::IdentitySetActive {
+                access_key_id,
+                active: false,
+            },
+            IdentityCommand::Activate { access_key_id } => Request::IdentitySetActive {
+                access_key_id,
+                active: true,
+            },
+        },
         Command::Zone(cmd) => match cmd {
             ZoneCommand::Create {
                 name,
@@ -433,16 +468,43 @@ async fn serve(
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stats: Vec<_> = servers.iter().map(|s| s.stats()).collect();
-    let metrics_listener = metrics::bind(args.metrics_listen)
+    let identities = store::identities::Identities::new(secrets.clone())?;
+    if let Some(path) = identities.ensure_admin(&data_dir)? {
+        println!(
+            "created the admin access key; its credentials are in {} (mode 0600)",
+            path.display()
+        );
+    }
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await
-        .with_context(|| format!("binding metrics on {}", args.metrics_listen))?;
+        .with_context(|| format!("binding the admin API on {}", args.admin_listen))?;
+    tracing::info!(addr = %admin_listener.local_addr()?, "admin API listening");
     let control_listener = control::bind_socket(&data_dir)?;
-    let metrics = tokio::spawn(metrics::serve(
-        metrics_listener,
-        store.clone(),
-        stats,
-        stop_rx.clone(),
-    ));
+    let router = {
+        let store = store.clone();
+        axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let body = metrics::render(&store, &stats);
+                    async move { ([("content-type", "text/plain; version=0.0.4")], body) }
+                }),
+            )
+            .merge(api::admin::router(api::admin::AdminState {
+                secrets: secrets.clone(),
+                identities,
+            }))
+    };
+    let admin = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        async move {
+            axum::serve(admin_listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        }
+    });
     let control = tokio::spawn({
         let data_dir = data_dir.clone();
         let ctx = control::Context {
@@ -463,8 +525,8 @@ async fn serve(
     for s in servers {
         s.shutdown().await;
     }
-    if let Ok(Err(e)) = metrics.await {
-        tracing::warn!(error = %e, "metrics endpoint failed");
+    if let Ok(Err(e)) = admin.await {
+        tracing::warn!(error = %e, "admin API failed");
     }
     if let Ok(Err(e)) = control.await {
         tracing::warn!(error = %e, "control socket failed");

@@ -414,7 +414,7 @@ fn metrics_count_answers() {
     let server = Edgeplane::start(dir.path(), &[]);
     let _ = kdig(server.addr(), &["www.example.com", "A"]);
     let _ = kdig(server.addr(), &["nope.example.com", "A"]);
-    let body = http_get(server.metrics, "/metrics");
+    let body = http_get(server.admin, "/metrics");
     assert!(
         body.contains("edgeplane_dns_responses_total{outcome=\"answer\"} 1"),
         "{body}"
@@ -424,13 +424,13 @@ fn metrics_count_answers() {
         "{body}"
     );
     assert!(body.contains("edgeplane_hosted_zones 1"), "{body}");
-    assert!(http_get(server.metrics, "/nope").starts_with("HTTP/1.1 404"));
+    assert!(http_get(server.admin, "/nope").starts_with("HTTP/1.1 404"));
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");

@@ -39,7 +39,7 @@ pub(crate) struct Edgeplane {
     child: Option<Child>,
     /// DNS addresses (UDP and TCP), in the order of the `--dns-listen` flags.
     pub(crate) dns: Vec<SocketAddr>,
-    pub(crate) metrics: SocketAddr,
+    pub(crate) admin: SocketAddr,
     log: mpsc::Receiver<String>,
     /// Log lines already received.
     seen: std::sync::Mutex<Vec<String>>,
@@ -54,7 +54,7 @@ impl Edgeplane {
             "--log-format".into(),
             "json".into(),
             "serve".into(),
-            "--metrics-listen".into(),
+            "--admin-listen".into(),
             "127.0.0.1:0".into(),
         ];
         if !extra.contains(&"--dns-listen") {
@@ -82,13 +82,13 @@ impl Edgeplane {
         let mut server = Edgeplane {
             child: Some(child),
             dns: Vec::new(),
-            metrics: SocketAddr::from(([0, 0, 0, 0], 0)),
+            admin: SocketAddr::from(([0, 0, 0, 0], 0)),
             log: rx,
             seen: std::sync::Mutex::new(Vec::new()),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut serving = false;
-        while !(serving && server.metrics.port() != 0) {
+        while !(serving && server.admin.port() != 0) {
             let line = server
                 .log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -101,7 +101,7 @@ impl Edgeplane {
             let addr = v["fields"]["addr"].as_str().and_then(|a| a.parse().ok());
             match (msg, addr) {
                 ("DNS listening on UDP and TCP", Some(a)) => server.dns.push(a),
-                ("metrics listening", Some(a)) => server.metrics = a,
+                ("admin API listening", Some(a)) => server.admin = a,
                 ("edgeplane serving", _) => serving = true,
                 _ => {}
             }

@@ -70,6 +70,8 @@ pub enum SecretStoreError {
     BadMasterKey(String),
     #[error("a master-key rotation is pending but the next key ({0}) is not available")]
     MissingNextKey(String),
+    #[error("invalid identity: {0}")]
+    BadIdentity(String),
     #[error("master-key rotation needs a file-backed master key")]
     RotationNeedsFile,
     #[error("cryptographic operation failed")]
@@ -257,6 +259,17 @@ impl Secrets {
         }
         tracing::info!(key_id = secrets.active_key_id(), "secret store opened");
         Ok(secrets)
+    }
+
+    /// The store these secrets live in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Reads a secret without an access check or an audit entry: for edgeplane's own use of
+    /// the secrets it manages (identities' keys), never for a caller's request.
+    pub(crate) fn read_unaudited(&self, r: &SecretRef, version: Option<u64>) -> Result<(SecretInfo, SecretSpec), SecretStoreError> {
+        self.read(r, version)
     }
 
     /// The ID of the key new versions are sealed with.
