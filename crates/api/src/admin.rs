@@ -41,7 +41,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/secrets", get(list_all))
         .route("/api/v1/namespaces/{ns}/secrets", get(list_ns).post(create))
-        .route("/api/v1/namespaces/{ns}/secrets/{name}", get(read).put(replace).delete(remove))
+        .route(
+            "/api/v1/namespaces/{ns}/secrets/{name}",
+            get(read).put(replace).delete(remove),
+        )
         .route("/api/v1/master-key/rotate", post(rotate))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(Arc::new(state))
@@ -81,11 +84,15 @@ impl From<sigv4::AuthError> for ApiError {
 impl From<SecretStoreError> for ApiError {
     fn from(e: SecretStoreError) -> Self {
         let (status, code) = match &e {
-            SecretStoreError::NotFound(_) | SecretStoreError::VersionNotFound(..) => (404, "NotFound"),
+            SecretStoreError::NotFound(_) | SecretStoreError::VersionNotFound(..) => {
+                (404, "NotFound")
+            }
             SecretStoreError::AlreadyExists(_) => (409, "AlreadyExists"),
             SecretStoreError::Conflict { .. } => (409, "Conflict"),
             SecretStoreError::Denied { .. } => (403, "AccessDenied"),
-            SecretStoreError::Invalid(_) | SecretStoreError::BadIdentity(_) => (400, "InvalidInput"),
+            SecretStoreError::Invalid(_) | SecretStoreError::BadIdentity(_) => {
+                (400, "InvalidInput")
+            }
             SecretStoreError::Integrity { .. } => (500, "IntegrityError"),
             SecretStoreError::RotationNeedsFile => (400, "InvalidInput"),
             _ => (500, "InternalError"),
@@ -106,7 +113,13 @@ impl From<model::secret::SecretError> for ApiError {
 type Shared = State<Arc<AdminState>>;
 
 /// Verifies the request's signature and returns the identity it acts as.
-async fn authenticate(state: &AdminState, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Caller, ApiError> {
+async fn authenticate(
+    state: &AdminState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Caller, ApiError> {
     let header_list: Vec<(&str, &str)> = headers
         .iter()
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
@@ -132,7 +145,11 @@ async fn authenticate(state: &AdminState, method: &Method, uri: &Uri, headers: &
         return Err(sigv4::AuthError::InactiveKey.into());
     }
     if let Err(e) = sigv4::verify(&req, &auth, &secret, now()) {
-        tracing::warn!(identity = identity.name, code = e.code(), "request authentication failed");
+        tracing::warn!(
+            identity = identity.name,
+            code = e.code(),
+            "request authentication failed"
+        );
         return Err(e.into());
     }
     Ok(identity.caller())
@@ -144,27 +161,51 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, SecretStoreError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SecretStoreError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| ApiError::new(500, "InternalError", "request task failed"))?
         .map_err(ApiError::from)
 }
 
-async fn whoami(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn whoami(
+    State(s): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let caller = authenticate(&s, &method, &uri, &headers, &body).await?;
     let rules: Vec<String> = caller.rules.iter().map(ToString::to_string).collect();
-    Ok(axum::Json(serde_json::json!({"identity": caller.identity, "rules": rules})).into_response())
+    Ok(
+        axum::Json(serde_json::json!({"identity": caller.identity, "rules": rules}))
+            .into_response(),
+    )
 }
 
-async fn list_all(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn list_all(
+    State(s): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let caller = authenticate(&s, &method, &uri, &headers, &body).await?;
     let secrets = s.secrets.clone();
     let list = blocking(move || secrets.list(&caller, None)).await?;
     Ok(axum::Json(secret_list(&list)).into_response())
 }
 
-async fn list_ns(State(s): Shared, Path(ns): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn list_ns(
+    State(s): Shared,
+    Path(ns): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let caller = authenticate(&s, &method, &uri, &headers, &body).await?;
     let secrets = s.secrets.clone();
     let list = blocking(move || secrets.list(&caller, Some(&ns))).await?;
@@ -192,7 +233,14 @@ async fn read(
     Ok(axum::Json(secret_document(&info, &spec)).into_response())
 }
 
-async fn create(State(s): Shared, Path(ns): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn create(
+    State(s): Shared,
+    Path(ns): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let caller = authenticate(&s, &method, &uri, &headers, &body).await?;
     let (name, spec, _) = parse_secret(&body, &ns, None)?;
     let r = SecretRef::new(&ns, &name)?;
@@ -202,7 +250,11 @@ async fn create(State(s): Shared, Path(ns): Path<String>, method: Method, uri: U
         Ok((info, spec))
     })
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(secret_document(&info.0, &info.1))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(secret_document(&info.0, &info.1)),
+    )
+        .into_response())
 }
 
 async fn replace(
@@ -240,13 +292,23 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn rotate(State(s): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn rotate(
+    State(s): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let caller = authenticate(&s, &method, &uri, &headers, &body).await?;
     let everything = Verb::ALL
         .iter()
         .all(|v| caller.rules.iter().any(|r| r.allows(*v, "*", Some("*"))));
     if !everything {
-        return Err(ApiError::new(403, "AccessDenied", format!("{} may not rotate the master key", caller.identity)));
+        return Err(ApiError::new(
+            403,
+            "AccessDenied",
+            format!("{} may not rotate the master key", caller.identity),
+        ));
     }
     let secrets = s.secrets.clone();
     let report = blocking(move || secrets.rotate_master_key()).await?;
@@ -291,30 +353,69 @@ struct SecretMetadata {
 }
 
 /// Parses a Kubernetes Secret document; `data` is base64, `stringData` plain and wins.
-fn parse_secret(body: &[u8], ns: &str, path_name: Option<&str>) -> Result<(String, SecretSpec, Option<u64>), ApiError> {
-    let doc: SecretBody = serde_json::from_slice(body).map_err(|e| ApiError::new(400, "InvalidInput", format!("malformed Secret document: {e}")))?;
-    if doc.api_version.as_deref().is_some_and(|v| v != "v1") || doc.kind.as_deref().is_some_and(|k| k != "Secret") {
-        return Err(ApiError::new(400, "InvalidInput", "expected apiVersion v1, kind Secret"));
+fn parse_secret(
+    body: &[u8],
+    ns: &str,
+    path_name: Option<&str>,
+) -> Result<(String, SecretSpec, Option<u64>), ApiError> {
+    let doc: SecretBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            "InvalidInput",
+            format!("malformed Secret document: {e}"),
+        )
+    })?;
+    if doc.api_version.as_deref().is_some_and(|v| v != "v1")
+        || doc.kind.as_deref().is_some_and(|k| k != "Secret")
+    {
+        return Err(ApiError::new(
+            400,
+            "InvalidInput",
+            "expected apiVersion v1, kind Secret",
+        ));
     }
     if doc.metadata.namespace.as_deref().is_some_and(|n| n != ns) {
-        return Err(ApiError::new(400, "InvalidInput", "metadata.namespace does not match the path"));
+        return Err(ApiError::new(
+            400,
+            "InvalidInput",
+            "metadata.namespace does not match the path",
+        ));
     }
     let name = match (doc.metadata.name, path_name) {
-        (Some(n), Some(p)) if n != p => return Err(ApiError::new(400, "InvalidInput", "metadata.name does not match the path")),
+        (Some(n), Some(p)) if n != p => {
+            return Err(ApiError::new(
+                400,
+                "InvalidInput",
+                "metadata.name does not match the path",
+            ))
+        }
         (Some(n), _) => n,
         (None, Some(p)) => p.to_string(),
-        (None, None) => return Err(ApiError::new(400, "InvalidInput", "metadata.name is required")),
+        (None, None) => {
+            return Err(ApiError::new(
+                400,
+                "InvalidInput",
+                "metadata.name is required",
+            ))
+        }
     };
     let mut data = BTreeMap::new();
     for (k, v) in doc.data {
-        let bytes = model::base64::decode(v.as_bytes()).ok_or_else(|| ApiError::new(400, "InvalidInput", format!("data.{k} is not base64")))?;
+        let bytes = model::base64::decode(v.as_bytes())
+            .ok_or_else(|| ApiError::new(400, "InvalidInput", format!("data.{k} is not base64")))?;
         data.insert(k, SecretValue::new(bytes));
     }
     for (k, v) in doc.string_data {
         data.insert(k, SecretValue::new(v.into_bytes()));
     }
     let expected = match doc.metadata.resource_version {
-        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::new(400, "InvalidInput", "metadata.resourceVersion must be a number"))?),
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::new(
+                400,
+                "InvalidInput",
+                "metadata.resourceVersion must be a number",
+            )
+        })?),
         None => None,
     };
     let spec = SecretSpec {
@@ -327,7 +428,11 @@ fn parse_secret(body: &[u8], ns: &str, path_name: Option<&str>) -> Result<(Strin
 }
 
 fn secret_document(info: &SecretInfo, spec: &SecretSpec) -> serde_json::Value {
-    let data: BTreeMap<&str, String> = spec.data.iter().map(|(k, v)| (k.as_str(), model::base64::encode(v.expose()))).collect();
+    let data: BTreeMap<&str, String> = spec
+        .data
+        .iter()
+        .map(|(k, v)| (k.as_str(), model::base64::encode(v.expose())))
+        .collect();
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",

@@ -45,7 +45,9 @@ impl AuthError {
         match self {
             AuthError::Missing => "MissingAuthenticationToken",
             AuthError::Incomplete(_) => "IncompleteSignature",
-            AuthError::UnknownKey | AuthError::InactiveKey | AuthError::SessionTokenNotSupported => "InvalidClientTokenId",
+            AuthError::UnknownKey
+            | AuthError::InactiveKey
+            | AuthError::SessionTokenNotSupported => "InvalidClientTokenId",
             AuthError::BadSignature => "SignatureDoesNotMatch",
             AuthError::Expired(_) => "RequestExpired",
         }
@@ -72,7 +74,10 @@ pub struct Authorization {
 }
 
 fn header<'a>(req: &SignedRequest<'a>, name: &str) -> Option<&'a str> {
-    req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    req.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
 }
 
 /// Parses the `Authorization` header of a request.
@@ -94,16 +99,22 @@ pub fn parse_authorization(req: &SignedRequest<'_>) -> Result<Authorization, Aut
             signature = Some(v);
         }
     }
-    let incomplete = |what: &str| AuthError::Incomplete(format!("Authorization header requires '{what}' parameter."));
+    let incomplete = |what: &str| {
+        AuthError::Incomplete(format!("Authorization header requires '{what}' parameter."))
+    };
     let credential = credential.ok_or_else(|| incomplete("Credential"))?;
     let signed = signed.ok_or_else(|| incomplete("SignedHeaders"))?;
     let signature = signature.ok_or_else(|| incomplete("Signature"))?;
     let parts: Vec<&str> = credential.split('/').collect();
     if parts.len() != 5 || parts[4] != "aws4_request" || parts.iter().any(|p| p.is_empty()) {
-        return Err(AuthError::Incomplete(format!("Credential should be scoped to a valid region and service: {credential}")));
+        return Err(AuthError::Incomplete(format!(
+            "Credential should be scoped to a valid region and service: {credential}"
+        )));
     }
     if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(AuthError::Incomplete("Signature must be 64 hexadecimal digits".into()));
+        return Err(AuthError::Incomplete(
+            "Signature must be 64 hexadecimal digits".into(),
+        ));
     }
     Ok(Authorization {
         access_key_id: parts[0].to_string(),
@@ -117,20 +128,31 @@ pub fn parse_authorization(req: &SignedRequest<'_>) -> Result<Authorization, Aut
 
 /// Verifies a request signed with `secret` (the identity's secret access key), at `now`
 /// (seconds since the Unix epoch).
-pub fn verify(req: &SignedRequest<'_>, auth: &Authorization, secret: &[u8], now: u64) -> Result<(), AuthError> {
+pub fn verify(
+    req: &SignedRequest<'_>,
+    auth: &Authorization,
+    secret: &[u8],
+    now: u64,
+) -> Result<(), AuthError> {
     if header(req, "x-amz-security-token").is_some() {
         return Err(AuthError::SessionTokenNotSupported);
     }
-    let amz_date = header(req, "x-amz-date").ok_or_else(|| AuthError::Incomplete("X-Amz-Date header is required".into()))?;
-    let time = parse_amz_date(amz_date).ok_or_else(|| AuthError::Incomplete(format!("invalid X-Amz-Date {amz_date:?}")))?;
+    let amz_date = header(req, "x-amz-date")
+        .ok_or_else(|| AuthError::Incomplete("X-Amz-Date header is required".into()))?;
+    let time = parse_amz_date(amz_date)
+        .ok_or_else(|| AuthError::Incomplete(format!("invalid X-Amz-Date {amz_date:?}")))?;
     if !amz_date.starts_with(&auth.date) || auth.date.len() != 8 {
-        return Err(AuthError::Incomplete("the credential date does not match X-Amz-Date".into()));
+        return Err(AuthError::Incomplete(
+            "the credential date does not match X-Amz-Date".into(),
+        ));
     }
     if time.abs_diff(now) > MAX_SKEW_SECS {
         return Err(AuthError::Expired(amz_date.to_string()));
     }
     if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(AuthError::Incomplete("the host header must be signed".into()));
+        return Err(AuthError::Incomplete(
+            "the host header must be signed".into(),
+        ));
     }
     // A declared payload hash must be the body's.
     let body_hash = hex(digest::digest(&digest::SHA256, req.body).as_ref());
@@ -144,7 +166,8 @@ pub fn verify(req: &SignedRequest<'_>, auth: &Authorization, secret: &[u8], now:
         .step_by(2)
         .filter_map(|i| u8::from_str_radix(&auth.signature[i..i + 2], 16).ok())
         .collect();
-    aws_lc_rs::constant_time::verify_slices_are_equal(&expected, &given).map_err(|_| AuthError::BadSignature)
+    aws_lc_rs::constant_time::verify_slices_are_equal(&expected, &given)
+        .map_err(|_| AuthError::BadSignature)
 }
 
 /// Signs a request: returns the `x-amz-date`, `x-amz-content-sha256` and `authorization`
@@ -162,7 +185,10 @@ pub fn sign(
     let mut headers: Vec<(&str, &str)> = req.headers.clone();
     headers.push(("x-amz-date", &amz_date));
     headers.push(("x-amz-content-sha256", &payload_hash));
-    let mut signed: Vec<String> = headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+    let mut signed: Vec<String> = headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
     signed.sort();
     signed.dedup();
     let auth = Authorization {
@@ -193,7 +219,11 @@ pub fn sign(
 }
 
 /// The canonical request (exposed for tests and debugging).
-pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String], payload_hash: &str) -> String {
+pub fn canonical_request(
+    req: &SignedRequest<'_>,
+    signed_headers: &[String],
+    payload_hash: &str,
+) -> String {
     let mut out = String::new();
     out.push_str(req.method);
     out.push('\n');
@@ -220,9 +250,18 @@ pub fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String], pay
     out
 }
 
-fn signature(req: &SignedRequest<'_>, auth: &Authorization, amz_date: &str, payload_hash: &str, secret: &[u8]) -> Vec<u8> {
+fn signature(
+    req: &SignedRequest<'_>,
+    auth: &Authorization,
+    amz_date: &str,
+    payload_hash: &str,
+    secret: &[u8],
+) -> Vec<u8> {
     let canonical = canonical_request(req, &auth.signed_headers, payload_hash);
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
@@ -230,14 +269,20 @@ fn signature(req: &SignedRequest<'_>, auth: &Authorization, amz_date: &str, payl
     let mut k = zeroize::Zeroizing::new(b"AWS4".to_vec());
     k.extend_from_slice(secret);
     let mut key = hmac_sha256(&k, auth.date.as_bytes());
-    for part in [auth.region.as_bytes(), auth.service.as_bytes(), b"aws4_request"] {
+    for part in [
+        auth.region.as_bytes(),
+        auth.service.as_bytes(),
+        b"aws4_request",
+    ] {
         key = hmac_sha256(&key, part);
     }
     hmac_sha256(&key, to_sign.as_bytes())
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data).as_ref().to_vec()
+    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
+        .as_ref()
+        .to_vec()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -292,11 +337,18 @@ fn canonical_query(query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&percent_decode(k), false), uri_encode(&percent_decode(v), false))
+            (
+                uri_encode(&percent_decode(k), false),
+                uri_encode(&percent_decode(v), false),
+            )
         })
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Parses `YYYYMMDDTHHMMSSZ` into seconds since the Unix epoch.
@@ -308,7 +360,8 @@ pub fn parse_amz_date(s: &str) -> Option<u64> {
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || y < 1970 {
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || y < 1970
+    {
         return None;
     }
     Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se)
@@ -319,7 +372,12 @@ pub fn format_amz_date(t: u64) -> String {
     let days = t / 86_400;
     let rem = t % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, (rem / 60) % 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
 }
 
 // Howard Hinnant's civil-date algorithms, for dates from 1970 on.
@@ -359,7 +417,10 @@ mod tests {
             method: "GET",
             path: "/",
             query: "",
-            headers: vec![("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")],
+            headers: vec![
+                ("Host", "example.amazonaws.com"),
+                ("X-Amz-Date", "20150830T123600Z"),
+            ],
             body: b"",
         };
         let signed = vec!["host".to_string(), "x-amz-date".to_string()];
@@ -379,8 +440,14 @@ mod tests {
         };
         let now = parse_amz_date("20150830T123600Z").expect("date");
         assert_eq!(verify(&req, &auth, SECRET, now), Ok(()));
-        assert_eq!(verify(&req, &auth, b"wrong", now), Err(AuthError::BadSignature));
-        assert!(matches!(verify(&req, &auth, SECRET, now + 16 * 60), Err(AuthError::Expired(_))));
+        assert_eq!(
+            verify(&req, &auth, b"wrong", now),
+            Err(AuthError::BadSignature)
+        );
+        assert!(matches!(
+            verify(&req, &auth, SECRET, now + 16 * 60),
+            Err(AuthError::Expired(_))
+        ));
     }
 
     #[test]
@@ -391,26 +458,59 @@ mod tests {
             method: "POST",
             path: "/api/v1/namespaces/default/secrets",
             query: "b=2&a=1",
-            headers: vec![("host", "127.0.0.1:9000"), ("content-type", "application/json")],
+            headers: vec![
+                ("host", "127.0.0.1:9000"),
+                ("content-type", "application/json"),
+            ],
             body,
         };
         let added = sign(&base, "EPAKTEST", b"secret", "us-east-1", "edgeplane", now);
         let mut headers = base.headers.clone();
         headers.extend(added.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let req = SignedRequest { headers, ..base.clone() };
+        let req = SignedRequest {
+            headers,
+            ..base.clone()
+        };
         let auth = parse_authorization(&req).expect("parse");
-        assert_eq!((auth.access_key_id.as_str(), auth.service.as_str()), ("EPAKTEST", "edgeplane"));
+        assert_eq!(
+            (auth.access_key_id.as_str(), auth.service.as_str()),
+            ("EPAKTEST", "edgeplane")
+        );
         assert_eq!(verify(&req, &auth, b"secret", now + 60), Ok(()));
-        let tampered_body = SignedRequest { body: br#"{"metadata":{"name":"dc"}}"#, ..req.clone() };
-        assert_eq!(verify(&tampered_body, &auth, b"secret", now), Err(AuthError::BadSignature));
-        let tampered_path = SignedRequest { path: "/api/v1/namespaces/other/secrets", ..req.clone() };
-        assert_eq!(verify(&tampered_path, &auth, b"secret", now), Err(AuthError::BadSignature));
-        let tampered_query = SignedRequest { query: "a=1&b=3", ..req.clone() };
-        assert_eq!(verify(&tampered_query, &auth, b"secret", now), Err(AuthError::BadSignature));
+        let tampered_body = SignedRequest {
+            body: br#"{"metadata":{"name":"dc"}}"#,
+            ..req.clone()
+        };
+        assert_eq!(
+            verify(&tampered_body, &auth, b"secret", now),
+            Err(AuthError::BadSignature)
+        );
+        let tampered_path = SignedRequest {
+            path: "/api/v1/namespaces/other/secrets",
+            ..req.clone()
+        };
+        assert_eq!(
+            verify(&tampered_path, &auth, b"secret", now),
+            Err(AuthError::BadSignature)
+        );
+        let tampered_query = SignedRequest {
+            query: "a=1&b=3",
+            ..req.clone()
+        };
+        assert_eq!(
+            verify(&tampered_query, &auth, b"secret", now),
+            Err(AuthError::BadSignature)
+        );
         let mut with_token = req.clone();
         with_token.headers.push(("X-Amz-Security-Token", "abc"));
-        assert_eq!(verify(&with_token, &auth, b"secret", now), Err(AuthError::SessionTokenNotSupported));
-        let no_auth = SignedRequest { headers: vec![("host", "x")], ..base };
+        assert_eq!(
+            verify(&with_token, &auth, b"secret", now),
+            Err(AuthError::SessionTokenNotSupported)
+        );
+        let no_auth = SignedRequest {
+            headers: vec![("host", "x")],
+            ..base
+        };
         assert_eq!(parse_authorization(&no_auth), Err(AuthError::Missing));
     }
 
@@ -423,8 +523,17 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request, SignedHeaders=host, Signature=zz",
             "AWS4-HMAC-SHA256 ",
         ] {
-            let req = SignedRequest { method: "GET", path: "/", query: "", headers: vec![("authorization", bad)], body: b"" };
-            assert!(matches!(parse_authorization(&req), Err(AuthError::Incomplete(_))), "{bad}");
+            let req = SignedRequest {
+                method: "GET",
+                path: "/",
+                query: "",
+                headers: vec![("authorization", bad)],
+                body: b"",
+            };
+            assert!(
+                matches!(parse_authorization(&req), Err(AuthError::Incomplete(_))),
+                "{bad}"
+            );
         }
     }
 

@@ -121,9 +121,20 @@ pub fn handle(
         // MAILA, MAILB and other meta-types edgeplane does not implement.
         return error_reply(buf, &query, Rcode::NotImp, Kind::NotImp);
     }
-    let Some(zone) = snapshot.find_zone(query.qname.wire()) else {
+    let Some(mut zone) = snapshot.find_zone(query.qname.wire()) else {
         return error_reply(buf, &query, Rcode::Refused, Kind::Refused);
     };
+    // DS records live on the parent side of a cut: at a zone apex, answer DS from the parent
+    // zone when it is hosted here too (RFC 4035 section 3.1.4.1).
+    if query.qtype == model::RecordType::DS.code() && zone.apex() == &query.qname {
+        if let Some(parent) = query
+            .qname
+            .parent()
+            .and_then(|p| snapshot.find_zone(p.wire()))
+        {
+            zone = parent;
+        }
+    }
     if transfer {
         let at_apex = zone.apex() == &query.qname;
         if !at_apex {
@@ -216,10 +227,17 @@ fn encode(buf: Vec<u8>, query: &Query<'_>, answer: &Answer<'_>, transport: Trans
     'sections: for (section, rrsets) in sections {
         for rr in rrsets {
             let mark = w.mark();
+            // Stop at the first record past the limit: a huge RRset costs no more than the
+            // message it would not fit in.
+            let mut over = false;
             for d in &rr.data {
                 w.record(section, rr.owner, rr.ttl, d);
+                if w.len() + reserve > limit {
+                    over = true;
+                    break;
+                }
             }
-            if w.len() + reserve > limit {
+            if over {
                 w.rollback(mark);
                 // Extra addresses may be left out, but a referral's glue may not (RFC 9471).
                 if section == Section::Additional && !referral {

@@ -44,7 +44,7 @@ pub(crate) async fn run(store: Store, targets: Vec<SocketAddr>, mut stop: watch:
         }
         notified.retain(|id, _| seen.contains(id));
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = crate::server::stopped(&mut stop) => return,
             r = generations.changed() => if r.is_err() { return },
         }
     }

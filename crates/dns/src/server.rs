@@ -73,6 +73,8 @@ impl DnsServer {
                     idle: config.tcp_idle_timeout,
                     max_connections: config.max_tcp_connections,
                     active: Arc::clone(&active),
+                    per_ip: std::sync::Mutex::new(std::collections::HashMap::new()),
+                    transfers: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_TRANSFERS)),
                 },
                 stop_rx.clone(),
             )));
@@ -319,6 +321,22 @@ struct TcpContext {
     idle: Duration,
     max_connections: usize,
     active: Arc<AtomicUsize>,
+    /// Open connections per client address.
+    per_ip: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+    /// Zone transfers running at once.
+    transfers: Arc<tokio::sync::Semaphore>,
+}
+
+/// Open TCP connections one client address may hold.
+const MAX_CONNECTIONS_PER_IP: usize = 64;
+/// Zone transfers built and sent at once.
+const MAX_CONCURRENT_TRANSFERS: usize = 8;
+
+/// Resolves when `stop` turns true; never when its sender is gone without stopping.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn tcp_accept_loop(listener: TcpListener, ctx: TcpContext, mut stop: watch::Receiver<bool>) {
@@ -326,7 +344,7 @@ async fn tcp_accept_loop(listener: TcpListener, ctx: TcpContext, mut stop: watch
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            _ = stop.changed() => break,
+            _ = stopped(&mut stop) => break,
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(v) => v,
@@ -338,8 +356,16 @@ async fn tcp_accept_loop(listener: TcpListener, ctx: TcpContext, mut stop: watch
                 };
                 if ctx.active.load(Ordering::Relaxed) >= ctx.max_connections {
                     tracing::debug!(%peer, "TCP connection limit reached; closing");
-                    drop(stream);
                     continue;
+                }
+                {
+                    let mut per_ip = ctx.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let n = per_ip.entry(peer.ip()).or_insert(0);
+                    if *n >= MAX_CONNECTIONS_PER_IP {
+                        tracing::debug!(%peer, "per-address TCP connection limit reached; closing");
+                        continue;
+                    }
+                    *n += 1;
                 }
                 ctx.active.fetch_add(1, Ordering::Relaxed);
                 let ctx = Arc::clone(&ctx);
@@ -349,6 +375,13 @@ async fn tcp_accept_loop(listener: TcpListener, ctx: TcpContext, mut stop: watch
                         tracing::debug!(error = %e, %peer, "TCP connection ended");
                     }
                     ctx.active.fetch_sub(1, Ordering::Relaxed);
+                    let mut per_ip = ctx.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(n) = per_ip.get_mut(&peer.ip()) {
+                        *n -= 1;
+                        if *n == 0 {
+                            per_ip.remove(&peer.ip());
+                        }
+                    }
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -357,7 +390,8 @@ async fn tcp_accept_loop(listener: TcpListener, ctx: TcpContext, mut stop: watch
     conns.shutdown().await;
 }
 
-/// Serves one TCP connection: length-prefixed messages, answered in order (pipelining).
+/// Serves one TCP connection: length-prefixed messages, answered in order (pipelining). Reads
+/// and writes each have the idle timeout, so a client that stops reading cannot hold a slot.
 async fn tcp_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -370,7 +404,7 @@ async fn tcp_connection(
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let len = tokio::select! {
-            _ = stop.changed() => return Ok(()),
+            _ = stopped(&mut stop) => return Ok(()),
             r = tokio::time::timeout(ctx.idle, stream.read_u16()) => match r {
                 Err(_) => return Ok(()), // idle timeout
                 Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
@@ -390,7 +424,7 @@ async fn tcp_connection(
         drop(snapshot);
         ctx.stats.record(kind);
         match outcome {
-            Outcome::Reply(reply) => write_framed(&mut stream, &mut out, &reply).await?,
+            Outcome::Reply(reply) => write_framed(&mut stream, &mut out, &reply, ctx.idle).await?,
             Outcome::Drop => return Ok(()),
             Outcome::Transfer(req) => {
                 let allowed = ctx.allow.iter().any(|net| net.contains(peer.ip()));
@@ -400,25 +434,46 @@ async fn tcp_connection(
                     ctx.stats.record(Some(handler::Kind::Refused));
                     let mut w = MessageWriter::new(Vec::new(), &req.header, false, Rcode::Refused);
                     w.question(&req.qname_raw, req.qtype, CLASS_IN);
-                    write_framed(&mut stream, &mut out, &w.finish()).await?;
+                    write_framed(&mut stream, &mut out, &w.finish(), ctx.idle).await?;
                     continue;
                 }
-                let (messages, kind) = transfer::messages(&req);
-                tracing::info!(%peer, %zone, serial = req.zone.zone().serial(), from_serial = ?req.ixfr_serial, ?kind, messages = messages.len(), "zone transfer");
+                // Bounded concurrency, built off the async workers.
+                let Ok(_permit) = ctx.transfers.acquire().await else {
+                    return Ok(());
+                };
+                let serial = req.zone.zone().serial();
+                let from = req.ixfr_serial;
+                let (messages, kind) =
+                    tokio::task::spawn_blocking(move || transfer::messages(&req))
+                        .await
+                        .map_err(io::Error::other)?;
+                tracing::info!(%peer, %zone, serial, from_serial = ?from, ?kind, messages = messages.len(), "zone transfer");
                 ctx.stats.transfers.fetch_add(1, Ordering::Relaxed);
                 for m in messages {
-                    write_framed(&mut stream, &mut out, &m).await?;
+                    write_framed(&mut stream, &mut out, &m, ctx.idle).await?;
                 }
             }
         }
     }
 }
 
-async fn write_framed(stream: &mut TcpStream, out: &mut Vec<u8>, msg: &[u8]) -> io::Result<()> {
+async fn write_framed(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    msg: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    debug_assert!(msg.len() <= usize::from(u16::MAX));
     out.clear();
     out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     out.extend_from_slice(msg);
-    stream.write_all(out).await
+    match tokio::time::timeout(timeout, stream.write_all(out)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client stopped reading",
+        )),
+    }
 }
 
 /// xorshift32: cheap per-thread randomness for weighted answers (not for security).

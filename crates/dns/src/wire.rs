@@ -332,7 +332,7 @@ impl MessageWriter {
         self.buf.extend_from_slice(qname_raw);
         self.buf.extend_from_slice(&qtype.to_be_bytes());
         self.buf.extend_from_slice(&qclass.to_be_bytes());
-        self.counts[0] += 1;
+        self.counts[0] = self.counts[0].saturating_add(1);
     }
 
     /// A mark to roll back to (length and counts).
@@ -358,7 +358,7 @@ impl MessageWriter {
         self.rdata(data);
         let rdlen = (self.buf.len() - len_at - 2) as u16;
         self.buf[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
-        self.counts[section as usize] += 1;
+        self.counts[section as usize] = self.counts[section as usize].saturating_add(1);
     }
 
     /// Writes the OPT record of a response.
@@ -371,7 +371,7 @@ impl MessageWriter {
         self.buf.push(if dnssec_ok { 0x80 } else { 0 });
         self.buf.push(0);
         self.buf.extend_from_slice(&[0, 0]);
-        self.counts[3] += 1;
+        self.counts[3] = self.counts[3].saturating_add(1);
     }
 
     /// Finishes the message: writes the section counts and returns the bytes.

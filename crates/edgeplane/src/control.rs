@@ -245,7 +245,8 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
             Ok(format!("deleted {r}\n"))
         }
         Request::IdentityCreate { name, rules } => {
-            let (identity, creds) = Identities::new(ctx.secrets()?.clone())?.create(&name, &rules)?;
+            let (identity, creds) =
+                Identities::new(ctx.secrets()?.clone())?.create(&name, &rules)?;
             Ok(format!(
                 "[{}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
                 identity.name,

@@ -168,7 +168,11 @@ struct ServeArgs {
     #[arg(long = "notify")]
     notify: Vec<SocketAddr>,
     /// Admin API (secrets, SigV4-authenticated) and Prometheus metrics (`GET /metrics`).
-    #[arg(long = "admin-listen", alias = "metrics-listen", default_value = "127.0.0.1:9000")]
+    #[arg(
+        long = "admin-listen",
+        alias = "metrics-listen",
+        default_value = "127.0.0.1:9000"
+    )]
     admin_listen: SocketAddr,
     /// UDP worker threads per listen address (default: one per CPU).
     #[arg(long)]

@@ -10,6 +10,8 @@ use crate::zone::Zone;
 
 /// How many CNAME links are followed inside a zone before the answer stops.
 pub const MAX_CNAME_CHAIN: usize = 8;
+/// How many alias hops an answer follows.
+pub const MAX_ALIAS_DEPTH: usize = 4;
 /// Most record sets a multivalue answer combines (Route53 answers up to eight).
 pub const MAX_MULTIVALUE: usize = 8;
 
@@ -278,7 +280,7 @@ impl ZoneIndex {
                     rr.data.iter().filter_map(|d| d.target_name()).collect();
                 out.answer.push(rr);
                 for t in targets {
-                    self.push_addresses(&mut out.additional, t);
+                    self.push_addresses(&mut out.additional, t, false);
                 }
             }
             None => self.push_soa(&mut out.authority),
@@ -292,6 +294,18 @@ impl ZoneIndex {
         owner: &'a DomainName,
         ts: &'a TypeSets,
         random: u32,
+    ) -> Option<RrSet<'a>> {
+        self.select_at(owner, ts, random, 0)
+    }
+
+    /// `select`, `depth` alias hops away from the question: aliases may point at sets that are
+    /// themselves under a routing policy with aliases, and the depth bounds the recursion.
+    fn select_at<'a>(
+        &'a self,
+        owner: &'a DomainName,
+        ts: &'a TypeSets,
+        random: u32,
+        depth: usize,
     ) -> Option<RrSet<'a>> {
         let first = ts.sets.first()?;
         let chosen: Vec<&RecordSet> = match first.policy {
@@ -333,7 +347,7 @@ impl ZoneIndex {
             match &set.alias {
                 Some(alias) => {
                     let (alias_ttl, alias_data) =
-                        self.alias_data(&alias.dns_name, ts.rtype, random, 0)?;
+                        self.alias_data(&alias.dns_name, ts.rtype, random, depth + 1)?;
                     ttl = ttl.min(alias_ttl);
                     data.extend(alias_data);
                 }
@@ -362,16 +376,12 @@ impl ZoneIndex {
         random: u32,
         depth: usize,
     ) -> Option<(u32, Vec<&'a RecordData>)> {
-        if depth > 3 {
+        if depth > MAX_ALIAS_DEPTH {
             return None;
         }
         let (target_name, node) = self.nodes.get_key_value(target.wire())?;
         let ts = node.get(rtype)?;
-        let set = ts.sets.first()?;
-        if let Some(alias) = &set.alias {
-            return self.alias_data(&alias.dns_name, rtype, random, depth + 1);
-        }
-        let rr = self.select(target_name, ts, random)?;
+        let rr = self.select_at(target_name, ts, random, depth)?;
         Some((rr.ttl, rr.data))
     }
 
@@ -393,13 +403,23 @@ impl ZoneIndex {
         for t in targets {
             // Glue: addresses of name servers inside the delegated zone, even though occluded.
             if t.is_subdomain_of(cut) {
-                self.push_addresses(&mut out.additional, t);
+                self.push_addresses(&mut out.additional, t, true);
             }
         }
     }
 
-    fn push_addresses<'a>(&'a self, section: &mut Vec<RrSet<'a>>, target: &DomainName) {
+    /// Adds the A/AAAA sets of `target`. Data below a zone cut is only glue: it is added when
+    /// `glue` is set (referrals), never as authoritative additional data.
+    fn push_addresses<'a>(&'a self, section: &mut Vec<RrSet<'a>>, target: &DomainName, glue: bool) {
         if !target.is_subdomain_of(self.apex()) {
+            return;
+        }
+        if !glue
+            && matches!(
+                self.walk(target, QueryType::Type(RecordType::A)),
+                Walk::Referral(..)
+            )
+        {
             return;
         }
         let Some((name, node)) = self.nodes.get_key_value(target.wire()) else {

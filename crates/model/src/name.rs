@@ -134,11 +134,18 @@ impl DomainName {
                     i += 4;
                     continue;
                 }
-                if let Some(&c) = rest.first() {
-                    decimal.push('\\');
-                    decimal.push(char::from(c));
-                    i += 2;
-                    continue;
+                match rest.first() {
+                    Some(&c) if c.is_ascii() => {
+                        decimal.push('\\');
+                        decimal.push(char::from(c));
+                        i += 2;
+                        continue;
+                    }
+                    _ => {
+                        return Err(NameError::BadEscape {
+                            name: text.to_string(),
+                        })
+                    }
                 }
             }
             let ch = text[i..].chars().next().unwrap_or('?');

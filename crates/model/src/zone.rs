@@ -521,17 +521,52 @@ impl Journal {
 }
 
 impl Zone {
-    /// Every record but the apex SOA, in canonical order, as a transfer carries them.
+    /// Every record but the apex SOA, in canonical order, as a transfer carries them: one RRset
+    /// per name and type, so record sets under a routing policy are merged (values
+    /// de-duplicated, the lowest TTL) and aliases are replaced by their targets' records, as a
+    /// secondary cannot apply either.
     pub fn transfer_records(&self) -> Vec<TransferRecord> {
-        self.records
-            .values()
-            .filter(|s| !(s.rtype == RecordType::SOA && s.name == self.name))
-            .flat_map(|s| {
-                s.records
-                    .iter()
-                    .map(move |d| (s.name.clone(), s.ttl, d.clone()))
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut iter = self.records.values().peekable();
+        while let Some(first) = iter.next() {
+            let mut group = vec![first];
+            while let Some(next) = iter.next_if(|n| n.name == first.name && n.rtype == first.rtype)
+            {
+                group.push(next);
+            }
+            if first.rtype == RecordType::SOA && first.name == self.name {
+                continue;
+            }
+            let mut ttl: Option<Ttl> = None;
+            let mut data: Vec<&RecordData> = Vec::new();
+            for set in group {
+                let sources: Vec<&RecordSet> = match &set.alias {
+                    None => vec![set],
+                    Some(alias) => self
+                        .records
+                        .values()
+                        .filter(|t| {
+                            t.name == alias.dns_name && t.rtype == set.rtype && t.alias.is_none()
+                        })
+                        .collect(),
+                };
+                for src in sources {
+                    ttl = Some(ttl.map_or(src.ttl, |t| t.min(src.ttl)));
+                    for d in &src.records {
+                        if !data.contains(&d) {
+                            data.push(d);
+                        }
+                    }
+                }
+            }
+            if let Some(ttl) = ttl {
+                out.extend(
+                    data.into_iter()
+                        .map(|d| (first.name.clone(), ttl, d.clone())),
+                );
+            }
+        }
+        out
     }
 }
 

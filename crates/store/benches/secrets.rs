@@ -14,8 +14,14 @@ fn spec(i: usize) -> SecretSpec {
     SecretSpec {
         secret_type: SecretType::Opaque,
         data: BTreeMap::from([
-            ("access-key-id".to_string(), SecretValue::new(format!("EPAKIA{i:014}").into_bytes())),
-            ("secret-access-key".to_string(), SecretValue::new(vec![b'k'; 40])),
+            (
+                "access-key-id".to_string(),
+                SecretValue::new(format!("EPAKIA{i:014}").into_bytes()),
+            ),
+            (
+                "secret-access-key".to_string(),
+                SecretValue::new(vec![b'k'; 40]),
+            ),
         ]),
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
@@ -29,9 +35,16 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("data")).expect("store");
-    let secrets = Secrets::open(&store, MasterKeySource::File(dir.path().join("master.key")), &dir.path().join("audit.log")).expect("secrets");
+    let secrets = Secrets::open(
+        &store,
+        MasterKeySource::File(dir.path().join("master.key")),
+        &dir.path().join("audit.log"),
+    )
+    .expect("secrets");
     let admin = Caller::admin();
-    let refs: Vec<SecretRef> = (0..SECRETS).map(|i| SecretRef::new("bench", &format!("s{i}")).expect("ref")).collect();
+    let refs: Vec<SecretRef> = (0..SECRETS)
+        .map(|i| SecretRef::new("bench", &format!("s{i}")).expect("ref"))
+        .collect();
 
     let started = Instant::now();
     for (i, r) in refs.iter().enumerate() {
@@ -50,7 +63,20 @@ fn main() {
     assert_eq!(report.rewrapped, SECRETS);
 
     println!("secrets: {SECRETS}");
-    println!("put (create, durable commit each): {:.0} ops/s ({:.1} s)", SECRETS as f64 / put, put);
-    println!("get (decrypt, audit): {:.0} ops/s ({:.2} s)", SECRETS as f64 / get, get);
-    println!("master-key rotation: {} data keys re-sealed in {:.2} s ({:.0} keys/s)", report.rewrapped, report.seconds, report.rewrapped as f64 / report.seconds);
+    println!(
+        "put (create, durable commit each): {:.0} ops/s ({:.1} s)",
+        SECRETS as f64 / put,
+        put
+    );
+    println!(
+        "get (decrypt, audit): {:.0} ops/s ({:.2} s)",
+        SECRETS as f64 / get,
+        get
+    );
+    println!(
+        "master-key rotation: {} data keys re-sealed in {:.2} s ({:.0} keys/s)",
+        report.rewrapped,
+        report.seconds,
+        report.rewrapped as f64 / report.seconds
+    );
 }

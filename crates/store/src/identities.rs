@@ -38,10 +38,17 @@ impl Identity {
     pub fn caller(&self) -> Caller {
         Caller {
             identity: self.name.clone(),
-            rules: self.rules.iter().filter_map(|r| AccessRule::parse(r).ok()).collect(),
+            rules: self
+                .rules
+                .iter()
+                .filter_map(|r| AccessRule::parse(r).ok())
+                .collect(),
         }
     }
 }
+
+/// An identity's secret access key, zeroed when dropped.
+pub type SecretKey = Zeroizing<Vec<u8>>;
 
 /// A new identity's credentials: the secret is shown once.
 pub struct NewCredentials {
@@ -70,15 +77,32 @@ impl Identities {
     }
 
     /// Creates an identity with `rules` (each `VERBS:NAMESPACE/NAME`).
-    pub fn create(&self, name: &str, rules: &[String]) -> Result<(Identity, NewCredentials), SecretStoreError> {
+    pub fn create(
+        &self,
+        name: &str,
+        rules: &[String],
+    ) -> Result<(Identity, NewCredentials), SecretStoreError> {
         for r in rules {
             AccessRule::parse(r).map_err(SecretStoreError::BadIdentity)?;
         }
-        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
-            return Err(SecretStoreError::BadIdentity(format!("invalid identity name {name:?}")));
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+        {
+            return Err(SecretStoreError::BadIdentity(format!(
+                "invalid identity name {name:?}"
+            )));
         }
-        let access_key_id = format!("EPAK{}", random_chars(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?);
-        let secret = Zeroizing::new(random_chars(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")?);
+        let access_key_id = format!(
+            "EPAK{}",
+            random_chars(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?
+        );
+        let secret = Zeroizing::new(random_chars(
+            40,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        )?);
         let identity = Identity {
             access_key_id: access_key_id.clone(),
             name: name.to_string(),
@@ -88,11 +112,15 @@ impl Identities {
         };
         let spec = SecretSpec {
             secret_type: SecretType::Other("edgeplane.io/access-key".to_string()),
-            data: BTreeMap::from([("secret-access-key".to_string(), SecretValue::new(secret.as_bytes().to_vec()))]),
+            data: BTreeMap::from([(
+                "secret-access-key".to_string(),
+                SecretValue::new(secret.as_bytes().to_vec()),
+            )]),
             labels: BTreeMap::from([("edgeplane.io/identity".to_string(), name.to_string())]),
             annotations: BTreeMap::new(),
         };
-        self.secrets.create(&Caller::admin(), &key_ref(&access_key_id)?, &spec)?;
+        self.secrets
+            .create(&Caller::admin(), &key_ref(&access_key_id)?, &spec)?;
         self.put(&identity)?;
         tracing::info!(identity = name, access_key_id, "identity created");
         Ok((
@@ -106,32 +134,55 @@ impl Identities {
 
     /// Every identity.
     pub fn list(&self) -> Result<Vec<Identity>, SecretStoreError> {
-        let txn = self.secrets.store().inner.db.begin_read().map_err(storage)?;
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_read()
+            .map_err(storage)?;
         let t = txn.open_table(IDENTITIES).map_err(storage)?;
         let mut out = Vec::new();
         for item in t.iter().map_err(storage)? {
             let (_, v) = item.map_err(storage)?;
-            out.push(serde_json::from_slice(v.value()).map_err(|_| SecretStoreError::Corrupt("identity".into()))?);
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|_| SecretStoreError::Corrupt("identity".into()))?,
+            );
         }
         Ok(out)
     }
 
     /// The identity with this key ID.
     pub fn get(&self, access_key_id: &str) -> Result<Option<Identity>, SecretStoreError> {
-        let txn = self.secrets.store().inner.db.begin_read().map_err(storage)?;
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_read()
+            .map_err(storage)?;
         let t = txn.open_table(IDENTITIES).map_err(storage)?;
         t.get(access_key_id)
             .map_err(storage)?
-            .map(|v| serde_json::from_slice(v.value()).map_err(|_| SecretStoreError::Corrupt("identity".into())))
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .map_err(|_| SecretStoreError::Corrupt("identity".into()))
+            })
             .transpose()
     }
 
     /// The identity and its secret key, for verifying a signed request.
-    pub fn credentials(&self, access_key_id: &str) -> Result<Option<(Identity, Zeroizing<Vec<u8>>)>, SecretStoreError> {
+    pub fn credentials(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<(Identity, SecretKey)>, SecretStoreError> {
         let Some(identity) = self.get(access_key_id)? else {
             return Ok(None);
         };
-        let (_, spec) = self.secrets.read_unaudited(&key_ref(access_key_id)?, None)?;
+        let (_, spec) = self
+            .secrets
+            .read_unaudited(&key_ref(access_key_id)?, None)?;
         let secret = spec
             .data
             .get("secret-access-key")
@@ -141,8 +192,14 @@ impl Identities {
     }
 
     /// Activates or deactivates a key.
-    pub fn set_active(&self, access_key_id: &str, active: bool) -> Result<Identity, SecretStoreError> {
-        let mut identity = self.get(access_key_id)?.ok_or_else(|| SecretStoreError::NotFound(access_key_id.to_string()))?;
+    pub fn set_active(
+        &self,
+        access_key_id: &str,
+        active: bool,
+    ) -> Result<Identity, SecretStoreError> {
+        let mut identity = self
+            .get(access_key_id)?
+            .ok_or_else(|| SecretStoreError::NotFound(access_key_id.to_string()))?;
         identity.active = active;
         self.put(&identity)?;
         Ok(identity)
@@ -150,13 +207,27 @@ impl Identities {
 
     /// Deletes an identity and its sealed key.
     pub fn delete(&self, access_key_id: &str) -> Result<(), SecretStoreError> {
-        let txn = self.secrets.store().inner.db.begin_write().map_err(storage)?;
-        let existed = txn.open_table(IDENTITIES).map_err(storage)?.remove(access_key_id).map_err(storage)?.is_some();
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_write()
+            .map_err(storage)?;
+        let existed = txn
+            .open_table(IDENTITIES)
+            .map_err(storage)?
+            .remove(access_key_id)
+            .map_err(storage)?
+            .is_some();
         txn.commit().map_err(storage)?;
         if !existed {
             return Err(SecretStoreError::NotFound(access_key_id.to_string()));
         }
-        match self.secrets.delete(&Caller::admin(), &key_ref(access_key_id)?) {
+        match self
+            .secrets
+            .delete(&Caller::admin(), &key_ref(access_key_id)?)
+        {
             Ok(()) | Err(SecretStoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -176,31 +247,56 @@ impl Identities {
             creds.secret_access_key.as_str()
         ));
         use std::os::unix::fs::OpenOptionsExt;
-        let io = |source| SecretStoreError::Io { path: path.clone(), source };
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(io)?;
+        let io = |source| SecretStoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         Ok(Some(path))
     }
 
     fn put(&self, identity: &Identity) -> Result<(), SecretStoreError> {
-        let bytes = serde_json::to_vec(identity).map_err(|_| SecretStoreError::Corrupt("identity".into()))?;
-        let txn = self.secrets.store().inner.db.begin_write().map_err(storage)?;
-        txn.open_table(IDENTITIES).map_err(storage)?.insert(identity.access_key_id.as_str(), bytes.as_slice()).map_err(storage)?;
+        let bytes = serde_json::to_vec(identity)
+            .map_err(|_| SecretStoreError::Corrupt("identity".into()))?;
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_write()
+            .map_err(storage)?;
+        txn.open_table(IDENTITIES)
+            .map_err(storage)?
+            .insert(identity.access_key_id.as_str(), bytes.as_slice())
+            .map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(())
     }
 }
 
 fn key_ref(access_key_id: &str) -> Result<SecretRef, SecretStoreError> {
-    Ok(SecretRef::new(SYSTEM_NAMESPACE, &format!("access-key-{}", access_key_id.to_ascii_lowercase()))?)
+    Ok(SecretRef::new(
+        SYSTEM_NAMESPACE,
+        &format!("access-key-{}", access_key_id.to_ascii_lowercase()),
+    )?)
 }
 
 fn random_chars(n: usize, alphabet: &[u8]) -> Result<String, SecretStoreError> {
     let mut bytes = Zeroizing::new(vec![0u8; n]);
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SecretStoreError::Crypto)?;
     // Rejection-free mapping is fine here: both alphabets divide 256 (32 and 64 symbols).
-    Ok(bytes.iter().map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()])).collect())
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+        .collect())
 }
 
 fn storage(e: impl Into<redb::Error>) -> SecretStoreError {
@@ -217,30 +313,66 @@ mod tests {
     fn identities_with_sealed_keys() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("data")).expect("store");
-        let secrets = Secrets::open(&store, MasterKeySource::File(dir.path().join("k")), &dir.path().join("audit")).expect("secrets");
+        let secrets = Secrets::open(
+            &store,
+            MasterKeySource::File(dir.path().join("k")),
+            &dir.path().join("audit"),
+        )
+        .expect("secrets");
         let ids = Identities::new(secrets).expect("identities");
-        let path = ids.ensure_admin(&dir.path().join("data")).expect("admin").expect("created");
-        assert!(ids.ensure_admin(&dir.path().join("data")).expect("again").is_none(), "only once");
+        let path = ids
+            .ensure_admin(&dir.path().join("data"))
+            .expect("admin")
+            .expect("created");
+        assert!(
+            ids.ensure_admin(&dir.path().join("data"))
+                .expect("again")
+                .is_none(),
+            "only once"
+        );
         let text = std::fs::read_to_string(&path).expect("credentials");
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+                0o600
+            );
         }
-        let akid = text.lines().find_map(|l| l.strip_prefix("aws_access_key_id = ")).expect("akid").to_string();
-        let secret = text.lines().find_map(|l| l.strip_prefix("aws_secret_access_key = ")).expect("secret").to_string();
+        let akid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("aws_access_key_id = "))
+            .expect("akid")
+            .to_string();
+        let secret = text
+            .lines()
+            .find_map(|l| l.strip_prefix("aws_secret_access_key = "))
+            .expect("secret")
+            .to_string();
         assert!(akid.starts_with("EPAK") && akid.len() == 20);
         assert_eq!(secret.len(), 40);
         let (identity, key) = ids.credentials(&akid).expect("lookup").expect("present");
-        assert_eq!((identity.name.as_str(), key.as_slice()), ("admin", secret.as_bytes()));
-        let (reader, creds) = ids.create("reader", &["get:team/*".to_string()]).expect("create");
+        assert_eq!(
+            (identity.name.as_str(), key.as_slice()),
+            ("admin", secret.as_bytes())
+        );
+        let (reader, creds) = ids
+            .create("reader", &["get:team/*".to_string()])
+            .expect("create");
         assert!(ids.create("bad name", &[]).is_err());
         assert!(ids.create("x", &["fly:a/b".to_string()]).is_err());
         assert_eq!(ids.list().expect("list").len(), 2);
         let caller = reader.caller();
         assert!(caller.rules[0].allows(model::secret::Verb::Get, "team", Some("x")));
-        assert!(!ids.set_active(&creds.access_key_id, false).expect("deactivate").active);
+        assert!(
+            !ids.set_active(&creds.access_key_id, false)
+                .expect("deactivate")
+                .active
+        );
         ids.delete(&creds.access_key_id).expect("delete");
-        assert!(ids.credentials(&creds.access_key_id).expect("lookup").is_none());
+        assert!(ids
+            .credentials(&creds.access_key_id)
+            .expect("lookup")
+            .is_none());
         assert!(!format!("{creds:?}").contains(creds.secret_access_key.as_str()));
     }
 }

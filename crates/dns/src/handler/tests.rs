@@ -16,6 +16,7 @@ www A 192.0.2.1\n\
 www AAAA 2001:db8::1\n\
 alias CNAME www\n\
 sub NS ns.sub\n\
+sub DS 1 5 1 ABCD\n\
 ns.sub A 192.0.2.99\n";
 
 struct Fixture {
@@ -145,8 +146,13 @@ fn referral_with_glue_is_not_authoritative() {
     assert!(!m.metadata.authoritative);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(
-        records(&m.authorities),
+        records(&m.authorities[..1]),
         ["sub.example.com. 300 IN NS ns.sub.example.com."]
+    );
+    assert_eq!(
+        m.authorities[1].record_type(),
+        HType::DS,
+        "the cut's DS follows its NS"
     );
     assert_eq!(
         records(&m.additionals),
@@ -422,4 +428,37 @@ fn answers(msgs: &[Vec<u8>]) -> Vec<hickory_proto::rr::Record> {
     msgs.iter()
         .flat_map(|m| Message::from_vec(m).expect("decode").answers)
         .collect()
+}
+
+#[test]
+fn ds_at_a_hosted_child_apex_comes_from_the_parent() {
+    let f = fixture();
+    f.store
+        .create_zone(
+            model::DomainName::parse("sub.example.com").expect("n"),
+            "child".into(),
+            None,
+            &[model::DomainName::parse("ns.sub.example.com").expect("n")],
+        )
+        .expect("child zone");
+    let m = reply(
+        &f,
+        &query("sub.example.com.", HType::DS, None),
+        Transport::Udp,
+    );
+    assert!(m.metadata.authoritative);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].record_type(), HType::DS);
+    assert_eq!(m.answers[0].name.to_string(), "sub.example.com.");
+    // Other types at the child apex come from the child.
+    let m = reply(
+        &f,
+        &query("sub.example.com.", HType::SOA, None),
+        Transport::Udp,
+    );
+    assert!(
+        records(&m.answers)[0].contains("ns.sub.example.com."),
+        "{:?}",
+        records(&m.answers)
+    );
 }

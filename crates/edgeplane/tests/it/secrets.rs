@@ -90,7 +90,10 @@ fn secrets_through_the_cli_and_the_server() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("DNS-1123"));
     let rotated = cli_ok(d, &["secret", "rotate-master-key"]);
-    assert!(rotated.contains("3 data keys re-sealed"), "two versions of db and the admin key: {rotated}");
+    assert!(
+        rotated.contains("3 data keys re-sealed"),
+        "two versions of db and the admin key: {rotated}"
+    );
     assert_eq!(
         cli_ok(
             d,

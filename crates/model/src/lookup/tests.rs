@@ -279,3 +279,94 @@ fn most_specific_zone() {
     assert_eq!(find("example.org"), None);
     assert_eq!(find("com"), None);
 }
+
+#[test]
+fn self_referencing_aliases_terminate() {
+    use crate::record::{AliasTarget, RecordSet, RoutingPolicy, Ttl};
+    use crate::zone::{Change, ChangeAction};
+    let base = index();
+    let name = DomainName::parse("www.example.com").expect("n");
+    let mut plain = RecordSet::new(
+        name.clone(),
+        Ttl::new(30).expect("ttl"),
+        RecordType::A,
+        vec![RecordData::A("192.0.2.9".parse().expect("ip"))],
+    )
+    .expect("set");
+    plain.policy = RoutingPolicy::MultiValue;
+    plain.set_identifier = Some("plain".into());
+    let mut alias = plain.clone();
+    alias.records.clear();
+    alias.set_identifier = Some("loop".into());
+    alias.alias = Some(AliasTarget {
+        hosted_zone_id: "ZT".into(),
+        dns_name: name.clone(),
+        evaluate_target_health: false,
+    });
+    let old = base
+        .zone()
+        .records
+        .values()
+        .find(|s| s.name == name && s.rtype == RecordType::A)
+        .cloned()
+        .expect("www A");
+    let zone = base
+        .zone()
+        .apply(&[
+            Change {
+                action: ChangeAction::Delete,
+                set: old,
+            },
+            Change {
+                action: ChangeAction::Create,
+                set: plain,
+            },
+            Change {
+                action: ChangeAction::Create,
+                set: alias,
+            },
+        ])
+        .expect("apply");
+    let idx = ZoneIndex::new(Arc::new(zone.clone()));
+    // Terminates (the alias depth is bounded) instead of recursing forever.
+    let _ = idx.lookup(&name, QueryType::Type(RecordType::A), 0);
+    // Transfers carry one RRset per name and type, values de-duplicated.
+    let www: Vec<_> = zone
+        .transfer_records()
+        .into_iter()
+        .filter(|(n, _, d)| n == &name && d.rtype() == RecordType::A)
+        .collect();
+    assert_eq!(www.len(), 1, "{www:?}");
+}
+
+#[test]
+fn occluded_addresses_are_not_additional_data() {
+    use crate::record::{RecordSet, Ttl};
+    use crate::zone::{Change, ChangeAction};
+    let base = index();
+    let mx = RecordSet::new(
+        DomainName::parse("occ.example.com").expect("n"),
+        Ttl::new(60).expect("ttl"),
+        RecordType::MX,
+        vec![RecordData::Mx {
+            preference: 1,
+            exchange: DomainName::parse("ns.sub.example.com").expect("n"),
+        }],
+    )
+    .expect("set");
+    let idx = ZoneIndex::new(Arc::new(
+        base.zone()
+            .apply(&[Change {
+                action: ChangeAction::Create,
+                set: mx,
+            }])
+            .expect("apply"),
+    ));
+    let q = DomainName::parse("occ.example.com").expect("n");
+    let a = idx.lookup(&q, QueryType::Type(RecordType::MX), 0);
+    assert_eq!(a.answer.len(), 1);
+    assert!(
+        a.additional.is_empty(),
+        "glue below a cut is not authoritative additional data"
+    );
+}

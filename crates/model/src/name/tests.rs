@@ -92,6 +92,8 @@ fn route53_form_escapes_wildcards() {
     assert!(DomainName::parse_route53("\\400x.com").is_err());
     assert!(DomainName::parse_route53("\\377x.com").is_ok());
     assert!(DomainName::parse_route53("\\9").is_err());
+    assert!(DomainName::parse_route53("\\é.example.").is_err());
+    assert!(DomainName::parse_route53("a\\").is_err());
 }
 
 #[test]

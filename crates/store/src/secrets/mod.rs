@@ -268,7 +268,11 @@ impl Secrets {
 
     /// Reads a secret without an access check or an audit entry: for edgeplane's own use of
     /// the secrets it manages (identities' keys), never for a caller's request.
-    pub(crate) fn read_unaudited(&self, r: &SecretRef, version: Option<u64>) -> Result<(SecretInfo, SecretSpec), SecretStoreError> {
+    pub(crate) fn read_unaudited(
+        &self,
+        r: &SecretRef,
+        version: Option<u64>,
+    ) -> Result<(SecretInfo, SecretSpec), SecretStoreError> {
         self.read(r, version)
     }
 
