@@ -8,6 +8,7 @@ PACKAGES=(
   knot-dnsutils   # kdig: the DNS client the integration tests query with
   dnsutils        # dig: a second, independent DNS client
   nsd             # NSD: a second secondary implementation
+  curl            # a real SigV4 client (--aws-sigv4) for the admin API
 )
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(dnsperf)

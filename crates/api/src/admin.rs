@@ -328,6 +328,7 @@ struct SecretBody {
     api_version: Option<String>,
     #[serde(default)]
     kind: Option<String>,
+    #[serde(default)]
     metadata: SecretMetadata,
     #[serde(default, rename = "type")]
     secret_type: Option<String>,
@@ -337,7 +338,7 @@ struct SecretBody {
     string_data: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SecretMetadata {
     #[serde(default)]
