@@ -137,26 +137,24 @@ pub fn write_param(out: &mut String, p: &SvcParam) {
                 .join(","),
         ),
         1 => {
-            let mut ids = Vec::new();
+            // Two levels, undone in reverse by the parser: the value list escapes ',' and '\\'
+            // inside an id, then the presentation format escapes what the lexer would split on.
+            let mut list = Vec::new();
             let mut i = 0;
             while i < v.len() {
                 let len = usize::from(v[i]);
-                let id = v.get(i + 1..i + 1 + len).unwrap_or(&[]);
-                let mut s = String::new();
-                for &b in id {
-                    match b {
-                        b',' => s.push_str("\\\\,"),
-                        b'\\' => s.push_str("\\\\\\\\"),
-                        0x21..=0x7e if b != b'"' => s.push(char::from(b)),
-                        _ => {
-                            let _ = write!(s, "\\{b:03}");
-                        }
-                    }
+                if i > 0 {
+                    list.push(b',');
                 }
-                ids.push(s);
+                for &b in v.get(i + 1..i + 1 + len).unwrap_or(&[]) {
+                    if b == b',' || b == b'\\' {
+                        list.push(b'\\');
+                    }
+                    list.push(b);
+                }
                 i += 1 + len;
             }
-            Some(ids.join(","))
+            Some(escape_presentation(&list))
         }
         2 => None,
         3 if v.len() == 2 => Some(u16::from_be_bytes([v[0], v[1]]).to_string()),
@@ -189,6 +187,25 @@ pub fn write_param(out: &mut String, p: &SvcParam) {
         out.push('=');
         out.push_str(&t);
     }
+}
+
+/// Presentation-format escaping of an unquoted value: `\\X` for characters the lexer treats
+/// specially, `\\DDD` for octets outside printable ASCII.
+fn escape_presentation(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' | b'"' | b';' | b'(' | b')' => {
+                s.push('\\');
+                s.push(char::from(b));
+            }
+            0x21..=0x7e => s.push(char::from(b)),
+            _ => {
+                let _ = write!(s, "\\{b:03}");
+            }
+        }
+    }
+    s
 }
 
 /// Splits on commas not preceded by a backslash (RFC 9460 appendix A.1 value lists), after the

@@ -134,3 +134,28 @@ fn record_set_invariants() {
     weighted.set_identifier = Some("blue".into());
     assert!(weighted.check().is_ok());
 }
+
+#[test]
+fn alpn_ids_with_special_octets_round_trip() {
+    // Ids holding a comma, a backslash, a quote and a control octet.
+    let ids: [&[u8]; 4] = [b"a,b", b"c\\d", b"q\"", b"\x09x"];
+    let mut wire = Vec::new();
+    for id in ids {
+        wire.push(id.len() as u8);
+        wire.extend_from_slice(id);
+    }
+    let data = RecordData::Https {
+        priority: 1,
+        target: DomainName::root(),
+        params: vec![crate::record::SvcParam {
+            key: 1,
+            value: wire,
+        }],
+    };
+    let printed = data.to_string();
+    assert_eq!(
+        RecordData::parse(RecordType::HTTPS, &printed, None),
+        Ok(data),
+        "{printed}"
+    );
+}
