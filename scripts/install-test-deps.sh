@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the peer programs edgeplane's tests talk to (Debian packages), idempotently and
-# quietly. Needs root (or sudo) and apt; does nothing when everything is already installed.
+# Installs the peer programs edgeplane's tests talk to, idempotently and quietly: Debian
+# packages (DNS peers, curl) and a Python virtualenv with boto3. Needs root (or sudo) and apt;
+# does nothing when everything is already installed.
+#   usage: scripts/install-test-deps.sh [--bench]
 set -euo pipefail
 
 PACKAGES=(
@@ -13,27 +15,41 @@ PACKAGES=(
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(dnsperf)
 fi
+# Python clients of edgeplane's AWS-compatible API, in a virtualenv of their own.
+VENV=${EDGEPLANE_TEST_VENV:-$HOME/.cache/edgeplane/venv}
+PY_PACKAGES=(boto3)
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+apt_install() {
+  echo "installing Debian packages: $*" >&2
+  # Keep packaged daemons from starting on install: the tests start their own.
+  local created_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  [ "$created_policy" = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || { echo "failed to install $p" >&2; exit 1; }
+  done
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "installing test peers: ${missing[*]}" >&2
-# Keep the packaged daemons from starting on install: the tests start their own.
-created_policy=0
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  created_policy=1
+if ! "$VENV/bin/python" -c "import boto3" >/dev/null 2>&1; then
+  echo "installing Python test clients in $VENV: ${PY_PACKAGES[*]}" >&2
+  mkdir -p "$(dirname "$VENV")"
+  python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  "$VENV/bin/python" -c "import boto3" || { echo "boto3 did not install" >&2; exit 1; }
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-[ "$created_policy" = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d
-for p in "${missing[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || { echo "failed to install $p" >&2; exit 1; }
-done

@@ -174,6 +174,12 @@ struct ServeArgs {
         default_value = "127.0.0.1:9000"
     )]
     admin_listen: SocketAddr,
+    /// Route53-compatible API (SigV4, service `route53`).
+    #[arg(long = "api-listen", default_value = "127.0.0.1:9053")]
+    api_listen: SocketAddr,
+    /// Name server of hosted zones created through the API; repeat for several.
+    #[arg(long = "zone-nameserver")]
+    zone_name_servers: Vec<String>,
     /// UDP worker threads per listen address (default: one per CPU).
     #[arg(long)]
     udp_workers: Option<usize>,
@@ -499,6 +505,36 @@ async fn serve(
                 identities,
             }))
     };
+    let name_servers: Vec<model::DomainName> = if args.zone_name_servers.is_empty() {
+        control::DEFAULT_NAME_SERVERS
+            .iter()
+            .map(|s| model::DomainName::parse(s))
+            .collect::<Result<_, _>>()?
+    } else {
+        args.zone_name_servers
+            .iter()
+            .map(|s| model::DomainName::parse(s))
+            .collect::<Result<_, _>>()?
+    };
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("binding the Route53 API on {}", args.api_listen))?;
+    tracing::info!(addr = %api_listener.local_addr()?, "Route53 API listening");
+    let api_router = api::route53::router(api::route53::Route53State {
+        store: store.clone(),
+        identities: store::identities::Identities::new(secrets.clone())?,
+        name_servers,
+    });
+    let api = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        async move {
+            axum::serve(api_listener, api_router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        }
+    });
     let admin = tokio::spawn({
         let mut stop = stop_rx.clone();
         async move {
@@ -528,6 +564,9 @@ async fn serve(
     let _ = stop_tx.send(true);
     for s in servers {
         s.shutdown().await;
+    }
+    if let Ok(Err(e)) = api.await {
+        tracing::warn!(error = %e, "Route53 API failed");
     }
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %e, "admin API failed");

@@ -40,6 +40,8 @@ pub(crate) struct Edgeplane {
     /// DNS addresses (UDP and TCP), in the order of the `--dns-listen` flags.
     pub(crate) dns: Vec<SocketAddr>,
     pub(crate) admin: SocketAddr,
+    /// The Route53-compatible API.
+    pub(crate) api: SocketAddr,
     log: mpsc::Receiver<String>,
     /// Log lines already received.
     seen: std::sync::Mutex<Vec<String>>,
@@ -55,6 +57,8 @@ impl Edgeplane {
             "json".into(),
             "serve".into(),
             "--admin-listen".into(),
+            "127.0.0.1:0".into(),
+            "--api-listen".into(),
             "127.0.0.1:0".into(),
         ];
         if !extra.contains(&"--dns-listen") {
@@ -83,12 +87,13 @@ impl Edgeplane {
             child: Some(child),
             dns: Vec::new(),
             admin: SocketAddr::from(([0, 0, 0, 0], 0)),
+            api: SocketAddr::from(([0, 0, 0, 0], 0)),
             log: rx,
             seen: std::sync::Mutex::new(Vec::new()),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut serving = false;
-        while !(serving && server.admin.port() != 0) {
+        while !(serving && server.admin.port() != 0 && server.api.port() != 0) {
             let line = server
                 .log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -102,6 +107,7 @@ impl Edgeplane {
             match (msg, addr) {
                 ("DNS listening on UDP and TCP", Some(a)) => server.dns.push(a),
                 ("admin API listening", Some(a)) => server.admin = a,
+                ("Route53 API listening", Some(a)) => server.api = a,
                 ("edgeplane serving", _) => serving = true,
                 _ => {}
             }
@@ -344,4 +350,25 @@ pub(crate) fn data_dir_with_example() -> tempfile::TempDir {
 /// The path of a file in `tests/data`.
 pub(crate) fn fixture(name: &str) -> String {
     format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python interpreter of the test virtualenv (boto3 and friends), failing loudly when the
+/// environment was not installed by scripts/install-test-deps.sh.
+pub(crate) fn python() -> std::path::PathBuf {
+    let venv = std::env::var_os("EDGEPLANE_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/edgeplane/venv")))
+        .expect("HOME or EDGEPLANE_TEST_VENV");
+    let py = venv.join("bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import boto3"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "boto3 is not installed in {}: run scripts/install-test-deps.sh",
+        venv.display()
+    );
+    py
 }

@@ -6,5 +6,6 @@ mod cli;
 mod dns;
 mod durability;
 mod harness;
+mod route53;
 mod secondary;
 mod secrets;
