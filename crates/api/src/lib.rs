@@ -7,6 +7,8 @@
 //! own.
 
 pub mod admin;
+pub mod iam;
+pub mod policy;
 pub mod route53;
 pub mod sigv4;
 

@@ -17,6 +17,9 @@ use zeroize::Zeroizing;
 use crate::secrets::{Caller, SecretStoreError, Secrets};
 
 const IDENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("identities");
+const IAM_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("iam_users");
+/// Most access keys an IAM user may hold (as in AWS).
+pub const MAX_KEYS_PER_USER: usize = 2;
 /// The namespace holding identities' secret keys.
 pub const SYSTEM_NAMESPACE: &str = "edgeplane-system";
 /// The admin credentials file inside the data directory (AWS shared-credentials format).
@@ -31,6 +34,38 @@ pub struct Identity {
     pub active: bool,
     pub rules: Vec<String>,
     pub created_at: u64,
+    /// The IAM user owning this key; its policies decide what the key may do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// An IAM user: a name, and inline policies (JSON documents, validated by the API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamUser {
+    pub name: String,
+    pub user_id: String,
+    pub path: String,
+    pub created_at: u64,
+    #[serde(default)]
+    pub policies: BTreeMap<String, String>,
+}
+
+/// IAM errors, with AWS's codes.
+#[derive(Debug, thiserror::Error)]
+pub enum IamError {
+    #[error("User with name {0} already exists.")]
+    EntityAlreadyExists(String),
+    #[error("{0}")]
+    NoSuchEntity(String),
+    #[error("Cannot delete entity, must {0} first.")]
+    DeleteConflict(&'static str),
+    #[error("Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}")]
+    LimitExceeded,
+    #[error("{0}")]
+    Validation(String),
+    #[error(transparent)]
+    Store(#[from] SecretStoreError),
 }
 
 impl Identity {
@@ -72,6 +107,7 @@ impl Identities {
     pub fn new(secrets: Secrets) -> Result<Self, SecretStoreError> {
         let txn = secrets.store().inner.db.begin_write().map_err(storage)?;
         txn.open_table(IDENTITIES).map_err(storage)?;
+        txn.open_table(IAM_USERS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(Identities { secrets })
     }
@@ -109,6 +145,7 @@ impl Identities {
             active: true,
             rules: rules.to_vec(),
             created_at: crate::now(),
+            user: None,
         };
         let spec = SecretSpec {
             secret_type: SecretType::Other("edgeplane.io/access-key".to_string()),
@@ -261,6 +298,185 @@ impl Identities {
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         Ok(Some(path))
+    }
+
+    /// Creates an IAM user.
+    pub fn create_user(&self, name: &str, path: &str) -> Result<IamUser, IamError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+        if !valid {
+            return Err(IamError::Validation(format!("1 validation error detected: Value '{name}' at 'userName' failed to satisfy constraint")));
+        }
+        if self.user(name)?.is_some() {
+            return Err(IamError::EntityAlreadyExists(name.to_string()));
+        }
+        let user = IamUser {
+            name: name.to_string(),
+            user_id: format!(
+                "AIDA{}",
+                random_chars(17, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?
+            ),
+            path: if path.is_empty() {
+                "/".to_string()
+            } else {
+                path.to_string()
+            },
+            created_at: crate::now(),
+            policies: BTreeMap::new(),
+        };
+        self.put_user(&user)?;
+        Ok(user)
+    }
+
+    /// The IAM user with this name.
+    pub fn user(&self, name: &str) -> Result<Option<IamUser>, SecretStoreError> {
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_read()
+            .map_err(storage)?;
+        let t = txn.open_table(IAM_USERS).map_err(storage)?;
+        t.get(name)
+            .map_err(storage)?
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .map_err(|_| SecretStoreError::Corrupt("IAM user".into()))
+            })
+            .transpose()
+    }
+
+    /// The IAM user with this name, or NoSuchEntity.
+    pub fn require_user(&self, name: &str) -> Result<IamUser, IamError> {
+        self.user(name)?.ok_or_else(|| {
+            IamError::NoSuchEntity(format!("The user with name {name} cannot be found."))
+        })
+    }
+
+    /// Every IAM user.
+    pub fn users(&self) -> Result<Vec<IamUser>, SecretStoreError> {
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_read()
+            .map_err(storage)?;
+        let t = txn.open_table(IAM_USERS).map_err(storage)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(storage)? {
+            let (_, v) = item.map_err(storage)?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|_| SecretStoreError::Corrupt("IAM user".into()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Deletes a user that has no access keys and no policies left.
+    pub fn delete_user(&self, name: &str) -> Result<(), IamError> {
+        let user = self.require_user(name)?;
+        if !self.user_keys(name)?.is_empty() {
+            return Err(IamError::DeleteConflict("delete access keys"));
+        }
+        if !user.policies.is_empty() {
+            return Err(IamError::DeleteConflict("delete policies"));
+        }
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_write()
+            .map_err(storage)?;
+        txn.open_table(IAM_USERS)
+            .map_err(storage)?
+            .remove(name)
+            .map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Sets (creates or replaces) an inline policy; the caller has validated the document.
+    pub fn put_user_policy(
+        &self,
+        user: &str,
+        policy: &str,
+        document: &str,
+    ) -> Result<(), IamError> {
+        let mut u = self.require_user(user)?;
+        u.policies.insert(policy.to_string(), document.to_string());
+        Ok(self.put_user(&u)?)
+    }
+
+    /// Deletes an inline policy.
+    pub fn delete_user_policy(&self, user: &str, policy: &str) -> Result<(), IamError> {
+        let mut u = self.require_user(user)?;
+        if u.policies.remove(policy).is_none() {
+            return Err(IamError::NoSuchEntity(format!(
+                "The user policy with name {policy} cannot be found."
+            )));
+        }
+        Ok(self.put_user(&u)?)
+    }
+
+    /// Creates an access key for an IAM user (at most two per user).
+    pub fn create_access_key(&self, user: &str) -> Result<(Identity, NewCredentials), IamError> {
+        self.require_user(user)?;
+        if self.user_keys(user)?.len() >= MAX_KEYS_PER_USER {
+            return Err(IamError::LimitExceeded);
+        }
+        let (mut identity, creds) = self.create(user, &[]).map_err(|e| match e {
+            SecretStoreError::BadIdentity(m) => IamError::Validation(m),
+            other => IamError::Store(other),
+        })?;
+        identity.user = Some(user.to_string());
+        self.put(&identity)?;
+        Ok((identity, creds))
+    }
+
+    /// The access keys of an IAM user.
+    pub fn user_keys(&self, user: &str) -> Result<Vec<Identity>, SecretStoreError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|i| i.user.as_deref() == Some(user))
+            .collect())
+    }
+
+    /// The access key `access_key_id` of `user`, or NoSuchEntity.
+    pub fn user_key(&self, user: &str, access_key_id: &str) -> Result<Identity, IamError> {
+        self.require_user(user)?;
+        self.get(access_key_id)?
+            .filter(|i| i.user.as_deref() == Some(user))
+            .ok_or_else(|| {
+                IamError::NoSuchEntity(format!(
+                    "The Access Key with id {access_key_id} cannot be found."
+                ))
+            })
+    }
+
+    fn put_user(&self, user: &IamUser) -> Result<(), SecretStoreError> {
+        let bytes =
+            serde_json::to_vec(user).map_err(|_| SecretStoreError::Corrupt("IAM user".into()))?;
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_write()
+            .map_err(storage)?;
+        txn.open_table(IAM_USERS)
+            .map_err(storage)?
+            .insert(user.name.as_str(), bytes.as_slice())
+            .map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        Ok(())
     }
 
     fn put(&self, identity: &Identity) -> Result<(), SecretStoreError> {

@@ -22,7 +22,11 @@ use serde::Deserialize;
 use store::identities::Identities;
 use store::{ChangeInfo, Store, StoreError};
 
+use std::collections::BTreeMap;
+
+use crate::policy::{self, Decision, Policy, RequestContext};
 use crate::sigv4;
+use store::identities::IamUser;
 
 const NS: &str = "https://route53.amazonaws.com/doc/2013-04-01/";
 /// Most ResourceRecord elements in one change batch (UPSERT counted twice).
@@ -59,6 +63,7 @@ pub fn router(state: Route53State) -> Router {
             get(list_records).post(change_records),
         )
         .route("/2013-04-01/change/{id}", get(get_change))
+        .route("/", axum::routing::post(iam_query))
         .layer(axum::extract::DefaultBodyLimit::max(xml::MAX_BODY))
         .with_state(Arc::new(state))
 }
@@ -147,13 +152,84 @@ fn batch_messages(errors: &[ChangeError]) -> String {
 
 type Shared = State<Arc<Route53State>>;
 
-async fn authenticate(
-    state: &Route53State,
+/// Who signed a request.
+pub enum Principal {
+    /// An identity with full access (the bootstrap admin).
+    Admin(String),
+    /// An IAM user: its inline policies decide.
+    User(IamUser),
+    /// An identity with neither full access nor IAM policies: implicitly denied.
+    Other(String),
+}
+
+impl Principal {
+    fn name(&self) -> &str {
+        match self {
+            Principal::Admin(n) | Principal::Other(n) => n,
+            Principal::User(u) => &u.name,
+        }
+    }
+
+    /// Allows or denies `action` on `resource` with condition keys `keys`.
+    pub fn authorize(
+        &self,
+        action: &str,
+        resource: &str,
+        keys: BTreeMap<String, Vec<String>>,
+    ) -> Result<(), R53Error> {
+        let decision = match self {
+            Principal::Admin(_) => Decision::Allow,
+            Principal::Other(_) => Decision::ImplicitDeny,
+            Principal::User(u) => {
+                let policies: Vec<Policy> = u
+                    .policies
+                    .values()
+                    .filter_map(|d| Policy::parse(d).ok())
+                    .collect();
+                policy::evaluate(
+                    &policies,
+                    &RequestContext {
+                        action: action.to_string(),
+                        resource: resource.to_string(),
+                        keys,
+                    },
+                )
+            }
+        };
+        if decision == Decision::Allow {
+            return Ok(());
+        }
+        tracing::warn!(
+            principal = self.name(),
+            action,
+            resource,
+            ?decision,
+            "request denied"
+        );
+        let reason = if decision == Decision::ExplicitDeny {
+            "with an explicit deny"
+        } else {
+            "because no identity-based policy allows the action"
+        };
+        Err(R53Error::new(
+            403,
+            "AccessDenied",
+            format!(
+                "User: {} is not authorized to perform: {action} on resource: {resource} {reason}",
+                self.name()
+            ),
+        ))
+    }
+}
+
+/// Verifies a request's SigV4 signature and returns who signed it.
+pub(crate) async fn authenticate(
+    identities: &Identities,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), R53Error> {
+) -> Result<Principal, R53Error> {
     let header_list: Vec<(&str, &str)> = headers
         .iter()
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
@@ -166,12 +242,20 @@ async fn authenticate(
         body,
     };
     let auth = sigv4::parse_authorization(&req)?;
-    let identities = state.identities.clone();
+    let ids = identities.clone();
     let akid = auth.access_key_id.clone();
-    let found = tokio::task::spawn_blocking(move || identities.credentials(&akid))
-        .await
-        .map_err(|_| R53Error::new(500, "InternalFailure", "authentication failed"))?
-        .map_err(|_| R53Error::new(500, "InternalFailure", "authentication failed"))?;
+    let internal = || R53Error::new(500, "InternalFailure", "authentication failed");
+    let (found, user) = tokio::task::spawn_blocking(move || {
+        let found = ids.credentials(&akid)?;
+        let user = match found.as_ref().and_then(|(i, _)| i.user.clone()) {
+            Some(name) => ids.user(&name)?,
+            None => None,
+        };
+        Ok::<_, store::secrets::SecretStoreError>((found, user))
+    })
+    .await
+    .map_err(|_| internal())?
+    .map_err(|_| internal())?;
     let Some((identity, secret)) = found else {
         return Err(sigv4::AuthError::UnknownKey.into());
     };
@@ -179,23 +263,35 @@ async fn authenticate(
         return Err(sigv4::AuthError::InactiveKey.into());
     }
     sigv4::verify(&req, &auth, &secret, crate::now())?;
-    let full = identity.rules.iter().any(|r| r == "*:*/*");
-    if !full {
-        tracing::warn!(
-            identity = identity.name,
-            path = uri.path(),
-            "Route53 request denied"
-        );
-        return Err(R53Error::new(
-            403,
-            "AccessDenied",
-            format!(
-                "User: {} is not authorized to perform this Route53 action",
-                identity.name
-            ),
-        ));
-    }
-    Ok(())
+    Ok(if identity.rules.iter().any(|r| r == "*:*/*") {
+        Principal::Admin(identity.name)
+    } else if let Some(u) = user {
+        Principal::User(u)
+    } else {
+        Principal::Other(identity.name)
+    })
+}
+
+/// Authenticates and authorizes a Route53 action on a resource.
+async fn allow(
+    s: &Route53State,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    action: &str,
+    resource: &str,
+) -> Result<Principal, R53Error> {
+    let p = authenticate(&s.identities, method, uri, headers, body).await?;
+    p.authorize(&format!("route53:{action}"), resource, BTreeMap::new())?;
+    Ok(p)
+}
+
+fn zone_arn(id: &str) -> String {
+    format!(
+        "arn:aws:route53:::hostedzone/{}",
+        id.trim_start_matches("/hostedzone/")
+    )
 }
 
 fn xml_response(status: StatusCode, body: String) -> Response {
@@ -207,7 +303,7 @@ fn xml_response(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let a = store::random_u64();
     let b = store::random_u64();
     format!(
@@ -220,7 +316,7 @@ fn request_id() -> String {
     )
 }
 
-fn timestamp(secs: u64) -> String {
+pub(crate) fn timestamp(secs: u64) -> String {
     let d = sigv4::format_amz_date(secs);
     format!(
         "{}-{}-{}T{}:{}:{}.000Z",
@@ -304,7 +400,7 @@ async fn create_zone(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    authenticate(&s, &method, &uri, &headers, &body).await?;
+    allow(&s, &method, &uri, &headers, &body, "CreateHostedZone", "*").await?;
     let doc = xml::parse(&body)?;
     if doc.name != "CreateHostedZoneRequest" {
         return Err(R53Error::invalid_input(
@@ -367,7 +463,16 @@ async fn get_zone(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    authenticate(&s, &method, &uri, &headers, &body).await?;
+    allow(
+        &s,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        "GetHostedZone",
+        &zone_arn(&id),
+    )
+    .await?;
     let zone = s.store.zone(&zone_id(&id)?)?;
     Ok(xml_response(
         StatusCode::OK,
@@ -387,7 +492,16 @@ async fn delete_zone(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    authenticate(&s, &method, &uri, &headers, &body).await?;
+    allow(
+        &s,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        "DeleteHostedZone",
+        &zone_arn(&id),
+    )
+    .await?;
     let id = zone_id(&id)?;
     let state = Arc::clone(&s);
     let change = blocking(move || Ok(state.store.delete_zone(&id)?)).await?;
@@ -430,7 +544,7 @@ async fn list_zones(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    authenticate(&s, &method, &uri, &headers, &body).await?;
+    allow(&s, &method, &uri, &headers, &body, "ListHostedZones", "*").await?;
     let max = max_items(q.maxitems.as_deref(), 100, 100)?;
     let snapshot = s.store.snapshot();
     let zones: Vec<_> = snapshot
@@ -472,7 +586,16 @@ async fn list_zones_by_name(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    authenticate(&s, &method, &uri, &headers, &body).await?;
+    allow(
+        &s,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        "ListHostedZonesByName",
+        "*",
+    )
+    .await?;
     let max = max_items(q.maxitems.as_deref(), 100, 100)?;
     let start = match q.dnsname.as_deref() {
         Some(n) => Some(
@@ -534,7 +657,16 @@ async fn zone_count(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    authenticate(&s, &method, &uri, &headers, &body).await?;
+    allow(
+        &s,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        "GetHostedZoneCount",
+        "*",
+    )
+    .await?;
     let n = s.store.snapshot().zones.len();
     Ok(xml_response(StatusCode::OK, format!("<GetHostedZoneCountResponse xmlns=\"{NS}\"><HostedZoneCount>{n}</HostedZoneCount></GetHostedZoneCountResponse>")))
 }
@@ -547,7 +679,19 @@ async fn get_change(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    authenticate(&s, &method, &uri, &headers, &body).await?;
+    allow(
+        &s,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        "GetChange",
+        &format!(
+            "arn:aws:route53:::change/{}",
+            id.trim_start_matches("/change/")
+        ),
+    )
+    .await?;
     let id = id.trim_start_matches("/change/").to_string();
     let state = Arc::clone(&s);
     let lookup = id.clone();
@@ -576,7 +720,7 @@ async fn change_records(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    authenticate(&s, &method, &uri, &headers, &body).await?;
+    let principal = authenticate(&s.identities, &method, &uri, &headers, &body).await?;
     let id = zone_id(&id)?;
     let doc = xml::parse(&body)?;
     if doc.name != "ChangeResourceRecordSetsRequest" {
@@ -584,14 +728,54 @@ async fn change_records(
             "expected a ChangeResourceRecordSetsRequest document",
         ));
     }
-    let zone = s.store.zone(&id)?;
     let changes = parse_changes(&doc)?;
+    principal.authorize(
+        "route53:ChangeResourceRecordSets",
+        &zone_arn(id.as_str()),
+        change_keys(&changes),
+    )?;
+    let zone = s.store.zone(&id)?;
     let state = Arc::clone(&s);
     let change = blocking(move || Ok(state.store.change_records(&zone.id, &changes)?)).await?;
     Ok(xml_response(
         StatusCode::OK,
         format!("<ChangeResourceRecordSetsResponse xmlns=\"{NS}\">{}</ChangeResourceRecordSetsResponse>", change_info_xml(&s.store, &change)),
     ))
+}
+
+/// The condition keys of a change batch: normalized names (lowercase, no trailing dot), types
+/// and actions.
+fn change_keys(changes: &[Change]) -> BTreeMap<String, Vec<String>> {
+    let mut names: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            c.set
+                .name
+                .to_route53_string()
+                .trim_end_matches('.')
+                .to_string()
+        })
+        .collect();
+    let mut types: Vec<String> = changes.iter().map(|c| c.set.rtype.to_string()).collect();
+    let mut actions: Vec<String> = changes.iter().map(|c| c.action.to_string()).collect();
+    for v in [&mut names, &mut types, &mut actions] {
+        v.sort();
+        v.dedup();
+    }
+    BTreeMap::from([
+        (
+            "route53:changeresourcerecordsetsnormalizedrecordnames".to_string(),
+            names,
+        ),
+        (
+            "route53:changeresourcerecordsetsrecordtypes".to_string(),
+            types,
+        ),
+        (
+            "route53:changeresourcerecordsetsactions".to_string(),
+            actions,
+        ),
+    ])
 }
 
 /// Converts a ChangeBatch into model changes, enforcing Route53's batch limits.
@@ -737,7 +921,16 @@ async fn list_records(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    authenticate(&s, &method, &uri, &headers, &body).await?;
+    allow(
+        &s,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        "ListResourceRecordSets",
+        &zone_arn(&id),
+    )
+    .await?;
     let zone = s.store.zone(&zone_id(&id)?)?;
     let max = max_items(q.maxitems.as_deref(), 300, 300)?;
     if q.rtype.is_some() && q.name.is_none() {
@@ -849,4 +1042,41 @@ fn record_set_xml(set: &RecordSet) -> String {
     }
     out.push_str("</ResourceRecordSet>");
     out
+}
+
+/// The IAM Query API at `POST /`.
+async fn iam_query(
+    State(s): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = match authenticate(&s.identities, &method, &uri, &headers, &body).await {
+        Ok(p) => p,
+        Err(e) => return e.into_iam().into_response(),
+    };
+    let form = crate::iam::parse_form(&body);
+    let action = crate::iam::action_of(&form).unwrap_or("").to_string();
+    let resource = match form.get("UserName") {
+        Some(u) => format!("arn:aws:iam::{}:user/{u}", crate::iam::ACCOUNT_ID),
+        None => "*".to_string(),
+    };
+    if let Err(e) = principal.authorize(&format!("iam:{action}"), &resource, BTreeMap::new()) {
+        return e.into_iam().into_response();
+    }
+    let ids = s.identities.clone();
+    match tokio::task::spawn_blocking(move || crate::iam::execute(&ids, &form)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => crate::iam::IamApiError::new(500, "ServiceFailure", "request task failed")
+            .into_response(),
+    }
+}
+
+impl R53Error {
+    /// The same error in IAM's error document.
+    fn into_iam(self) -> crate::iam::IamApiError {
+        crate::iam::IamApiError::new(self.status.as_u16(), self.code, self.message)
+    }
 }

@@ -74,3 +74,30 @@ fn identities_without_full_access_are_denied() {
         "no zone was created"
     );
 }
+
+#[test]
+fn a_scoped_iam_identity_may_only_answer_acme_challenges_in_its_zone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Edgeplane::start(dir.path(), &[]);
+    let out = Command::new(python())
+        .arg(crate::harness::fixture("iam_scoped_boto3.py"))
+        .arg(dir.path().join("admin-credentials"))
+        .arg(format!("http://{}", server.api))
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "scoped identity workflow failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = kdig(server.addr(), &["_acme-challenge.example.net", "TXT"]);
+    assert_eq!(
+        d.answer,
+        ["_acme-challenge.example.net. 60 IN TXT \"acme-token-42\""]
+    );
+    assert_eq!(
+        kdig(server.addr(), &["www.example.net", "A"]).answer.len(),
+        0,
+        "the refused change applied nothing"
+    );
+}
