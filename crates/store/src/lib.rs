@@ -31,6 +31,9 @@ const ZONES: TableDefinition<&str, &[u8]> = TableDefinition::new("zones");
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 const CHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("changes");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
+/// Most tags on one resource (Route53's limit).
+pub const MAX_TAGS: usize = 50;
 const GENERATION_KEY: &str = "generation";
 
 /// The file name of the database inside the data directory.
@@ -65,6 +68,8 @@ pub enum StoreError {
     InvalidChangeBatch(Vec<ChangeError>),
     #[error(transparent)]
     Invalid(#[from] RecordError),
+    #[error("{0} would have more than 50 tags")]
+    TooManyTags(String),
 }
 
 impl StoreError {
@@ -161,6 +166,7 @@ impl Store {
             txn.open_table(RECORDS).map_err(StoreError::storage)?;
             txn.open_table(CHANGES).map_err(StoreError::storage)?;
             txn.open_table(META).map_err(StoreError::storage)?;
+            txn.open_table(TAGS).map_err(StoreError::storage)?;
         }
         txn.commit().map_err(StoreError::storage)?;
 
@@ -257,6 +263,74 @@ impl Store {
         Ok((Arc::new(zone), change))
     }
 
+    /// Replaces a zone's comment.
+    pub fn update_comment(
+        &self,
+        id: &HostedZoneId,
+        comment: Option<String>,
+    ) -> Result<Arc<Zone>, StoreError> {
+        let mut w = self.lock();
+        let zone = self.zone(id)?;
+        let mut next = (*zone).clone();
+        next.comment = comment.clone();
+        let mut meta = w
+            .metas
+            .get(id)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchHostedZone(id.to_string()))?;
+        meta.comment = comment;
+        self.commit(&mut w, id, Some(&meta), Some(&zone), Some(&next))?;
+        w.metas.insert(id.clone(), meta);
+        Ok(Arc::new(next))
+    }
+
+    /// The tags of a resource (`hostedzone/ID`).
+    pub fn tags(&self, resource: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(StoreError::storage)?;
+        let t = txn.open_table(TAGS).map_err(StoreError::storage)?;
+        match t.get(resource).map_err(StoreError::storage)? {
+            Some(v) => serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                what: format!("tags of {resource}"),
+                reason: e.to_string(),
+            }),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    /// Adds (or replaces) and removes tags of a resource, atomically; at most [`MAX_TAGS`].
+    pub fn change_tags(
+        &self,
+        resource: &str,
+        add: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let _w = self.lock();
+        let mut tags = self.tags(resource)?;
+        for k in remove {
+            tags.remove(k);
+        }
+        tags.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if tags.len() > MAX_TAGS {
+            return Err(StoreError::TooManyTags(resource.to_string()));
+        }
+        let bytes = serde_json::to_vec(&tags).map_err(|e| StoreError::Corrupt {
+            what: "tags".into(),
+            reason: e.to_string(),
+        })?;
+        let txn = self.inner.db.begin_write().map_err(StoreError::storage)?;
+        {
+            let mut t = txn.open_table(TAGS).map_err(StoreError::storage)?;
+            if tags.is_empty() {
+                t.remove(resource).map_err(StoreError::storage)?;
+            } else {
+                t.insert(resource, bytes.as_slice())
+                    .map_err(StoreError::storage)?;
+            }
+        }
+        txn.commit().map_err(StoreError::storage)?;
+        Ok(tags)
+    }
+
     /// Deletes a zone that holds nothing but its apex SOA and NS.
     pub fn delete_zone(&self, id: &HostedZoneId) -> Result<ChangeInfo, StoreError> {
         let mut w = self.lock();
@@ -269,6 +343,13 @@ impl Store {
         }
         let change = self.commit(&mut w, id, None, Some(&zone), None)?;
         w.metas.remove(id);
+        // Tags go with their zone.
+        let txn = self.inner.db.begin_write().map_err(StoreError::storage)?;
+        txn.open_table(TAGS)
+            .map_err(StoreError::storage)?
+            .remove(format!("hostedzone/{id}").as_str())
+            .map_err(StoreError::storage)?;
+        txn.commit().map_err(StoreError::storage)?;
         Ok(change)
     }
 

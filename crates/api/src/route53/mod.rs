@@ -52,7 +52,15 @@ pub fn router(state: Route53State) -> Router {
         .route("/2013-04-01/hostedzonecount", get(zone_count))
         .route(
             "/2013-04-01/hostedzone/{id}",
-            get(get_zone).delete(delete_zone),
+            get(get_zone).delete(delete_zone).post(update_comment),
+        )
+        .route(
+            "/2013-04-01/tags/{kind}/{id}",
+            get(list_tags).post(change_tags),
+        )
+        .route(
+            "/2013-04-01/tags/{kind}",
+            axum::routing::post(list_tags_for_resources),
         )
         .route(
             "/2013-04-01/hostedzone/{id}/rrset",
@@ -131,6 +139,7 @@ impl From<StoreError> for R53Error {
                 R53Error::new(400, "InvalidChangeBatch", batch_messages(errors))
             }
             StoreError::Invalid(_) => R53Error::invalid_input(e.to_string()),
+            StoreError::TooManyTags(_) => R53Error::invalid_input(e.to_string()),
             _ => {
                 tracing::error!(error = %e, "Route53 API request failed");
                 R53Error::new(500, "InternalFailure", "internal error")
@@ -1079,4 +1088,195 @@ impl R53Error {
     fn into_iam(self) -> crate::iam::IamApiError {
         crate::iam::IamApiError::new(self.status.as_u16(), self.code, self.message)
     }
+}
+
+async fn update_comment(
+    State(s): Shared,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, R53Error> {
+    allow(
+        &s,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        "UpdateHostedZoneComment",
+        &zone_arn(&id),
+    )
+    .await?;
+    let id = zone_id(&id)?;
+    let doc = xml::parse(&body)?;
+    if doc.name != "UpdateHostedZoneCommentRequest" {
+        return Err(R53Error::invalid_input(
+            "expected an UpdateHostedZoneCommentRequest document",
+        ));
+    }
+    let comment = doc
+        .text_of("Comment")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    if comment.as_ref().is_some_and(|c| c.len() > 256) {
+        return Err(R53Error::invalid_input(
+            "Comment is longer than 256 characters",
+        ));
+    }
+    let state = Arc::clone(&s);
+    let zone = blocking(move || Ok(state.store.update_comment(&id, comment)?)).await?;
+    Ok(xml_response(
+        StatusCode::OK,
+        format!(
+            "<UpdateHostedZoneCommentResponse xmlns=\"{NS}\">{}</UpdateHostedZoneCommentResponse>",
+            zone_xml(&zone)
+        ),
+    ))
+}
+
+/// The store key of a taggable resource; only hosted zones are.
+fn tag_resource(kind: &str, id: &str) -> Result<(HostedZoneId, String), R53Error> {
+    if kind != "hostedzone" {
+        return Err(R53Error::invalid_input(format!(
+            "tags on {kind} resources are not supported"
+        )));
+    }
+    let zid = zone_id(id)?;
+    let key = format!("hostedzone/{zid}");
+    Ok((zid, key))
+}
+
+fn tag_set_xml(id: &HostedZoneId, tags: &std::collections::BTreeMap<String, String>) -> String {
+    let items: String = tags
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<Tag><Key>{}</Key><Value>{}</Value></Tag>",
+                xml::escape(k),
+                xml::escape(v)
+            )
+        })
+        .collect();
+    format!("<ResourceTagSet><ResourceType>hostedzone</ResourceType><ResourceId>{id}</ResourceId><Tags>{items}</Tags></ResourceTagSet>")
+}
+
+async fn list_tags(
+    State(s): Shared,
+    Path((kind, id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, R53Error> {
+    allow(
+        &s,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        "ListTagsForResource",
+        &zone_arn(&id),
+    )
+    .await?;
+    let (zid, key) = tag_resource(&kind, &id)?;
+    s.store.zone(&zid)?;
+    let tags = s.store.tags(&key)?;
+    Ok(xml_response(
+        StatusCode::OK,
+        format!(
+            "<ListTagsForResourceResponse xmlns=\"{NS}\">{}</ListTagsForResourceResponse>",
+            tag_set_xml(&zid, &tags)
+        ),
+    ))
+}
+
+async fn change_tags(
+    State(s): Shared,
+    Path((kind, id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, R53Error> {
+    allow(
+        &s,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        "ChangeTagsForResource",
+        &zone_arn(&id),
+    )
+    .await?;
+    let (zid, key) = tag_resource(&kind, &id)?;
+    s.store.zone(&zid)?;
+    let doc = xml::parse(&body)?;
+    let mut add = std::collections::BTreeMap::new();
+    for t in doc
+        .child("AddTags")
+        .map(|a| a.children_named("Tag").collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let k = t
+            .text_of("Key")
+            .filter(|k| !k.is_empty() && k.len() <= 128)
+            .ok_or_else(|| R53Error::invalid_input("a tag key must be 1 to 128 characters"))?;
+        let v = t.text_of("Value").unwrap_or("");
+        if v.len() > 256 {
+            return Err(R53Error::invalid_input(
+                "a tag value is at most 256 characters",
+            ));
+        }
+        add.insert(k.to_string(), v.to_string());
+    }
+    let remove: Vec<String> = doc
+        .child("RemoveTagKeys")
+        .map(|r| {
+            r.children_named("Key")
+                .map(|k| k.text.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let state = Arc::clone(&s);
+    blocking(move || Ok(state.store.change_tags(&key, &add, &remove)?)).await?;
+    Ok(xml_response(
+        StatusCode::OK,
+        format!("<ChangeTagsForResourceResponse xmlns=\"{NS}\"></ChangeTagsForResourceResponse>"),
+    ))
+}
+
+async fn list_tags_for_resources(
+    State(s): Shared,
+    Path(kind): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, R53Error> {
+    let principal = authenticate(&s.identities, &method, &uri, &headers, &body).await?;
+    let doc = xml::parse(&body)?;
+    let ids: Vec<String> = doc
+        .child("ResourceIds")
+        .map(|r| {
+            r.children_named("ResourceId")
+                .map(|k| k.text.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if ids.is_empty() || ids.len() > 10 {
+        return Err(R53Error::invalid_input("ResourceIds must hold 1 to 10 IDs"));
+    }
+    let mut sets = String::new();
+    for id in ids {
+        principal.authorize(
+            "route53:ListTagsForResources",
+            &zone_arn(&id),
+            std::collections::BTreeMap::new(),
+        )?;
+        let (zid, key) = tag_resource(&kind, &id)?;
+        s.store.zone(&zid)?;
+        sets.push_str(&tag_set_xml(&zid, &s.store.tags(&key)?));
+    }
+    Ok(xml_response(StatusCode::OK, format!("<ListTagsForResourcesResponse xmlns=\"{NS}\"><ResourceTagSets>{sets}</ResourceTagSets></ListTagsForResourcesResponse>")))
 }

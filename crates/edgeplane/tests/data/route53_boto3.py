@@ -93,4 +93,22 @@ for call, code in [(lambda: r.get_hosted_zone(Id="ZNOSUCHZONE"), "NoSuchHostedZo
     except botocore.exceptions.ClientError as e:
         assert e.response["Error"]["Code"] == code, (code, e.response)
 
+
+# Comments and tags (external-dns keeps its ownership in tags).
+zid = zone_id.split("/")[-1]
+updated = r.update_hosted_zone_comment(Id=zid, Comment="renamed")
+assert updated["HostedZone"]["Config"]["Comment"] == "renamed", updated
+r.change_tags_for_resource(ResourceType="hostedzone", ResourceId=zid,
+                           AddTags=[{"Key": "owner", "Value": "external-dns"}, {"Key": "env", "Value": "prod"}])
+r.change_tags_for_resource(ResourceType="hostedzone", ResourceId=zid, RemoveTagKeys=["env"])
+tags = r.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zid)["ResourceTagSet"]["Tags"]
+assert tags == [{"Key": "owner", "Value": "external-dns"}], tags
+sets = r.list_tags_for_resources(ResourceType="hostedzone", ResourceIds=[zid])["ResourceTagSets"]
+assert sets[0]["ResourceId"] == zid and sets[0]["Tags"] == tags, sets
+try:
+    r.list_tags_for_resource(ResourceType="hostedzone", ResourceId="ZNOSUCH")
+    raise AssertionError("tags of a missing zone")
+except r.exceptions.NoSuchHostedZone:
+    pass
+
 print(zone_id)
