@@ -17,7 +17,7 @@ if [ "${1:-}" = "--bench" ]; then
 fi
 # Python clients of edgeplane's AWS-compatible API, in a virtualenv of their own.
 VENV=${EDGEPLANE_TEST_VENV:-$HOME/.cache/edgeplane/venv}
-PY_PACKAGES=(boto3)
+PY_PACKAGES=(boto3 awscli)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -46,7 +46,7 @@ for p in "${PACKAGES[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
-if ! "$VENV/bin/python" -c "import boto3" >/dev/null 2>&1; then
+if ! { "$VENV/bin/python" -c "import boto3" && "$VENV/bin/aws" --version; } >/dev/null 2>&1; then
   echo "installing Python test clients in $VENV: ${PY_PACKAGES[*]}" >&2
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }

@@ -177,6 +177,10 @@ struct ServeArgs {
     /// Route53-compatible API (SigV4, service `route53`).
     #[arg(long = "api-listen", default_value = "127.0.0.1:9053")]
     api_listen: SocketAddr,
+    /// Requests per second allowed to each access key on the Route53/IAM API (Route53's
+    /// `Throttling` error beyond); unlimited when absent.
+    #[arg(long = "api-rate-limit")]
+    api_rate_limit: Option<f64>,
     /// Name server of hosted zones created through the API; repeat for several.
     #[arg(long = "zone-nameserver")]
     zone_name_servers: Vec<String>,
@@ -524,6 +528,9 @@ async fn serve(
         store: store.clone(),
         identities: store::identities::Identities::new(secrets.clone())?,
         name_servers,
+        limiter: args
+            .api_rate_limit
+            .map(|r| std::sync::Arc::new(api::route53::RateLimiter::new(r))),
     });
     let api = tokio::spawn({
         let mut stop = stop_rx.clone();

@@ -41,6 +41,46 @@ pub struct Route53State {
     pub identities: Identities,
     /// The name servers of new hosted zones (their delegation set).
     pub name_servers: Vec<DomainName>,
+    /// Requests per second and access key, if throttled.
+    pub limiter: Option<Arc<RateLimiter>>,
+}
+
+/// A token bucket per access key: `rate` requests per second, bursts of `rate` (at least 1).
+/// Idle buckets are pruned so that the table stays small.
+pub struct RateLimiter {
+    rate: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64) -> Self {
+        RateLimiter {
+            rate: rate.max(0.001),
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `key`; false when the bucket is empty.
+    pub fn take(&self, key: &str) -> bool {
+        let now = std::time::Instant::now();
+        let burst = self.rate.max(1.0);
+        let mut b = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if b.len() > 10_000 {
+            b.retain(|_, (_, last)| now.duration_since(*last).as_secs() < 600);
+        }
+        let (tokens, last) = b.entry(key.to_string()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The API's routes, under `/2013-04-01/`.
@@ -233,7 +273,7 @@ impl Principal {
 
 /// Verifies a request's SigV4 signature and returns who signed it.
 pub(crate) async fn authenticate(
-    identities: &Identities,
+    state: &Route53State,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -251,7 +291,12 @@ pub(crate) async fn authenticate(
         body,
     };
     let auth = sigv4::parse_authorization(&req)?;
-    let ids = identities.clone();
+    if let Some(l) = &state.limiter {
+        if !l.take(&auth.access_key_id) {
+            return Err(R53Error::new(400, "Throttling", "Rate exceeded"));
+        }
+    }
+    let ids = state.identities.clone();
     let akid = auth.access_key_id.clone();
     let internal = || R53Error::new(500, "InternalFailure", "authentication failed");
     let (found, user) = tokio::task::spawn_blocking(move || {
@@ -291,7 +336,7 @@ async fn allow(
     action: &str,
     resource: &str,
 ) -> Result<Principal, R53Error> {
-    let p = authenticate(&s.identities, method, uri, headers, body).await?;
+    let p = authenticate(s, method, uri, headers, body).await?;
     p.authorize(&format!("route53:{action}"), resource, BTreeMap::new())?;
     Ok(p)
 }
@@ -729,7 +774,7 @@ async fn change_records(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    let principal = authenticate(&s.identities, &method, &uri, &headers, &body).await?;
+    let principal = authenticate(&s, &method, &uri, &headers, &body).await?;
     let id = zone_id(&id)?;
     let doc = xml::parse(&body)?;
     if doc.name != "ChangeResourceRecordSetsRequest" {
@@ -1061,7 +1106,7 @@ async fn iam_query(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let principal = match authenticate(&s.identities, &method, &uri, &headers, &body).await {
+    let principal = match authenticate(&s, &method, &uri, &headers, &body).await {
         Ok(p) => p,
         Err(e) => return e.into_iam().into_response(),
     };
@@ -1254,7 +1299,7 @@ async fn list_tags_for_resources(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, R53Error> {
-    let principal = authenticate(&s.identities, &method, &uri, &headers, &body).await?;
+    let principal = authenticate(&s, &method, &uri, &headers, &body).await?;
     let doc = xml::parse(&body)?;
     let ids: Vec<String> = doc
         .child("ResourceIds")
@@ -1279,4 +1324,19 @@ async fn list_tags_for_resources(
         sets.push_str(&tag_set_xml(&zid, &s.store.tags(&key)?));
     }
     Ok(xml_response(StatusCode::OK, format!("<ListTagsForResourcesResponse xmlns=\"{NS}\"><ResourceTagSets>{sets}</ResourceTagSets></ListTagsForResourcesResponse>")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_buckets_refill_per_key() {
+        let l = RateLimiter::new(2.0);
+        assert!(l.take("a") && l.take("a"));
+        assert!(!l.take("a"), "burst of two spent");
+        assert!(l.take("b"), "keys are independent");
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        assert!(l.take("a"), "refilled at two per second");
+    }
 }

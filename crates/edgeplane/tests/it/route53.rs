@@ -101,3 +101,122 @@ fn a_scoped_iam_identity_may_only_answer_acme_challenges_in_its_zone() {
         "the refused change applied nothing"
     );
 }
+
+#[test]
+fn throttled_clients_get_route53_throttling_and_retry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Edgeplane::start(dir.path(), &["--api-rate-limit", "3"]);
+    let script = format!(
+        r#"import configparser, boto3, botocore
+cp = configparser.ConfigParser(); cp.read('{creds}'); c = cp['edgeplane-admin']
+def client(attempts):
+    return boto3.client('route53', endpoint_url='http://{api}', region_name='us-east-1',
+        aws_access_key_id=c['aws_access_key_id'], aws_secret_access_key=c['aws_secret_access_key'],
+        config=botocore.config.Config(retries={{'max_attempts': attempts, 'mode': 'standard'}}))
+once = client(1)
+codes = []
+for _ in range(10):
+    try:
+        once.list_hosted_zones(); codes.append('ok')
+    except botocore.exceptions.ClientError as e:
+        codes.append(e.response['Error']['Code'])
+assert 'Throttling' in codes and codes[0] == 'ok', codes
+# With the SDK's standard retry mode, every call gets through.
+patient = client(10)
+for _ in range(6):
+    patient.list_hosted_zones()
+print(codes)
+"#,
+        creds = dir.path().join("admin-credentials").display(),
+        api = server.api
+    );
+    let out = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_aws_cli_manages_zones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Edgeplane::start(dir.path(), &[]);
+    let aws = python().with_file_name("aws");
+    let run = |args: &[&str]| {
+        let out = Command::new(&aws)
+            .args(args)
+            .args([
+                "--endpoint-url",
+                &format!("http://{}", server.api),
+                "--output",
+                "json",
+            ])
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.path().join("admin-credentials"),
+            )
+            .env("AWS_PROFILE", "edgeplane-admin")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .expect("aws");
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let created = run(&[
+        "route53",
+        "create-hosted-zone",
+        "--name",
+        "cli.example",
+        "--caller-reference",
+        "cli-1",
+    ]);
+    let id = created["HostedZone"]["Id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let batch = r#"{"Changes":[{"Action":"UPSERT","ResourceRecordSet":{"Name":"api.cli.example","Type":"AAAA","TTL":120,"ResourceRecords":[{"Value":"2001:db8::42"}]}}]}"#;
+    let change = run(&[
+        "route53",
+        "change-resource-record-sets",
+        "--hosted-zone-id",
+        &id,
+        "--change-batch",
+        batch,
+    ]);
+    let change_id = change["ChangeInfo"]["Id"]
+        .as_str()
+        .expect("change id")
+        .to_string();
+    run(&[
+        "route53",
+        "wait",
+        "resource-record-sets-changed",
+        "--id",
+        &change_id,
+    ]);
+    let sets = run(&[
+        "route53",
+        "list-resource-record-sets",
+        "--hosted-zone-id",
+        &id,
+    ]);
+    assert_eq!(
+        sets["ResourceRecordSets"].as_array().map(Vec::len),
+        Some(3),
+        "{sets}"
+    );
+    let d = kdig(server.addr(), &["api.cli.example", "AAAA"]);
+    assert_eq!(d.answer, ["api.cli.example. 120 IN AAAA 2001:db8::42"]);
+    let users = run(&["iam", "list-users"]);
+    assert_eq!(users["Users"].as_array().map(Vec::len), Some(0));
+}
