@@ -11,13 +11,15 @@ PACKAGES=(
   dnsutils        # dig: a second, independent DNS client
   nsd             # NSD: a second secondary implementation
   curl            # a real SigV4 client (--aws-sigv4) for the admin API
+  pebble          # Let's Encrypt's test ACME CA
+  openssl         # certificates for Pebble's listener, and reading issued ones
 )
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(dnsperf)
 fi
 # Python clients of edgeplane's AWS-compatible API, in a virtualenv of their own.
 VENV=${EDGEPLANE_TEST_VENV:-$HOME/.cache/edgeplane/venv}
-PY_PACKAGES=(boto3 awscli)
+PY_PACKAGES=(boto3 awscli certbot certbot-dns-route53)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -46,7 +48,7 @@ for p in "${PACKAGES[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
-if ! { "$VENV/bin/python" -c "import boto3" && "$VENV/bin/aws" --version; } >/dev/null 2>&1; then
+if ! { "$VENV/bin/python" -c "import boto3, certbot_dns_route53" && "$VENV/bin/aws" --version; } >/dev/null 2>&1; then
   echo "installing Python test clients in $VENV: ${PY_PACKAGES[*]}" >&2
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }

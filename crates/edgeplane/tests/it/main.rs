@@ -1,6 +1,7 @@
 //! Integration tests: the real `edgeplane` binary, queried and transferred from by real peers
 //! (kdig, dig, Knot, NSD) on loopback ports chosen at run time. A missing peer fails the test.
 
+mod acme;
 mod admin_api;
 mod cli;
 mod dns;
