@@ -1,0 +1,72 @@
+//! Cloud-DNS providers: the [`DnsProvider`] trait, and its Route53 backend on the official AWS
+//! SDK, which talks to AWS, to edgeplane's own Route53-compatible API, or to any other
+//! Route53-compatible endpoint.
+//!
+//! This crate keeps the AWS SDK away from the rest of the tree (it is the slowest part to
+//! build); it does not parse manifests or hold state.
+
+pub mod route53;
+
+use model::record::RecordSet;
+use model::zone::Change;
+use model::DomainName;
+
+/// A hosted zone as a provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedZoneInfo {
+    /// The bare zone ID (`Z...`).
+    pub id: String,
+    pub name: DomainName,
+    pub caller_reference: String,
+    /// The delegation set; empty when the provider's listing does not carry it.
+    pub name_servers: Vec<String>,
+}
+
+/// Whether a submitted change is served yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeStatus {
+    Pending,
+    InSync,
+}
+
+/// What went wrong, classified so that callers can decide (retry, adopt, give up).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("rejected: {code}: {message}")]
+    Rejected { code: String, message: String },
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("transport or service failure: {0}")]
+    Unavailable(String),
+}
+
+/// The operations the zone workflow needs from a DNS service.
+#[allow(async_fn_in_trait)]
+pub trait DnsProvider {
+    /// Creates a hosted zone; `caller_reference` makes the call idempotent.
+    async fn create_zone(
+        &self,
+        name: &DomainName,
+        caller_reference: &str,
+        comment: Option<&str>,
+    ) -> Result<HostedZoneInfo, ProviderError>;
+    /// The hosted zones named exactly `name`.
+    async fn find_zones(&self, name: &DomainName) -> Result<Vec<HostedZoneInfo>, ProviderError>;
+    /// Deletes a hosted zone (it must hold only its SOA and NS).
+    async fn delete_zone(&self, id: &str) -> Result<(), ProviderError>;
+    /// Every record set of a zone.
+    async fn list_record_sets(&self, zone_id: &str) -> Result<Vec<RecordSet>, ProviderError>;
+    /// Applies changes, in as few batches as the service's limits allow (one when they fit);
+    /// returns the change IDs.
+    async fn change_record_sets(
+        &self,
+        zone_id: &str,
+        changes: &[Change],
+    ) -> Result<Vec<String>, ProviderError>;
+    /// The status of a change.
+    async fn change_status(&self, change_id: &str) -> Result<ChangeStatus, ProviderError>;
+}

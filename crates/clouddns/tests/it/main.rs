@@ -1,0 +1,223 @@
+//! The Route53 provider, on the official AWS SDK, against edgeplane's own Route53/IAM API served
+//! in-process on a loopback port (real HTTP, real SigV4).
+
+use std::net::SocketAddr;
+
+use clouddns::route53::{Route53Options, Route53Provider};
+use clouddns::{ChangeStatus, DnsProvider, ProviderError};
+use model::record::{RecordData, RecordSet, RecordType, Ttl};
+use model::zone::{Change, ChangeAction};
+use model::DomainName;
+use store::identities::Identities;
+use store::secrets::{MasterKeySource, Secrets};
+use store::Store;
+
+struct Api {
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    admin: (String, String),
+}
+
+async fn start_api() -> Api {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("data")).expect("store");
+    let secrets = Secrets::open(
+        &store,
+        MasterKeySource::File(dir.path().join("master.key")),
+        &dir.path().join("audit.log"),
+    )
+    .expect("secrets");
+    let identities = Identities::new(secrets).expect("identities");
+    let (_, creds) = identities
+        .create("sdk-admin", &["*:*/*".to_string()])
+        .expect("admin");
+    let router = api::route53::router(api::route53::Route53State {
+        store,
+        identities,
+        name_servers: vec![DomainName::parse("ns1.example.net").expect("ns")],
+        limiter: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Api {
+        _dir: dir,
+        addr,
+        admin: (creds.access_key_id, creds.secret_access_key.to_string()),
+    }
+}
+
+async fn provider(api: &Api, creds: (String, String)) -> Route53Provider {
+    Route53Provider::new(Route53Options {
+        endpoint: Some(format!("http://{}", api.addr)),
+        credentials: Some(creds),
+        max_attempts: Some(2),
+        ..Route53Options::default()
+    })
+    .await
+}
+
+fn n(s: &str) -> DomainName {
+    DomainName::parse(s).expect("name")
+}
+
+fn set(name: &str, rtype: RecordType, values: &[&str]) -> RecordSet {
+    let data = values
+        .iter()
+        .map(|v| RecordData::parse(rtype, v, None).expect("value"))
+        .collect();
+    RecordSet::new(n(name), Ttl::new(60).expect("ttl"), rtype, data).expect("set")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_provider_manages_zones_and_large_batches() {
+    let api = start_api().await;
+    let p = provider(&api, api.admin.clone()).await;
+    let zone = p
+        .create_zone(&n("sdk.example"), "sdk-1", Some("from the Rust SDK"))
+        .await
+        .expect("create");
+    assert!(zone.id.starts_with('Z'));
+    assert_eq!(zone.name_servers, ["ns1.example.net"]);
+    assert!(matches!(
+        p.create_zone(&n("other.example"), "sdk-1", None).await,
+        Err(ProviderError::AlreadyExists(_))
+    ));
+    let found = p.find_zones(&n("sdk.example")).await.expect("find");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, zone.id);
+    assert!(p
+        .find_zones(&n("nothere.example"))
+        .await
+        .expect("find")
+        .is_empty());
+
+    // 1,200 UPSERTs do not fit one batch (UPSERT counts twice): the provider splits them.
+    let changes: Vec<Change> = (0..1200)
+        .map(|i| Change {
+            action: ChangeAction::Upsert,
+            set: set(
+                &format!("h{i}.sdk.example"),
+                RecordType::A,
+                &[&format!("10.1.{}.{}", i / 256, i % 256)],
+            ),
+        })
+        .collect();
+    let ids = p
+        .change_record_sets(&zone.id, &changes)
+        .await
+        .expect("change");
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        assert_eq!(
+            p.change_status(id).await.expect("status"),
+            ChangeStatus::InSync
+        );
+    }
+    let sets = p.list_record_sets(&zone.id).await.expect("list");
+    assert_eq!(
+        sets.len(),
+        1202,
+        "1,200 hosts plus SOA and NS, across pages of 300"
+    );
+    assert!(sets.iter().any(|s| s.name == n("h1199.sdk.example")
+        && s.records == vec![RecordData::A("10.1.4.175".parse().expect("ip"))]));
+
+    let err = p.delete_zone(&zone.id).await.expect_err("not empty");
+    assert!(
+        matches!(&err, ProviderError::Rejected { code, .. } if code == "HostedZoneNotEmpty"),
+        "{err}"
+    );
+    assert!(matches!(
+        p.list_record_sets("ZNOSUCHZONE").await,
+        Err(ProviderError::NotFound(_))
+    ));
+    let bad = Change {
+        action: ChangeAction::Delete,
+        set: set("gone.sdk.example", RecordType::A, &["192.0.2.1"]),
+    };
+    assert!(
+        matches!(p.change_record_sets(&zone.id, &[bad]).await, Err(ProviderError::Rejected { code, .. }) if code == "InvalidChangeBatch")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_through_the_sdk_scopes_a_key_to_acme_challenges() {
+    let api = start_api().await;
+    let admin = provider(&api, api.admin.clone()).await;
+    let zone = admin
+        .create_zone(&n("scoped.example"), "scoped-1", None)
+        .await
+        .expect("zone");
+    let iam = admin.iam();
+    iam.create_user()
+        .user_name("acme-scoped")
+        .send()
+        .await
+        .expect("user");
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"route53:ChangeResourceRecordSets","Resource":"arn:aws:route53:::hostedzone/{}","Condition":{{"ForAllValues:StringLike":{{"route53:ChangeResourceRecordSetsNormalizedRecordNames":["_acme-challenge.*"]}},"ForAllValues:StringEquals":{{"route53:ChangeResourceRecordSetsRecordTypes":["TXT"]}}}}}},{{"Effect":"Allow","Action":"route53:GetChange","Resource":"arn:aws:route53:::change/*"}}]}}"#,
+        zone.id
+    );
+    iam.put_user_policy()
+        .user_name("acme-scoped")
+        .policy_name("dns01")
+        .policy_document(policy)
+        .send()
+        .await
+        .expect("policy");
+    let key = iam
+        .create_access_key()
+        .user_name("acme-scoped")
+        .send()
+        .await
+        .expect("key");
+    let key = key.access_key().expect("access key");
+    let scoped = provider(
+        &api,
+        (
+            key.access_key_id().to_string(),
+            key.secret_access_key().to_string(),
+        ),
+    )
+    .await;
+    let txt = Change {
+        action: ChangeAction::Upsert,
+        set: set(
+            "_acme-challenge.scoped.example",
+            RecordType::TXT,
+            &["\"t0ken\""],
+        ),
+    };
+    let ids = scoped
+        .change_record_sets(&zone.id, &[txt])
+        .await
+        .expect("challenge allowed");
+    assert_eq!(
+        scoped.change_status(&ids[0]).await.expect("status"),
+        ChangeStatus::InSync
+    );
+    let a = Change {
+        action: ChangeAction::Upsert,
+        set: set("www.scoped.example", RecordType::A, &["192.0.2.1"]),
+    };
+    assert!(matches!(
+        scoped.change_record_sets(&zone.id, &[a]).await,
+        Err(ProviderError::AccessDenied(_))
+    ));
+    assert!(matches!(
+        scoped.create_zone(&n("x.example"), "x", None).await,
+        Err(ProviderError::AccessDenied(_))
+    ));
+    let keys = iam
+        .list_access_keys()
+        .user_name("acme-scoped")
+        .send()
+        .await
+        .expect("keys");
+    assert_eq!(keys.access_key_metadata().len(), 1);
+}
