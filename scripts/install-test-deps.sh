@@ -14,8 +14,10 @@ PACKAGES=(
   pebble          # Let's Encrypt's test ACME CA
   openssl         # certificates for Pebble's listener, and reading issued ones
 )
+BENCH=0
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(dnsperf)
+  BENCH=1
 fi
 # Python clients of edgeplane's AWS-compatible API, in a virtualenv of their own.
 VENV=${EDGEPLANE_TEST_VENV:-$HOME/.cache/edgeplane/venv}
@@ -54,4 +56,8 @@ if ! { "$VENV/bin/python" -c "import boto3, certbot_dns_route53" && "$VENV/bin/a
   python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   "$VENV/bin/python" -c "import boto3" || { echo "boto3 did not install" >&2; exit 1; }
+fi
+if [ "$BENCH" = 1 ] && [ ! -x "$VENV/bin/moto_server" ]; then
+  echo "installing moto's server in $VENV" >&2
+  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]"
 fi
