@@ -41,7 +41,8 @@ iam.put_user_policy(UserName='certbot', PolicyName='dns01', PolicyDocument=json.
   {{'Effect': 'Allow', 'Action': ['route53:ListHostedZones', 'route53:ListHostedZonesByName'], 'Resource': '*'}},
   {{'Effect': 'Allow', 'Action': 'route53:GetChange', 'Resource': 'arn:aws:route53:::change/*'}}]}}))
 k = iam.create_access_key(UserName='certbot')['AccessKey']
-print(k['AccessKeyId'], k['SecretAccessKey'])
+other = r53.create_hosted_zone(Name='other.com', CallerReference='acme-other')['HostedZone']['Id'].split('/')[-1]
+print(k['AccessKeyId'], k['SecretAccessKey'], other)
 "#,
         creds = dir.path().join("data/admin-credentials").display(),
         api = server.api
@@ -56,7 +57,12 @@ print(k['AccessKeyId'], k['SecretAccessKey'])
         String::from_utf8_lossy(&out.stderr)
     );
     let keys = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let (key_id, secret) = keys.split_once(' ').expect("key and secret");
+    let mut parts = keys.split(' ');
+    let (key_id, secret, other_zone) = (
+        parts.next().expect("key id"),
+        parts.next().expect("secret"),
+        parts.next().expect("other zone"),
+    );
 
     // Pebble, with a TLS certificate for its own listener, resolving through edgeplane.
     let cert = work.join("pebble.pem");
@@ -179,6 +185,32 @@ print(k['AccessKeyId'], k['SecretAccessKey'])
     assert!(
         text.contains("DNS:www.example.com") && text.contains("DNS:example.com"),
         "{text}"
+    );
+    // The same key may not change anything else: an A record, or another zone.
+    let refusal = format!(
+        r#"import boto3, botocore
+r = boto3.client('route53', endpoint_url='http://{api}', region_name='us-east-1', aws_access_key_id='{key_id}', aws_secret_access_key='{secret}', config=botocore.config.Config(retries={{'max_attempts': 1}}))
+admin_zone = r.list_hosted_zones_by_name(DNSName='example.com')['HostedZones'][0]['Id']
+def code(zone, name, rtype, value):
+    try:
+        r.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={{'Changes': [{{'Action': 'UPSERT', 'ResourceRecordSet': {{'Name': name, 'Type': rtype, 'TTL': 60, 'ResourceRecords': [{{'Value': value}}]}}}}]}})
+        return 'ok'
+    except botocore.exceptions.ClientError as e:
+        return e.response['Error']['Code']
+assert code(admin_zone, 'www.example.com', 'A', '192.0.2.66') == 'AccessDenied'
+assert code('{other}', '_acme-challenge.other.com', 'TXT', '"x"') == 'AccessDenied'
+"#,
+        api = server.api,
+        other = other_zone,
+    );
+    let out = Command::new(python())
+        .args(["-c", &refusal])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "scoped key not confined: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     // certbot cleaned up its challenge records.
     let d = crate::harness::kdig(server.addr(), &["_acme-challenge.www.example.com", "TXT"]);

@@ -220,3 +220,56 @@ fn the_aws_cli_manages_zones() {
     let users = run(&["iam", "list-users"]);
     assert_eq!(users["Users"].as_array().map(Vec::len), Some(0));
 }
+
+#[test]
+fn routing_policies_are_stored_and_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Edgeplane::start(dir.path(), &[]);
+    let out = Command::new(python())
+        .arg(crate::harness::fixture("routing_boto3.py"))
+        .arg(dir.path().join("admin-credentials"))
+        .arg(format!("http://{}", server.api))
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Weighted 3:1 — over 400 UDP queries both answers appear, in about that proportion.
+    let q = crate::harness::raw_query(1, "canary.route.example", 1, None);
+    let (mut stable, mut canary) = (0, 0);
+    for _ in 0..400 {
+        let reply =
+            crate::harness::udp_exchange(server.addr(), &q, std::time::Duration::from_secs(2))
+                .expect("reply");
+        match reply.last() {
+            Some(1) => stable += 1,
+            Some(2) => canary += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(
+        (240..=360).contains(&stable) && canary > 40,
+        "3:1 weights answered {stable}:{canary}"
+    );
+    assert_eq!(
+        kdig(server.addr(), &["ha.route.example", "A"]).answer,
+        ["ha.route.example. 30 IN A 192.0.2.10"],
+        "failover answers PRIMARY"
+    );
+    let mut multi = kdig(server.addr(), &["multi.route.example", "A"]).answer;
+    multi.sort();
+    assert_eq!(
+        multi,
+        [
+            "multi.route.example. 30 IN A 192.0.2.21",
+            "multi.route.example. 30 IN A 192.0.2.22"
+        ]
+    );
+    assert_eq!(
+        kdig(server.addr(), &["alias.route.example", "A"]).answer,
+        ["alias.route.example. 30 IN A 192.0.2.30"],
+        "alias answers with its target's data"
+    );
+}
