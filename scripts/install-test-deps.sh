@@ -21,7 +21,7 @@ if [ "${1:-}" = "--bench" ]; then
 fi
 # Python clients of edgeplane's AWS-compatible API, in a virtualenv of their own.
 VENV=${EDGEPLANE_TEST_VENV:-$HOME/.cache/edgeplane/venv}
-PY_PACKAGES=(boto3 awscli certbot certbot-dns-route53)
+PY_PACKAGES=(boto3 awscli certbot certbot-dns-route53 "moto[server]")
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -50,14 +50,10 @@ for p in "${PACKAGES[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
-if ! { "$VENV/bin/python" -c "import boto3, certbot_dns_route53" && "$VENV/bin/aws" --version; } >/dev/null 2>&1; then
+if ! { "$VENV/bin/python" -c "import boto3, certbot_dns_route53, moto" && "$VENV/bin/aws" --version && [ -x "$VENV/bin/moto_server" ]; } >/dev/null 2>&1; then
   echo "installing Python test clients in $VENV: ${PY_PACKAGES[*]}" >&2
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   "$VENV/bin/python" -c "import boto3" || { echo "boto3 did not install" >&2; exit 1; }
-fi
-if [ "$BENCH" = 1 ] && [ ! -x "$VENV/bin/moto_server" ]; then
-  echo "installing moto's server in $VENV" >&2
-  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]"
 fi

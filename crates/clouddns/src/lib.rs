@@ -2,10 +2,15 @@
 //! SDK, which talks to AWS, to edgeplane's own Route53-compatible API, or to any other
 //! Route53-compatible endpoint.
 //!
+//! The embedded backend runs the same operations in-process against the store; `workflow` is
+//! the zone workflow over either.
+//!
 //! This crate keeps the AWS SDK away from the rest of the tree (it is the slowest part to
 //! build); it does not parse manifests or hold state.
 
+pub mod embedded;
 pub mod route53;
+pub mod workflow;
 
 use model::record::RecordSet;
 use model::zone::Change;

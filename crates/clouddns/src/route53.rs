@@ -189,10 +189,16 @@ impl DnsProvider for Route53Provider {
             }
             let page = req.send().await.map_err(classify)?;
             for s in page.resource_record_sets() {
-                out.push(from_sdk(s).map_err(|e| ProviderError::Rejected {
-                    code: "UnparsableRecord".into(),
-                    message: e,
-                })?);
+                // One record set the service returns malformed harms only itself.
+                match from_sdk(s) {
+                    Ok(set) => out.push(set),
+                    Err(e) => tracing::warn!(
+                        zone = zone_id,
+                        name = s.name(),
+                        error = e,
+                        "skipping a record set that does not parse"
+                    ),
+                }
             }
             match (
                 page.is_truncated(),

@@ -1,5 +1,7 @@
 //! The Route53 provider, on the official AWS SDK, against edgeplane's own Route53/IAM API served
-//! in-process on a loopback port (real HTTP, real SigV4).
+//! in-process on a loopback port (real HTTP, real SigV4); and the zone workflow on both backends.
+
+mod workflow;
 
 use std::net::SocketAddr;
 
@@ -220,4 +222,121 @@ async fn iam_through_the_sdk_scopes_a_key_to_acme_challenges() {
         .await
         .expect("keys");
     assert_eq!(keys.access_key_metadata().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_through_the_sdk_against_edgeplane() {
+    let api = start_api().await;
+    let p = provider(&api, api.admin.clone()).await;
+    workflow::suite(&p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_on_the_embedded_backend_served_over_dns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let p = clouddns::embedded::EmbeddedProvider::new(
+        store.clone(),
+        vec![n("ns1.example.net"), n("ns2.example.net")],
+    );
+    let zone = workflow::suite(&p).await;
+    // What the workflow wrote is what the DNS server answers.
+    let server = dns::DnsServer::start(
+        dns::DnsConfig {
+            listen: vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))],
+            udp_workers: 1,
+            ..dns::DnsConfig::default()
+        },
+        store.clone(),
+    )
+    .await
+    .expect("dns");
+    let addr = server.local_addrs()[0];
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut q = vec![0x42, 0x42, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["anything", "app", "example", "com"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    socket.send_to(&q, addr).await.expect("send");
+    let mut buf = [0u8; 512];
+    let (len, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        socket.recv_from(&mut buf),
+    )
+    .await
+    .expect("reply")
+    .expect("recv");
+    assert_eq!(buf[3] & 0x0f, 0, "NOERROR");
+    assert_eq!(
+        u16::from_be_bytes([buf[6], buf[7]]),
+        2,
+        "the wildcard's two public addresses"
+    );
+    assert!(len > q.len());
+    assert!(store
+        .zone(&model::HostedZoneId::parse(&zone).expect("id"))
+        .is_ok());
+    server.shutdown().await;
+}
+
+/// moto's server, started for one test and killed after it.
+struct Moto(std::process::Child, u16);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_moto() -> Moto {
+    let venv = std::env::var_os("EDGEPLANE_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/edgeplane/venv"))
+        })
+        .expect("HOME");
+    let bin = venv.join("bin/moto_server");
+    assert!(
+        bin.exists(),
+        "moto_server is not installed in {}: run scripts/install-test-deps.sh",
+        venv.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = std::process::Command::new(bin)
+        .args(["-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moto_server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Moto(child, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_through_the_sdk_against_moto() {
+    let moto = start_moto();
+    let p = Route53Provider::new(Route53Options {
+        endpoint: Some(format!("http://127.0.0.1:{}", moto.1)),
+        credentials: Some(("testing".into(), "testing".into())),
+        max_attempts: Some(2),
+        ..Route53Options::default()
+    })
+    .await;
+    workflow::suite(&p).await;
 }

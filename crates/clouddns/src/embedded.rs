@@ -1,0 +1,151 @@
+//! The embedded backend: the [`DnsProvider`] operations in-process against edgeplane's store,
+//! with no HTTP hop. Same semantics as the Route53 API (both call the same store methods).
+
+use std::sync::Arc;
+
+use model::record::RecordSet;
+use model::zone::Change;
+use model::{DomainName, HostedZoneId, RecordData, RecordType, Zone};
+use store::{Store, StoreError};
+
+use crate::{ChangeStatus, DnsProvider, HostedZoneInfo, ProviderError};
+
+/// The store as a DNS provider.
+#[derive(Clone)]
+pub struct EmbeddedProvider {
+    store: Store,
+    name_servers: Vec<DomainName>,
+}
+
+impl EmbeddedProvider {
+    /// `name_servers` become the NS set of zones it creates.
+    pub fn new(store: Store, name_servers: Vec<DomainName>) -> Self {
+        EmbeddedProvider {
+            store,
+            name_servers,
+        }
+    }
+
+    fn zone(&self, id: &str) -> Result<Arc<Zone>, ProviderError> {
+        let id = HostedZoneId::parse(id).map_err(|e| ProviderError::NotFound(e.to_string()))?;
+        self.store.zone(&id).map_err(classify)
+    }
+}
+
+fn classify(e: StoreError) -> ProviderError {
+    match e {
+        StoreError::NoSuchHostedZone(_) | StoreError::NoSuchZoneName(_) => {
+            ProviderError::NotFound(e.to_string())
+        }
+        StoreError::HostedZoneAlreadyExists { .. } => ProviderError::AlreadyExists(e.to_string()),
+        StoreError::HostedZoneNotEmpty(_) => ProviderError::Rejected {
+            code: "HostedZoneNotEmpty".into(),
+            message: e.to_string(),
+        },
+        StoreError::InvalidChangeBatch(_) => ProviderError::Rejected {
+            code: "InvalidChangeBatch".into(),
+            message: e.to_string(),
+        },
+        StoreError::Invalid(_) | StoreError::TooManyTags(_) => ProviderError::Rejected {
+            code: "InvalidInput".into(),
+            message: e.to_string(),
+        },
+        other => ProviderError::Unavailable(other.to_string()),
+    }
+}
+
+fn info(z: &Zone) -> HostedZoneInfo {
+    HostedZoneInfo {
+        id: z.id.to_string(),
+        name: z.name.clone(),
+        caller_reference: z.caller_reference.clone(),
+        name_servers: z
+            .records
+            .values()
+            .filter(|s| s.name == z.name && s.rtype == RecordType::NS)
+            .flat_map(|s| s.records.iter())
+            .filter_map(|r| match r {
+                RecordData::Ns(n) => Some(n.to_string().trim_end_matches('.').to_string()),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+impl DnsProvider for EmbeddedProvider {
+    async fn create_zone(
+        &self,
+        name: &DomainName,
+        caller_reference: &str,
+        comment: Option<&str>,
+    ) -> Result<HostedZoneInfo, ProviderError> {
+        let (store, name, caller, comment, ns) = (
+            self.store.clone(),
+            name.clone(),
+            caller_reference.to_string(),
+            comment.map(str::to_string),
+            self.name_servers.clone(),
+        );
+        let (zone, _) =
+            tokio::task::spawn_blocking(move || store.create_zone(name, caller, comment, &ns))
+                .await
+                .map_err(|e| ProviderError::Unavailable(e.to_string()))?
+                .map_err(classify)?;
+        Ok(info(&zone))
+    }
+
+    async fn find_zones(&self, name: &DomainName) -> Result<Vec<HostedZoneInfo>, ProviderError> {
+        let snapshot = self.store.snapshot();
+        Ok(snapshot
+            .zones
+            .values()
+            .filter(|z| z.apex() == name)
+            .map(|z| info(z.zone()))
+            .collect())
+    }
+
+    async fn delete_zone(&self, id: &str) -> Result<(), ProviderError> {
+        let id = HostedZoneId::parse(id).map_err(|e| ProviderError::NotFound(e.to_string()))?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.delete_zone(&id))
+            .await
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn list_record_sets(&self, zone_id: &str) -> Result<Vec<RecordSet>, ProviderError> {
+        Ok(self.zone(zone_id)?.records.values().cloned().collect())
+    }
+
+    async fn change_record_sets(
+        &self,
+        zone_id: &str,
+        changes: &[Change],
+    ) -> Result<Vec<String>, ProviderError> {
+        let zone = self.zone(zone_id)?;
+        let store = self.store.clone();
+        let changes = changes.to_vec();
+        // One atomic batch: the store has no per-request limits to split for.
+        let info = tokio::task::spawn_blocking(move || store.change_records(&zone.id, &changes))
+            .await
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?
+            .map_err(classify)?;
+        Ok(vec![info.id])
+    }
+
+    async fn change_status(&self, change_id: &str) -> Result<ChangeStatus, ProviderError> {
+        let store = self.store.clone();
+        let id = change_id.trim_start_matches("/change/").to_string();
+        let change = tokio::task::spawn_blocking(move || store.change(&id))
+            .await
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?
+            .map_err(classify)?
+            .ok_or_else(|| ProviderError::NotFound(change_id.to_string()))?;
+        Ok(if self.store.snapshot().generation >= change.generation {
+            ChangeStatus::InSync
+        } else {
+            ChangeStatus::Pending
+        })
+    }
+}

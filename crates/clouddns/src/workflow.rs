@@ -1,0 +1,439 @@
+//! The zone workflow (design section 1, steps 1, 2 and 4) over any [`DnsProvider`]: create the
+//! hosted zone idempotently, delegate it from its parent, and point its records at the load
+//! balancer's addresses, owning what it writes and never touching what it does not own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use model::record::{RecordData, RecordSet, RecordType, Ttl};
+use model::zone::{Change, ChangeAction};
+use model::DomainName;
+
+use crate::{ChangeStatus, DnsProvider, HostedZoneInfo, ProviderError};
+
+/// Where the parent zone is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParentRef {
+    Domain(DomainName),
+    ZoneId(String),
+}
+
+/// Which of the load balancer's address lists a record takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkKind {
+    /// The public ELB addresses (EIPs).
+    Public,
+    /// The internal load balancer's addresses.
+    Internal,
+}
+
+/// The load balancer's addresses, as the network status reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    pub elb_eips: Vec<String>,
+    pub internal_elb_ips: Vec<String>,
+}
+
+/// One wanted record: a name relative to the zone (`@`, `*`, `internal`), fed by an address list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSpec {
+    pub name: String,
+    pub from_network: NetworkKind,
+    pub ttl: u32,
+}
+
+/// Why the workflow stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("invalid address {0:?} in the network status")]
+    BadAddress(String),
+    #[error("invalid record name {name:?}: {reason}")]
+    BadName { name: String, reason: String },
+    #[error("record {name} {rtype} exists but is not owned by {owner}; left alone")]
+    NotOwned {
+        name: DomainName,
+        rtype: RecordType,
+        owner: String,
+    },
+    #[error("no hosted zone found for parent {0}")]
+    NoParent(String),
+    #[error("hosted zone {domain} exists but was created by someone else (caller reference {caller_reference:?})")]
+    ForeignZone {
+        domain: DomainName,
+        caller_reference: String,
+    },
+    #[error("changes not in sync after {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// The CallerReference of the zone `owner` manages for `domain`: deterministic, so a retry after
+/// a crash finds the zone instead of making another.
+pub fn caller_reference(owner: &str, domain: &DomainName) -> String {
+    let r = format!(
+        "edgeplane/{owner}/{}",
+        domain.to_string().trim_end_matches('.')
+    );
+    if r.len() <= 128 {
+        return r;
+    }
+    // Long names: keep a readable prefix and a stable hash of the rest.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in r.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{}-{h:016x}", &r[..100])
+}
+
+/// Adopts the zone this owner created before (same caller reference), or creates it. Looking
+/// first keeps the step idempotent even on services without CallerReference idempotency; the
+/// caller reference still guards a concurrent create on Route53.
+pub async fn ensure_zone<P: DnsProvider>(
+    p: &P,
+    owner: &str,
+    domain: &DomainName,
+) -> Result<HostedZoneInfo, WorkflowError> {
+    let reference = caller_reference(owner, domain);
+    if let Some(mine) = p
+        .find_zones(domain)
+        .await?
+        .into_iter()
+        .find(|z| z.caller_reference == reference)
+    {
+        return adopt(p, mine).await;
+    }
+    match p
+        .create_zone(
+            domain,
+            &reference,
+            Some(&format!("managed by edgeplane for {owner}")),
+        )
+        .await
+    {
+        Ok(z) => Ok(z),
+        Err(ProviderError::AlreadyExists(_)) => {
+            let zones = p.find_zones(domain).await?;
+            let mine = zones
+                .into_iter()
+                .find(|z| z.caller_reference == reference)
+                .ok_or_else(|| WorkflowError::ForeignZone {
+                    domain: domain.clone(),
+                    caller_reference: reference.clone(),
+                })?;
+            adopt(p, mine).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fills in the name servers of a zone found by listing.
+async fn adopt<P: DnsProvider>(
+    p: &P,
+    mut zone: HostedZoneInfo,
+) -> Result<HostedZoneInfo, WorkflowError> {
+    if zone.name_servers.is_empty() {
+        zone.name_servers = p
+            .list_record_sets(&zone.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.name == zone.name && s.rtype == RecordType::NS)
+            .flat_map(|s| s.records)
+            .filter_map(|r| match r {
+                RecordData::Ns(n) => Some(n.to_string().trim_end_matches('.').to_string()),
+                _ => None,
+            })
+            .collect();
+    }
+    Ok(zone)
+}
+
+/// The A and AAAA record sets wanted in `zone` from the network status: addresses validated,
+/// de-duplicated and split by family.
+pub fn address_records(
+    zone: &DomainName,
+    network: &Network,
+    specs: &[RecordSpec],
+) -> Result<Vec<RecordSet>, WorkflowError> {
+    let parse = |list: &[String]| -> Result<BTreeSet<IpAddr>, WorkflowError> {
+        list.iter()
+            .map(|s| {
+                s.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| WorkflowError::BadAddress(s.clone()))
+            })
+            .collect()
+    };
+    let public = parse(&network.elb_eips)?;
+    let internal = parse(&network.internal_elb_ips)?;
+    let mut out = Vec::new();
+    for spec in specs {
+        let name =
+            DomainName::parse_relative(&spec.name, zone).map_err(|e| WorkflowError::BadName {
+                name: spec.name.clone(),
+                reason: e.to_string(),
+            })?;
+        if !name.is_subdomain_of(zone) {
+            return Err(WorkflowError::BadName {
+                name: spec.name.clone(),
+                reason: format!("not in zone {zone}"),
+            });
+        }
+        let addrs = match spec.from_network {
+            NetworkKind::Public => &public,
+            NetworkKind::Internal => &internal,
+        };
+        let ttl = Ttl::new(u64::from(spec.ttl)).map_err(|e| WorkflowError::BadName {
+            name: spec.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let v4: Vec<RecordData> = addrs
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v) => Some(RecordData::A(*v)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let v6: Vec<RecordData> = addrs
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(v) => Some(RecordData::Aaaa(*v)),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        for (rtype, data) in [(RecordType::A, v4), (RecordType::AAAA, v6)] {
+            if !data.is_empty() {
+                let set = RecordSet::new(name.clone(), ttl, rtype, data).map_err(|e| {
+                    WorkflowError::BadName {
+                        name: spec.name.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                out.push(set);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The owner-registry TXT name for an owned name (as external-dns keeps a TXT registry).
+fn registry_name(name: &DomainName) -> Option<DomainName> {
+    name.prepend_label(b"_edgeplane-owner")
+}
+
+fn registry_value(owner: &str) -> RecordData {
+    RecordData::Txt(vec![
+        format!("heritage=edgeplane,owner={owner}").into_bytes()
+    ])
+}
+
+/// What one apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Change IDs submitted (empty when nothing had to change).
+    pub change_ids: Vec<String>,
+    pub upserted: usize,
+    pub deleted: usize,
+    /// Wanted records that someone else owns, left alone.
+    pub skipped: Vec<WorkflowError>,
+}
+
+/// Makes the zone's owned A/AAAA records equal `desired` in one batch: new or changed sets are
+/// UPSERTed with their ownership record, owned sets no longer wanted are deleted, records this
+/// owner does not own are never touched. Nothing changed means no mutating call at all.
+pub async fn apply_records<P: DnsProvider>(
+    p: &P,
+    zone_id: &str,
+    owner: &str,
+    desired: &[RecordSet],
+) -> Result<ApplyReport, WorkflowError> {
+    let current = p.list_record_sets(zone_id).await?;
+    let marker = registry_value(owner);
+    let by_key: BTreeMap<(DomainName, RecordType), &RecordSet> = current
+        .iter()
+        .filter(|s| s.set_identifier.is_none())
+        .map(|s| ((s.name.clone(), s.rtype), s))
+        .collect();
+    let owned: BTreeSet<DomainName> = current
+        .iter()
+        .filter(|s| s.rtype == RecordType::TXT && s.records.contains(&marker))
+        .filter_map(|s| s.name.parent())
+        .collect();
+    let mut report = ApplyReport::default();
+    let mut changes = Vec::new();
+    let mut wanted_names = BTreeSet::new();
+    for set in desired {
+        wanted_names.insert(set.name.clone());
+        match by_key.get(&(set.name.clone(), set.rtype)) {
+            Some(cur) if !owned.contains(&set.name) => {
+                let _ = cur;
+                report.skipped.push(WorkflowError::NotOwned {
+                    name: set.name.clone(),
+                    rtype: set.rtype,
+                    owner: owner.to_string(),
+                });
+                continue;
+            }
+            Some(cur) if *cur == set => continue,
+            _ => {}
+        }
+        changes.push(Change {
+            action: ChangeAction::Upsert,
+            set: set.clone(),
+        });
+        report.upserted += 1;
+    }
+    // Ownership records for every wanted name we may write.
+    for name in &wanted_names {
+        if report
+            .skipped
+            .iter()
+            .any(|e| matches!(e, WorkflowError::NotOwned { name: n, .. } if n == name))
+        {
+            continue;
+        }
+        if !owned.contains(name) {
+            if let Some(reg) = registry_name(name) {
+                let set = RecordSet::new(
+                    reg,
+                    Ttl::new(300).map_err(|e| WorkflowError::BadName {
+                        name: name.to_string(),
+                        reason: e.to_string(),
+                    })?,
+                    RecordType::TXT,
+                    vec![marker.clone()],
+                )
+                .map_err(|e| WorkflowError::BadName {
+                    name: name.to_string(),
+                    reason: e.to_string(),
+                })?;
+                changes.push(Change {
+                    action: ChangeAction::Upsert,
+                    set,
+                });
+            }
+        }
+    }
+    // Owned A/AAAA sets that are no longer wanted, and their ownership records.
+    for name in &owned {
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            let wanted = desired.iter().any(|s| &s.name == name && s.rtype == rtype);
+            if let Some(cur) = by_key.get(&(name.clone(), rtype)) {
+                if !wanted {
+                    changes.push(Change {
+                        action: ChangeAction::Delete,
+                        set: (*cur).clone(),
+                    });
+                    report.deleted += 1;
+                }
+            }
+        }
+        if !wanted_names.contains(name) {
+            if let Some(reg) =
+                registry_name(name).and_then(|r| by_key.get(&(r, RecordType::TXT)).copied())
+            {
+                changes.push(Change {
+                    action: ChangeAction::Delete,
+                    set: reg.clone(),
+                });
+            }
+        }
+    }
+    if !changes.is_empty() {
+        report.change_ids = p.change_record_sets(zone_id, &changes).await?;
+    }
+    Ok(report)
+}
+
+/// UPSERTs the child's NS set in the parent zone (found by ID, or as the hosted zone with the
+/// longest suffix of the child's name).
+pub async fn delegate<P: DnsProvider>(
+    p: &P,
+    parent: &ParentRef,
+    child: &HostedZoneInfo,
+) -> Result<Vec<String>, WorkflowError> {
+    let parent_id = match parent {
+        ParentRef::ZoneId(id) => id.clone(),
+        ParentRef::Domain(domain) => {
+            let mut cur = Some(domain.clone());
+            let mut found = None;
+            while let Some(name) = cur {
+                // The child itself is never its own parent.
+                if let Some(z) = p
+                    .find_zones(&name)
+                    .await?
+                    .into_iter()
+                    .find(|z| z.id != child.id)
+                {
+                    found = Some(z.id);
+                    break;
+                }
+                cur = name.parent().filter(|n| !n.is_root());
+            }
+            found.ok_or_else(|| WorkflowError::NoParent(domain.to_string()))?
+        }
+    };
+    let ns = child
+        .name_servers
+        .iter()
+        .map(|n| DomainName::parse(n).map(RecordData::Ns))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| WorkflowError::BadName {
+            name: child.name.to_string(),
+            reason: e.to_string(),
+        })?;
+    let set = RecordSet::new(
+        child.name.clone(),
+        Ttl::new(300).map_err(|e| WorkflowError::BadName {
+            name: child.name.to_string(),
+            reason: e.to_string(),
+        })?,
+        RecordType::NS,
+        ns,
+    )
+    .map_err(|e| WorkflowError::BadName {
+        name: child.name.to_string(),
+        reason: e.to_string(),
+    })?;
+    let current = p.list_record_sets(&parent_id).await?;
+    if current.iter().any(|s| s == &set) {
+        return Ok(Vec::new());
+    }
+    Ok(p.change_record_sets(
+        &parent_id,
+        &[Change {
+            action: ChangeAction::Upsert,
+            set,
+        }],
+    )
+    .await?)
+}
+
+/// Waits until every change is INSYNC, calling `progress(done, total)` on each poll.
+pub async fn wait_insync<P: DnsProvider>(
+    p: &P,
+    change_ids: &[String],
+    timeout: Duration,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(), WorkflowError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let mut done = 0;
+        for id in change_ids {
+            if p.change_status(id).await? == ChangeStatus::InSync {
+                done += 1;
+            }
+        }
+        progress(done, change_ids.len());
+        if done == change_ids.len() {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(WorkflowError::Timeout(timeout));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,196 @@
+//! The zone workflow suite, run on the embedded backend and through the AWS SDK against
+//! edgeplane's Route53 API: the same steps, the same expectations.
+
+use std::time::Duration;
+
+use clouddns::workflow::{
+    address_records, apply_records, delegate, ensure_zone, wait_insync, Network, NetworkKind,
+    ParentRef, RecordSpec, WorkflowError,
+};
+use clouddns::DnsProvider;
+use model::record::{RecordData, RecordSet, RecordType, Ttl};
+use model::zone::{Change, ChangeAction};
+use model::DomainName;
+
+fn n(s: &str) -> DomainName {
+    DomainName::parse(s).expect("name")
+}
+
+fn specs() -> Vec<RecordSpec> {
+    vec![
+        RecordSpec {
+            name: "@".into(),
+            from_network: NetworkKind::Public,
+            ttl: 60,
+        },
+        RecordSpec {
+            name: "*".into(),
+            from_network: NetworkKind::Public,
+            ttl: 60,
+        },
+        RecordSpec {
+            name: "internal".into(),
+            from_network: NetworkKind::Internal,
+            ttl: 60,
+        },
+        RecordSpec {
+            name: "www".into(),
+            from_network: NetworkKind::Public,
+            ttl: 60,
+        },
+    ]
+}
+
+/// The suite; returns the child zone's ID.
+pub(crate) async fn suite<P: DnsProvider>(p: &P) -> String {
+    let parent = ensure_zone(p, "platform", &n("example.com"))
+        .await
+        .expect("parent");
+    let child = ensure_zone(p, "default/app", &n("app.example.com"))
+        .await
+        .expect("child");
+    assert!(!child.name_servers.is_empty());
+    // Idempotent: the same owner gets the same zone back, not a duplicate.
+    let again = ensure_zone(p, "default/app", &n("app.example.com"))
+        .await
+        .expect("adopt");
+    assert_eq!(
+        (again.id.as_str(), &again.name_servers),
+        (child.id.as_str(), &child.name_servers)
+    );
+    assert_eq!(
+        p.find_zones(&n("app.example.com"))
+            .await
+            .expect("find")
+            .len(),
+        1
+    );
+
+    // Delegation from the parent, found by the longest hosted suffix; a second run changes nothing.
+    assert_eq!(
+        delegate(p, &ParentRef::Domain(n("example.com")), &child)
+            .await
+            .expect("delegate")
+            .len(),
+        1
+    );
+    let ns: Vec<RecordSet> = p
+        .list_record_sets(&parent.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|s| s.name == n("app.example.com") && s.rtype == RecordType::NS)
+        .collect();
+    assert_eq!(ns.len(), 1);
+    assert_eq!(ns[0].records.len(), child.name_servers.len());
+    assert!(delegate(p, &ParentRef::ZoneId(parent.id.clone()), &child)
+        .await
+        .expect("again")
+        .is_empty());
+
+    // A record someone else made is never touched.
+    let foreign = RecordSet::new(
+        n("www.app.example.com"),
+        Ttl::new(300).expect("ttl"),
+        RecordType::A,
+        vec![RecordData::A("198.51.100.1".parse().expect("ip"))],
+    )
+    .expect("set");
+    p.change_record_sets(
+        &child.id,
+        &[Change {
+            action: ChangeAction::Create,
+            set: foreign.clone(),
+        }],
+    )
+    .await
+    .expect("foreign");
+
+    // Records from the network status: both lists, de-duplicated, split by family.
+    let network = Network {
+        elb_eips: vec![
+            "34.210.12.3".into(),
+            "54.188.92.10".into(),
+            "34.210.12.3".into(),
+            "2600:1f18::1".into(),
+        ],
+        internal_elb_ips: vec!["10.0.1.17".into()],
+    };
+    let desired = address_records(&child.name, &network, &specs()).expect("records");
+    let shape: Vec<(String, RecordType, usize)> = desired
+        .iter()
+        .map(|s| (s.name.to_string(), s.rtype, s.records.len()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("app.example.com.".to_string(), RecordType::A, 2),
+            ("app.example.com.".to_string(), RecordType::AAAA, 1),
+            ("*.app.example.com.".to_string(), RecordType::A, 2),
+            ("*.app.example.com.".to_string(), RecordType::AAAA, 1),
+            ("internal.app.example.com.".to_string(), RecordType::A, 1),
+            ("www.app.example.com.".to_string(), RecordType::A, 2),
+            ("www.app.example.com.".to_string(), RecordType::AAAA, 1),
+        ]
+    );
+    let report = apply_records(p, &child.id, "default/app", &desired)
+        .await
+        .expect("apply");
+    assert_eq!(report.upserted, 6, "{report:?}");
+    assert!(
+        matches!(
+            report.skipped.as_slice(),
+            [WorkflowError::NotOwned {
+                rtype: RecordType::A,
+                ..
+            }]
+        ),
+        "{report:?}"
+    );
+    let mut polls = 0;
+    wait_insync(p, &report.change_ids, Duration::from_secs(30), |_, _| {
+        polls += 1
+    })
+    .await
+    .expect("insync");
+    assert!(polls >= 1);
+
+    // Nothing changed: no mutating call.
+    let second = apply_records(p, &child.id, "default/app", &desired)
+        .await
+        .expect("apply again");
+    assert!(
+        second.change_ids.is_empty() && second.upserted == 0 && second.deleted == 0,
+        "{second:?}"
+    );
+
+    // The internal LB went away: its record and its ownership record go, the rest stays.
+    let network = Network {
+        internal_elb_ips: vec![],
+        ..network
+    };
+    let desired = address_records(&child.name, &network, &specs()).expect("records");
+    let third = apply_records(p, &child.id, "default/app", &desired)
+        .await
+        .expect("apply");
+    assert_eq!((third.upserted, third.deleted), (0, 1), "{third:?}");
+    let sets = p.list_record_sets(&child.id).await.expect("list");
+    assert!(!sets.iter().any(|s| s.name == n("internal.app.example.com")));
+    assert!(!sets
+        .iter()
+        .any(|s| s.name == n("_edgeplane-owner.internal.app.example.com")));
+    assert!(sets.contains(&foreign), "the foreign record is untouched");
+
+    assert!(matches!(
+        address_records(
+            &child.name,
+            &Network {
+                elb_eips: vec!["300.1.1.1".into()],
+                ..Network::default()
+            },
+            &specs()
+        ),
+        Err(WorkflowError::BadAddress(_))
+    ));
+    child.id
+}
