@@ -6,15 +6,17 @@ use std::sync::Arc;
 use model::record::RecordSet;
 use model::zone::Change;
 use model::{DomainName, HostedZoneId, RecordData, RecordType, Zone};
+use store::identities::{IamError, Identities};
 use store::{Store, StoreError};
 
-use crate::{ChangeStatus, DnsProvider, HostedZoneInfo, ProviderError};
+use crate::{AccessKey, ChangeStatus, DnsProvider, HostedZoneInfo, ProviderError};
 
 /// The store as a DNS provider.
 #[derive(Clone)]
 pub struct EmbeddedProvider {
     store: Store,
     name_servers: Vec<DomainName>,
+    identities: Option<Identities>,
 }
 
 impl EmbeddedProvider {
@@ -23,7 +25,20 @@ impl EmbeddedProvider {
         EmbeddedProvider {
             store,
             name_servers,
+            identities: None,
         }
+    }
+
+    /// Adds IAM users and access keys (kept in the secret store).
+    pub fn with_identities(mut self, identities: Identities) -> Self {
+        self.identities = Some(identities);
+        self
+    }
+
+    fn ids(&self) -> Result<Identities, ProviderError> {
+        self.identities.clone().ok_or_else(|| {
+            ProviderError::Unavailable("this embedded provider has no identity store".into())
+        })
     }
 
     fn zone(&self, id: &str) -> Result<Arc<Zone>, ProviderError> {
@@ -52,6 +67,37 @@ fn classify(e: StoreError) -> ProviderError {
         },
         other => ProviderError::Unavailable(other.to_string()),
     }
+}
+
+fn iam(e: IamError) -> ProviderError {
+    match e {
+        IamError::EntityAlreadyExists(m) => ProviderError::AlreadyExists(m),
+        IamError::NoSuchEntity(m) => ProviderError::NotFound(m),
+        IamError::DeleteConflict(_) => ProviderError::Rejected {
+            code: "DeleteConflict".into(),
+            message: e.to_string(),
+        },
+        IamError::LimitExceeded => ProviderError::Rejected {
+            code: "LimitExceeded".into(),
+            message: e.to_string(),
+        },
+        IamError::Validation(m) => ProviderError::Rejected {
+            code: "ValidationError".into(),
+            message: m,
+        },
+        IamError::Store(inner) => ProviderError::Unavailable(inner.to_string()),
+    }
+}
+
+/// Runs an identity-store call off the async workers.
+async fn on_ids<T: Send + 'static>(
+    ids: Identities,
+    f: impl FnOnce(&Identities) -> Result<T, IamError> + Send + 'static,
+) -> Result<T, ProviderError> {
+    tokio::task::spawn_blocking(move || f(&ids))
+        .await
+        .map_err(|e| ProviderError::Unavailable(e.to_string()))?
+        .map_err(iam)
 }
 
 fn info(z: &Zone) -> HostedZoneInfo {
@@ -147,5 +193,72 @@ impl DnsProvider for EmbeddedProvider {
         } else {
             ChangeStatus::Pending
         })
+    }
+
+    async fn ensure_user(&self, user: &str) -> Result<(), ProviderError> {
+        let user = user.to_string();
+        match on_ids(self.ids()?, move |ids| {
+            ids.create_user(&user, "/").map(|_| ())
+        })
+        .await
+        {
+            Ok(()) | Err(ProviderError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_user_policy(
+        &self,
+        user: &str,
+        policy: &str,
+        document: &str,
+    ) -> Result<(), ProviderError> {
+        api::policy::Policy::parse(document).map_err(|e| ProviderError::Rejected {
+            code: "MalformedPolicyDocument".into(),
+            message: e.to_string(),
+        })?;
+        let (user, policy, document) = (user.to_string(), policy.to_string(), document.to_string());
+        on_ids(self.ids()?, move |ids| {
+            ids.put_user_policy(&user, &policy, &document)
+        })
+        .await
+    }
+
+    async fn create_access_key(&self, user: &str) -> Result<AccessKey, ProviderError> {
+        let user = user.to_string();
+        on_ids(self.ids()?, move |ids| {
+            let (identity, creds) = ids.create_access_key(&user)?;
+            Ok(AccessKey {
+                id: identity.access_key_id,
+                secret: creds.secret_access_key.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<String>, ProviderError> {
+        let user = user.to_string();
+        on_ids(self.ids()?, move |ids| {
+            ids.require_user(&user)?;
+            Ok(ids
+                .user_keys(&user)?
+                .into_iter()
+                .map(|i| i.access_key_id)
+                .collect())
+        })
+        .await
+    }
+
+    async fn delete_access_key(
+        &self,
+        user: &str,
+        access_key_id: &str,
+    ) -> Result<(), ProviderError> {
+        let (user, key) = (user.to_string(), access_key_id.to_string());
+        on_ids(self.ids()?, move |ids| {
+            ids.user_key(&user, &key)?;
+            Ok(ids.delete(&key)?)
+        })
+        .await
     }
 }

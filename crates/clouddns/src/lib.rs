@@ -74,4 +74,34 @@ pub trait DnsProvider {
     ) -> Result<Vec<String>, ProviderError>;
     /// The status of a change.
     async fn change_status(&self, change_id: &str) -> Result<ChangeStatus, ProviderError>;
+
+    /// Creates an IAM user unless it exists.
+    async fn ensure_user(&self, user: &str) -> Result<(), ProviderError>;
+    /// Sets an inline policy of a user.
+    async fn put_user_policy(
+        &self,
+        user: &str,
+        policy: &str,
+        document: &str,
+    ) -> Result<(), ProviderError>;
+    /// Creates an access key; returns its ID and secret (shown once).
+    async fn create_access_key(&self, user: &str) -> Result<AccessKey, ProviderError>;
+    /// The IDs of a user's access keys.
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<String>, ProviderError>;
+    /// Deletes one access key.
+    async fn delete_access_key(&self, user: &str, access_key_id: &str)
+        -> Result<(), ProviderError>;
+}
+
+/// A new access key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AccessKey({}, <redacted>)", self.id)
+    }
 }

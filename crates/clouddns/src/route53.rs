@@ -11,7 +11,7 @@ use model::record::{AliasTarget, Failover, RecordData, RecordSet, RecordType, Ro
 use model::zone::{Change, ChangeAction};
 use model::DomainName;
 
-use crate::{ChangeStatus, DnsProvider, HostedZoneInfo, ProviderError};
+use crate::{AccessKey, ChangeStatus, DnsProvider, HostedZoneInfo, ProviderError};
 
 /// Route53's limits on one change batch (UPSERT counts twice).
 pub const MAX_BATCH_RECORDS: usize = 1000;
@@ -266,6 +266,84 @@ impl DnsProvider for Route53Provider {
             Some(r53::ChangeStatus::Insync) => ChangeStatus::InSync,
             _ => ChangeStatus::Pending,
         })
+    }
+
+    async fn ensure_user(&self, user: &str) -> Result<(), ProviderError> {
+        match self
+            .iam
+            .create_user()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(_) | Err(ProviderError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_user_policy(
+        &self,
+        user: &str,
+        policy: &str,
+        document: &str,
+    ) -> Result<(), ProviderError> {
+        self.iam
+            .put_user_policy()
+            .user_name(user)
+            .policy_name(policy)
+            .policy_document(document)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn create_access_key(&self, user: &str) -> Result<AccessKey, ProviderError> {
+        let out = self
+            .iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(classify)?;
+        let key = out
+            .access_key()
+            .ok_or_else(|| ProviderError::Unavailable("no AccessKey in the reply".into()))?;
+        Ok(AccessKey {
+            id: key.access_key_id().to_string(),
+            secret: key.secret_access_key().to_string(),
+        })
+    }
+
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<String>, ProviderError> {
+        let out = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .access_key_metadata()
+            .iter()
+            .filter_map(|k| k.access_key_id().map(str::to_string))
+            .collect())
+    }
+
+    async fn delete_access_key(
+        &self,
+        user: &str,
+        access_key_id: &str,
+    ) -> Result<(), ProviderError> {
+        self.iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(access_key_id)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }
 

@@ -65,6 +65,8 @@ pub enum WorkflowError {
     },
     #[error("changes not in sync after {0:?}")]
     Timeout(Duration),
+    #[error("secret store: {0}")]
+    Secret(String),
     #[error(transparent)]
     Provider(#[from] ProviderError),
 }
@@ -436,4 +438,126 @@ pub async fn wait_insync<P: DnsProvider>(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The policy of a zone's ACME identity: change and list only `_acme-challenge` TXT records of
+/// that zone, poll changes, and find zones by name (design section 1, step 3).
+pub fn acme_policy(zone_id: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["route53:ChangeResourceRecordSets","route53:ListResourceRecordSets"],"Resource":"arn:aws:route53:::hostedzone/{zone_id}","Condition":{{"ForAllValues:StringLike":{{"route53:ChangeResourceRecordSetsNormalizedRecordNames":["_acme-challenge.*"]}},"ForAllValues:StringEquals":{{"route53:ChangeResourceRecordSetsRecordTypes":["TXT"]}}}}}},{{"Effect":"Allow","Action":"route53:GetChange","Resource":"arn:aws:route53:::change/*"}},{{"Effect":"Allow","Action":"route53:ListHostedZonesByName","Resource":"*"}}]}}"#
+    )
+}
+
+/// The IAM user of a zone's ACME identity: `cert-manager-<zone with dashes>`, at most 64.
+pub fn identity_user(zone: &DomainName) -> String {
+    let mut u = format!(
+        "cert-manager-{}",
+        zone.to_string().trim_end_matches('.').replace('.', "-")
+    );
+    u.retain(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    u.truncate(64);
+    u
+}
+
+/// What `ensure_identity` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityReport {
+    pub user: String,
+    pub access_key_id: String,
+    /// A new key was made (first run or rotation).
+    pub created: bool,
+    /// Keys retired after the new one was stored.
+    pub retired: Vec<String>,
+}
+
+/// Gives the zone its least-privilege identity: the user, its policy, and an access key stored
+/// as the secret `secret` (`access-key-id`, `secret-access-key`, `zone-id`, `region`). With
+/// `rotate`, or when the stored key no longer exists, a new key is made, stored, and only then
+/// the older keys are deleted, so at most two keys are ever alive.
+pub async fn ensure_identity<P: DnsProvider>(
+    p: &P,
+    zone: &HostedZoneInfo,
+    region: &str,
+    secrets: &store::secrets::Secrets,
+    secret: &model::secret::SecretRef,
+    rotate: bool,
+) -> Result<IdentityReport, WorkflowError> {
+    use model::secret::{SecretSpec, SecretType, SecretValue};
+    use store::secrets::{Caller, SecretStoreError};
+    let user = identity_user(&zone.name);
+    p.ensure_user(&user).await?;
+    p.put_user_policy(&user, "acme-dns01", &acme_policy(&zone.id))
+        .await?;
+    let keys = p.list_access_keys(&user).await?;
+    let stored = match secrets.get(&Caller::admin(), secret, None) {
+        Ok((_, spec)) => spec
+            .data
+            .get("access-key-id")
+            .map(|v| String::from_utf8_lossy(v.expose()).into_owned()),
+        Err(SecretStoreError::NotFound(_)) => None,
+        Err(e) => return Err(WorkflowError::Secret(e.to_string())),
+    };
+    if let Some(id) = &stored {
+        if !rotate && keys.contains(id) {
+            return Ok(IdentityReport {
+                user,
+                access_key_id: id.clone(),
+                created: false,
+                retired: Vec::new(),
+            });
+        }
+    }
+    // Room for the new key: keep the stored one (still in use) and drop strays.
+    let mut alive = keys.clone();
+    while alive.len() >= 2 {
+        let victim = alive
+            .iter()
+            .find(|k| Some(*k) != stored.as_ref())
+            .cloned()
+            .unwrap_or_else(|| alive[0].clone());
+        p.delete_access_key(&user, &victim).await?;
+        alive.retain(|k| k != &victim);
+    }
+    let key = p.create_access_key(&user).await?;
+    let spec = SecretSpec {
+        secret_type: SecretType::Opaque,
+        data: std::collections::BTreeMap::from([
+            (
+                "access-key-id".to_string(),
+                SecretValue::new(key.id.clone().into_bytes()),
+            ),
+            (
+                "secret-access-key".to_string(),
+                SecretValue::new(key.secret.clone().into_bytes()),
+            ),
+            (
+                "zone-id".to_string(),
+                SecretValue::new(zone.id.clone().into_bytes()),
+            ),
+            (
+                "region".to_string(),
+                SecretValue::new(region.as_bytes().to_vec()),
+            ),
+        ]),
+        labels: std::collections::BTreeMap::from([(
+            "edgeplane.io/zone".to_string(),
+            zone.name.to_string().trim_end_matches('.').to_string(),
+        )]),
+        annotations: std::collections::BTreeMap::new(),
+    };
+    secrets
+        .apply(&Caller::admin(), secret, &spec)
+        .map_err(|e| WorkflowError::Secret(e.to_string()))?;
+    // Only now, with the new key stored, retire the others.
+    let mut retired = Vec::new();
+    for old in alive.into_iter().filter(|k| k != &key.id) {
+        p.delete_access_key(&user, &old).await?;
+        retired.push(old);
+    }
+    Ok(IdentityReport {
+        user,
+        access_key_id: key.id,
+        created: true,
+        retired,
+    })
 }

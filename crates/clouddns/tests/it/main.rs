@@ -229,17 +229,73 @@ async fn workflow_through_the_sdk_against_edgeplane() {
     let api = start_api().await;
     let p = provider(&api, api.admin.clone()).await;
     workflow::suite(&p).await;
+    let local = local_secrets();
+    let (zone, id, secret) = workflow::identity_suite(&p, &local.1).await;
+    // The stored key writes its challenge and nothing else (edgeplane enforces the policy).
+    let scoped = provider(&api, (id, secret)).await;
+    let txt = Change {
+        action: ChangeAction::Upsert,
+        set: set(
+            "_acme-challenge.app.example.com",
+            RecordType::TXT,
+            &["\"t\""],
+        ),
+    };
+    scoped
+        .change_record_sets(&zone, &[txt])
+        .await
+        .expect("challenge allowed");
+    let a = Change {
+        action: ChangeAction::Upsert,
+        set: set("app.example.com", RecordType::A, &["192.0.2.1"]),
+    };
+    assert!(matches!(
+        scoped.change_record_sets(&zone, &[a]).await,
+        Err(ProviderError::AccessDenied(_))
+    ));
+    let parent = p.find_zones(&n("example.com")).await.expect("find")[0]
+        .id
+        .clone();
+    let other = Change {
+        action: ChangeAction::Upsert,
+        set: set("_acme-challenge.example.com", RecordType::TXT, &["\"t\""]),
+    };
+    assert!(matches!(
+        scoped.change_record_sets(&parent, &[other]).await,
+        Err(ProviderError::AccessDenied(_))
+    ));
+}
+
+/// A secret store of its own, where the workflow keeps the identities it makes.
+fn local_secrets() -> (tempfile::TempDir, Secrets) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("data")).expect("store");
+    let secrets = Secrets::open(
+        &store,
+        MasterKeySource::File(dir.path().join("master.key")),
+        &dir.path().join("audit.log"),
+    )
+    .expect("secrets");
+    (dir, secrets)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_on_the_embedded_backend_served_over_dns() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("store");
+    let store = Store::open(&dir.path().join("data")).expect("store");
+    let secrets = Secrets::open(
+        &store,
+        MasterKeySource::File(dir.path().join("master.key")),
+        &dir.path().join("audit.log"),
+    )
+    .expect("secrets");
     let p = clouddns::embedded::EmbeddedProvider::new(
         store.clone(),
         vec![n("ns1.example.net"), n("ns2.example.net")],
-    );
+    )
+    .with_identities(Identities::new(secrets.clone()).expect("identities"));
     let zone = workflow::suite(&p).await;
+    workflow::identity_suite(&p, &secrets).await;
     // What the workflow wrote is what the DNS server answers.
     let server = dns::DnsServer::start(
         dns::DnsConfig {
@@ -339,4 +395,6 @@ async fn workflow_through_the_sdk_against_moto() {
     })
     .await;
     workflow::suite(&p).await;
+    let local = local_secrets();
+    workflow::identity_suite(&p, &local.1).await;
 }

@@ -194,3 +194,58 @@ pub(crate) async fn suite<P: DnsProvider>(p: &P) -> String {
     ));
     child.id
 }
+
+/// The scoped-identity step: created once, idempotent, rotated with at most two keys alive, and
+/// stored as a secret. Returns the zone ID and the stored key.
+pub(crate) async fn identity_suite<P: DnsProvider>(
+    p: &P,
+    secrets: &store::secrets::Secrets,
+) -> (String, String, String) {
+    use clouddns::workflow::ensure_identity;
+    use store::secrets::Caller;
+    let zone = ensure_zone(p, "default/app", &n("app.example.com"))
+        .await
+        .expect("zone");
+    let r = model::secret::SecretRef::new("cert-manager", "route53").expect("ref");
+    let first = ensure_identity(p, &zone, "us-east-1", secrets, &r, false)
+        .await
+        .expect("identity");
+    assert!(
+        first.created && first.user == "cert-manager-app-example-com",
+        "{first:?}"
+    );
+    let again = ensure_identity(p, &zone, "us-east-1", secrets, &r, false)
+        .await
+        .expect("again");
+    assert!(
+        !again.created && again.access_key_id == first.access_key_id,
+        "idempotent: {again:?}"
+    );
+    let rotated = ensure_identity(p, &zone, "us-east-1", secrets, &r, true)
+        .await
+        .expect("rotate");
+    assert!(rotated.created && rotated.access_key_id != first.access_key_id);
+    assert_eq!(
+        rotated.retired.as_slice(),
+        std::slice::from_ref(&first.access_key_id),
+        "the old key is retired after the new one is stored"
+    );
+    assert_eq!(
+        p.list_access_keys(&rotated.user)
+            .await
+            .expect("keys")
+            .as_slice(),
+        std::slice::from_ref(&rotated.access_key_id)
+    );
+    let (_, spec) = secrets.get(&Caller::admin(), &r, None).expect("secret");
+    let get = |k: &str| String::from_utf8_lossy(spec.data[k].expose()).into_owned();
+    assert_eq!(
+        (get("access-key-id"), get("zone-id"), get("region")),
+        (
+            rotated.access_key_id.clone(),
+            zone.id.clone(),
+            "us-east-1".to_string()
+        )
+    );
+    (zone.id, get("access-key-id"), get("secret-access-key"))
+}
