@@ -561,3 +561,106 @@ pub async fn ensure_identity<P: DnsProvider>(
         retired,
     })
 }
+
+/// Everything a DNSZone asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZonePlan {
+    /// Who owns what the workflow writes (`namespace/name` of the DNSZone).
+    pub owner: String,
+    pub domain: DomainName,
+    pub parent: Option<ParentRef>,
+    pub network: Network,
+    pub records: Vec<RecordSpec>,
+    /// Where the scoped ACME identity's key goes; `None` for no identity.
+    pub acme_secret: Option<model::secret::SecretRef>,
+    pub region: String,
+}
+
+/// One condition of a zone's status, Kubernetes style.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub kind: &'static str,
+    pub ok: bool,
+    pub reason: String,
+}
+
+/// The status a reconcile reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneStatus {
+    pub zone_id: Option<String>,
+    pub name_servers: Vec<String>,
+    pub conditions: Vec<Condition>,
+}
+
+impl ZoneStatus {
+    /// Whether every condition holds.
+    pub fn ready(&self) -> bool {
+        !self.conditions.is_empty() && self.conditions.iter().all(|c| c.ok)
+    }
+}
+
+/// Runs every step of the workflow for `plan` and reports each as a condition: Zone, Delegated,
+/// RecordsSynced, CredentialsReady. A failed step is reported, and the steps that do not need
+/// it still run. Safe to repeat: a second run with nothing changed makes no mutating call.
+pub async fn reconcile<P: DnsProvider>(
+    p: &P,
+    plan: &ZonePlan,
+    secrets: Option<&store::secrets::Secrets>,
+) -> ZoneStatus {
+    let mut status = ZoneStatus::default();
+    let cond = |kind: &'static str, r: Result<String, WorkflowError>| match r {
+        Ok(reason) => Condition {
+            kind,
+            ok: true,
+            reason,
+        },
+        Err(e) => Condition {
+            kind,
+            ok: false,
+            reason: e.to_string(),
+        },
+    };
+    let zone = match ensure_zone(p, &plan.owner, &plan.domain).await {
+        Ok(z) => z,
+        Err(e) => {
+            status.conditions.push(cond("Zone", Err(e)));
+            return status;
+        }
+    };
+    status.zone_id = Some(zone.id.clone());
+    status.name_servers = zone.name_servers.clone();
+    status
+        .conditions
+        .push(cond("Zone", Ok(format!("hosted zone {}", zone.id))));
+    if let Some(parent) = &plan.parent {
+        let r = delegate(p, parent, &zone).await.map(|ids| {
+            if ids.is_empty() {
+                "delegation in place".to_string()
+            } else {
+                "delegation updated".to_string()
+            }
+        });
+        status.conditions.push(cond("Delegated", r));
+    }
+    let records = async {
+        let desired = address_records(&zone.name, &plan.network, &plan.records)?;
+        let report = apply_records(p, &zone.id, &plan.owner, &desired).await?;
+        wait_insync(p, &report.change_ids, Duration::from_secs(120), |_, _| {}).await?;
+        if let Some(e) = report.skipped.first() {
+            return Err(e.clone());
+        }
+        Ok(format!(
+            "{} upserted, {} deleted",
+            report.upserted, report.deleted
+        ))
+    }
+    .await;
+    status.conditions.push(cond("RecordsSynced", records));
+    if let (Some(secret), Some(secrets)) = (&plan.acme_secret, secrets) {
+        let r = ensure_identity(p, &zone, &plan.region, secrets, secret, false)
+            .await
+            .map(|i| format!("{} with key {} in secret {secret}", i.user, i.access_key_id));
+        status.conditions.push(cond("CredentialsReady", r));
+    }
+    status
+}

@@ -97,6 +97,10 @@ pub(crate) enum Request {
         name: String,
         rules: Vec<String>,
     },
+    ZoneApply {
+        /// Manifests (YAML, several documents).
+        text: String,
+    },
     IdentityList,
     IdentityDelete {
         access_key_id: String,
@@ -136,6 +140,7 @@ impl Request {
             Request::SecretDelete { .. } => "secret-delete",
             Request::SecretRotateMasterKey => "secret-rotate-master-key",
             Request::IdentityCreate { .. } => "identity-create",
+            Request::ZoneApply { .. } => "zone-apply",
             Request::IdentityList => "identity-list",
             Request::IdentityDelete { .. } => "identity-delete",
             Request::IdentitySetActive { .. } => "identity-set-active",
@@ -144,7 +149,9 @@ impl Request {
 
     /// Whether the request needs the secret store (and so the master key).
     pub(crate) fn needs_secrets(&self) -> bool {
-        self.op().starts_with("secret-") || self.op().starts_with("identity-")
+        self.op().starts_with("secret-")
+            || self.op().starts_with("identity-")
+            || self.op() == "zone-apply"
     }
 }
 
@@ -253,6 +260,64 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
                 creds.access_key_id,
                 creds.secret_access_key.as_str()
             ))
+        }
+        Request::ZoneApply { text } => {
+            let secrets = ctx.secrets()?.clone();
+            let name_servers = DEFAULT_NAME_SERVERS
+                .iter()
+                .map(|s| DomainName::parse(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let provider = clouddns::embedded::EmbeddedProvider::new(store.clone(), name_servers)
+                .with_identities(Identities::new(secrets.clone())?);
+            let runtime = tokio::runtime::Handle::current();
+            let mut out = String::new();
+            let mut failures = 0;
+            for result in config::dnszone::parse(&text) {
+                match result {
+                    Ok(plan) => {
+                        let status = runtime.block_on(clouddns::workflow::reconcile(
+                            &provider,
+                            &plan,
+                            Some(&secrets),
+                        ));
+                        if !status.ready() {
+                            failures += 1;
+                        }
+                        out.push_str(&format!(
+                            "{}: {} zone {} ready={}\n",
+                            plan.owner,
+                            plan.domain,
+                            status.zone_id.as_deref().unwrap_or("-"),
+                            status.ready()
+                        ));
+                        if !status.name_servers.is_empty() {
+                            out.push_str(&format!(
+                                "  name servers: {}\n",
+                                status.name_servers.join(", ")
+                            ));
+                        }
+                        for c in &status.conditions {
+                            out.push_str(&format!(
+                                "  {}: {} ({})\n",
+                                c.kind,
+                                if c.ok { "True" } else { "False" },
+                                c.reason
+                            ));
+                        }
+                    }
+                    Err(e @ config::dnszone::ManifestError::OtherKind { .. }) => {
+                        out.push_str(&format!("{e}\n"))
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        out.push_str(&format!("error: {e}\n"));
+                    }
+                }
+            }
+            if failures > 0 {
+                bail!("{out}{failures} resource(s) not ready");
+            }
+            Ok(out)
         }
         Request::IdentityList => {
             let mut out = String::from("ACCESS_KEY_ID\tNAME\tACTIVE\tRULES\n");

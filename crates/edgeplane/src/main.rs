@@ -230,6 +230,12 @@ enum ZoneCommand {
     },
     /// Print a zone as an RFC 1035 master file.
     Export { zone: String },
+    /// Reconcile DNSZone manifests: zone, delegation, records from the network, scoped identity.
+    Apply {
+        /// Manifest file ("-" for standard input).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -342,6 +348,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Request::ZoneImport { zone, text, create }
             }
             ZoneCommand::Export { zone } => Request::ZoneExport { zone },
+            ZoneCommand::Apply { file } => {
+                let text = if file.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+                } else {
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?
+                };
+                Request::ZoneApply { text }
+            }
         },
         Command::Record(cmd) => match cmd {
             RecordCommand::Upsert(a) => record_change("upsert", a),

@@ -10,3 +10,4 @@ mod harness;
 mod route53;
 mod secondary;
 mod secrets;
+mod zones;

@@ -1,0 +1,288 @@
+//! The `edgeplane.io/v1alpha1` `DNSZone` resource (design section 3) as a workflow plan.
+
+use std::collections::BTreeMap;
+
+use clouddns::workflow::{Network, NetworkKind, ParentRef, RecordSpec, ZonePlan};
+use model::secret::SecretRef;
+use model::DomainName;
+use serde::Deserialize;
+
+/// Why a document was not turned into a plan; names the document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("document at line {line}: {reason}")]
+    Invalid { line: usize, reason: String },
+    #[error("document at line {line}: {kind} is not a DNSZone; skipped")]
+    OtherKind { line: usize, kind: String },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DnsZoneDoc {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: Metadata,
+    spec: Spec,
+    #[serde(default)]
+    #[allow(dead_code)]
+    status: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Spec {
+    domain: String,
+    #[serde(default)]
+    parent: Option<Parent>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    network: NetworkDoc,
+    #[serde(default)]
+    records: Vec<RecordDoc>,
+    #[serde(default)]
+    acme_credentials: Option<AcmeCredentials>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Parent {
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    zone_id: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NetworkDoc {
+    #[serde(default)]
+    elb_eips: Vec<String>,
+    #[serde(default)]
+    internal_elb_ips: Vec<String>,
+    #[serde(default)]
+    service_ref: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RecordDoc {
+    name: String,
+    from_network: String,
+    #[serde(default = "default_ttl")]
+    ttl: u32,
+}
+
+fn default_ttl() -> u32 {
+    300
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AcmeCredentials {
+    secret_name: String,
+}
+
+/// Parses every document of `text`; DNSZones become plans, other kinds are reported as skipped,
+/// and a broken document yields its own error.
+pub fn parse(text: &str) -> Vec<Result<ZonePlan, ManifestError>> {
+    crate::documents(text)
+        .into_iter()
+        .map(|(line, doc)| parse_one(line, &doc))
+        .collect()
+}
+
+fn parse_one(line: usize, doc: &str) -> Result<ZonePlan, ManifestError> {
+    let invalid = |reason: String| ManifestError::Invalid { line, reason };
+    let head: Head = serde_saphyr::from_str(doc).map_err(|e| invalid(e.to_string()))?;
+    match (head.api_version.as_deref(), head.kind.as_deref()) {
+        (Some("edgeplane.io/v1alpha1"), Some("DNSZone")) => {}
+        (_, Some(kind)) => {
+            return Err(ManifestError::OtherKind {
+                line,
+                kind: kind.to_string(),
+            })
+        }
+        _ => return Err(invalid("apiVersion and kind are required".into())),
+    }
+    let d: DnsZoneDoc = serde_saphyr::from_str(doc).map_err(|e| invalid(e.to_string()))?;
+    let namespace = d
+        .metadata
+        .namespace
+        .unwrap_or_else(|| "default".to_string());
+    if !model::secret::is_dns1123_label(&namespace)
+        || !model::secret::is_dns1123_subdomain(&d.metadata.name)
+    {
+        return Err(invalid(format!(
+            "metadata {namespace}/{} is not a valid Kubernetes name",
+            d.metadata.name
+        )));
+    }
+    match d.spec.provider.as_deref() {
+        None | Some("embedded") => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "provider {other:?} is not configured; this edgeplane has only \"embedded\""
+            )))
+        }
+    }
+    if d.spec.network.service_ref.is_some() {
+        return Err(invalid(
+            "network.serviceRef needs the Kubernetes provider; give elbEips/internalElbIps".into(),
+        ));
+    }
+    let domain =
+        DomainName::parse(&d.spec.domain).map_err(|e| invalid(format!("spec.domain: {e}")))?;
+    let parent = match d.spec.parent {
+        None => None,
+        Some(Parent {
+            domain: Some(p),
+            zone_id: None,
+        }) => Some(ParentRef::Domain(
+            DomainName::parse(&p).map_err(|e| invalid(format!("spec.parent.domain: {e}")))?,
+        )),
+        Some(Parent {
+            domain: None,
+            zone_id: Some(z),
+        }) => Some(ParentRef::ZoneId(z)),
+        Some(_) => {
+            return Err(invalid(
+                "spec.parent takes exactly one of domain and zoneId".into(),
+            ))
+        }
+    };
+    let records = d
+        .spec
+        .records
+        .into_iter()
+        .map(|r| {
+            let from_network = match r.from_network.as_str() {
+                "public" => NetworkKind::Public,
+                "internal" => NetworkKind::Internal,
+                other => {
+                    return Err(invalid(format!(
+                        "record {}: fromNetwork {other:?} must be public or internal",
+                        r.name
+                    )))
+                }
+            };
+            Ok(RecordSpec {
+                name: r.name,
+                from_network,
+                ttl: r.ttl,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let acme_secret = match d.spec.acme_credentials {
+        Some(a) => Some(
+            SecretRef::new(&namespace, &a.secret_name)
+                .map_err(|e| invalid(format!("spec.acmeCredentials: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(ZonePlan {
+        owner: format!("{namespace}/{}", d.metadata.name),
+        domain,
+        parent,
+        network: Network {
+            elb_eips: d.spec.network.elb_eips,
+            internal_elb_ips: d.spec.network.internal_elb_ips,
+        },
+        records,
+        acme_secret,
+        region: "us-east-1".to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"apiVersion: edgeplane.io/v1alpha1
+kind: DNSZone
+metadata: {name: app-example-com, namespace: default}
+spec:
+  domain: app.example.com
+  parent: {domain: example.com}
+  provider: embedded
+  network:
+    elbEips: [34.210.12.3, 54.188.92.10]
+    internalElbIps: [10.0.1.17]
+  records:
+    - {name: "@", fromNetwork: public, ttl: 60}
+    - {name: "*", fromNetwork: public, ttl: 60}
+    - {name: internal, fromNetwork: internal, ttl: 60}
+  acmeCredentials: {secretName: route53}
+status: {zoneId: Z1, nameServers: [a]}
+"#;
+
+    #[test]
+    fn the_design_example_parses() {
+        let plans = parse(SEED);
+        let plan = plans[0].clone().expect("valid");
+        assert_eq!(plan.owner, "default/app-example-com");
+        assert_eq!(
+            plan.domain,
+            DomainName::parse("app.example.com").expect("n")
+        );
+        assert_eq!(
+            plan.parent,
+            Some(ParentRef::Domain(
+                DomainName::parse("example.com").expect("n")
+            ))
+        );
+        assert_eq!(plan.network.internal_elb_ips, ["10.0.1.17"]);
+        assert_eq!(plan.records.len(), 3);
+        assert_eq!(
+            plan.acme_secret.map(|s| s.to_string()).as_deref(),
+            Some("default/route53")
+        );
+    }
+
+    #[test]
+    fn one_bad_document_harms_only_itself() {
+        let text = format!(
+            "{SEED}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: x}}\n---\napiVersion: edgeplane.io/v1alpha1\nkind: DNSZone\nmetadata: {{name: bad}}\nspec: {{domain: a..b}}\n---\napiVersion: edgeplane.io/v1alpha1\nkind: DNSZone\nmetadata: {{name: typo}}\nspec: {{domain: ok.example, recrods: []}}\n---\n{}",
+            SEED.replace("app-example-com", "second").replace("app.example.com", "api.example.com")
+        );
+        let results = parse(&text);
+        assert_eq!(results.len(), 5);
+        assert!(results[0].is_ok() && results[4].is_ok());
+        assert!(
+            matches!(&results[1], Err(ManifestError::OtherKind { kind, .. }) if kind == "Secret")
+        );
+        assert!(
+            matches!(&results[2], Err(ManifestError::Invalid { reason, .. }) if reason.contains("spec.domain")),
+            "{:?}",
+            results[2]
+        );
+        assert!(
+            matches!(&results[3], Err(ManifestError::Invalid { reason, .. }) if reason.contains("recrods")),
+            "{:?}",
+            results[3]
+        );
+        assert!(matches!(
+            parse("apiVersion: [unclosed\n")[0],
+            Err(ManifestError::Invalid { line: 1, .. })
+        ));
+    }
+}
