@@ -2,6 +2,7 @@
 //! library crates; this file parses arguments, starts components and stops them.
 
 mod control;
+mod manifests;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -181,6 +182,9 @@ struct ServeArgs {
     /// `Throttling` error beyond); unlimited when absent.
     #[arg(long = "api-rate-limit")]
     api_rate_limit: Option<f64>,
+    /// Directory of manifests (DNSZone, ...) reconciled while serving.
+    #[arg(long, default_value = "edgeplane.d")]
+    manifests: PathBuf,
     /// Name server of hosted zones created through the API; repeat for several.
     #[arg(long = "zone-nameserver")]
     zone_name_servers: Vec<String>,
@@ -542,7 +546,7 @@ async fn serve(
     let api_router = api::route53::router(api::route53::Route53State {
         store: store.clone(),
         identities: store::identities::Identities::new(secrets.clone())?,
-        name_servers,
+        name_servers: name_servers.clone(),
         limiter: args
             .api_rate_limit
             .map(|r| std::sync::Arc::new(api::route53::RateLimiter::new(r))),
@@ -557,6 +561,13 @@ async fn serve(
                 .await
         }
     });
+    let manifests = tokio::spawn(manifests::watch(
+        args.manifests.clone(),
+        store.clone(),
+        secrets.clone(),
+        name_servers.clone(),
+        stop_rx.clone(),
+    ));
     let admin = tokio::spawn({
         let mut stop = stop_rx.clone();
         async move {
@@ -587,6 +598,7 @@ async fn serve(
     for s in servers {
         s.shutdown().await;
     }
+    let _ = manifests.await;
     if let Ok(Err(e)) = api.await {
         tracing::warn!(error = %e, "Route53 API failed");
     }

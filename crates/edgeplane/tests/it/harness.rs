@@ -61,6 +61,12 @@ impl Edgeplane {
             "--api-listen".into(),
             "127.0.0.1:0".into(),
         ];
+        if !extra.contains(&"--manifests") {
+            args.extend([
+                "--manifests".into(),
+                dir.join("edgeplane.d").display().to_string(),
+            ]);
+        }
         if !extra.contains(&"--dns-listen") {
             args.extend(["--dns-listen".into(), "127.0.0.1:0".into()]);
         }

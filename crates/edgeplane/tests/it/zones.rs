@@ -85,3 +85,61 @@ fn zone_apply_runs_the_workflow_idempotently() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `recrods`"));
     assert_eq!(cli_ok(d, &["zone", "list"]).lines().count(), 3);
 }
+
+#[test]
+fn serve_reconciles_the_manifest_directory_as_it_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("edgeplane.d");
+    std::fs::create_dir_all(&manifests).expect("dir");
+    let server = Edgeplane::start(dir.path(), &[]);
+    let wait_for = |name: &str, expect: &[&str]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let mut got = kdig(server.addr(), &[name, "A"]).answer;
+            got.sort();
+            if got == expect {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: got {got:?}, want {expect:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    std::fs::copy(example(), manifests.join("zones.yaml")).expect("copy");
+    wait_for(
+        "app.example.com",
+        &[
+            "app.example.com. 60 IN A 34.210.12.3",
+            "app.example.com. 60 IN A 54.188.92.10",
+        ],
+    );
+    server.wait_log("DNSZone reconciled", std::time::Duration::from_secs(5));
+    // The load balancer changed: edit the file, the records follow.
+    let text = std::fs::read_to_string(manifests.join("zones.yaml"))
+        .expect("read")
+        .replace("54.188.92.10", "54.188.92.99");
+    std::fs::write(manifests.join("zones.yaml"), text).expect("write");
+    wait_for(
+        "app.example.com",
+        &[
+            "app.example.com. 60 IN A 34.210.12.3",
+            "app.example.com. 60 IN A 54.188.92.99",
+        ],
+    );
+    // A broken file beside it is reported and harms nothing.
+    std::fs::write(
+        manifests.join("broken.yaml"),
+        "apiVersion: edgeplane.io/v1alpha1\nkind: DNSZone\nspec: [\n",
+    )
+    .expect("write");
+    server.wait_log("invalid manifest", std::time::Duration::from_secs(10));
+    wait_for(
+        "app.example.com",
+        &[
+            "app.example.com. 60 IN A 34.210.12.3",
+            "app.example.com. 60 IN A 54.188.92.99",
+        ],
+    );
+}

@@ -1,0 +1,122 @@
+//! The manifest directory (`edgeplane.d/` by default): every `*.yaml`/`*.yml` file in it is read
+//! at start, again whenever a file appears, changes or goes away, and once a minute to repair
+//! drift; each DNSZone is reconciled on the embedded backend.
+//!
+//! The directory is polled once a second (a listing and file metadata): it sees Kubernetes'
+//! ConfigMap symlink swaps and editors' rename-on-save alike, with no watcher edge cases.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use store::identities::Identities;
+use store::secrets::Secrets;
+use store::Store;
+use tokio::sync::watch;
+
+/// How often the directory is looked at.
+const POLL: Duration = Duration::from_secs(1);
+/// How often everything is reconciled even when no file changed.
+const RESYNC: Duration = Duration::from_secs(60);
+
+type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+fn fingerprint(dir: &Path) -> Fingerprint {
+    let mut out: Fingerprint = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .map(|p| {
+                    // Follow symlinks: a ConfigMap volume swaps the link, not the file.
+                    let meta = std::fs::metadata(&p).ok();
+                    let modified = meta.as_ref().and_then(|m| m.modified().ok());
+                    let len = meta.map_or(0, |m| m.len());
+                    (p, modified, len)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Reconciles the directory until `stop` fires.
+pub(crate) async fn watch(
+    dir: PathBuf,
+    store: Store,
+    secrets: Secrets,
+    name_servers: Vec<model::DomainName>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let identities = match Identities::new(secrets.clone()) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "manifest reconciler cannot open identities");
+            return;
+        }
+    };
+    let provider =
+        clouddns::embedded::EmbeddedProvider::new(store, name_servers).with_identities(identities);
+    let mut last: Option<Fingerprint> = None;
+    let mut last_sync = Instant::now();
+    tracing::info!(dir = %dir.display(), "watching manifests");
+    loop {
+        let now = fingerprint(&dir);
+        if last.as_ref() != Some(&now) || last_sync.elapsed() >= RESYNC {
+            reconcile_all(&provider, &secrets, &now).await;
+            last = Some(now);
+            last_sync = Instant::now();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
+async fn reconcile_all(
+    provider: &clouddns::embedded::EmbeddedProvider,
+    secrets: &Secrets,
+    files: &Fingerprint,
+) {
+    for (path, _, _) in files {
+        let text = match tokio::fs::read_to_string(path).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read manifest");
+                continue;
+            }
+        };
+        for result in config::dnszone::parse(&text) {
+            match result {
+                Ok(plan) => {
+                    let status =
+                        clouddns::workflow::reconcile(provider, &plan, Some(secrets)).await;
+                    let conditions: Vec<String> = status
+                        .conditions
+                        .iter()
+                        .map(|c| format!("{}={}", c.kind, c.ok))
+                        .collect();
+                    if status.ready() {
+                        tracing::info!(zone = %plan.domain, owner = plan.owner, zone_id = ?status.zone_id, conditions = conditions.join(","), "DNSZone reconciled");
+                    } else {
+                        let failed: Vec<String> = status
+                            .conditions
+                            .iter()
+                            .filter(|c| !c.ok)
+                            .map(|c| format!("{}: {}", c.kind, c.reason))
+                            .collect();
+                        tracing::warn!(zone = %plan.domain, owner = plan.owner, problems = failed.join("; "), "DNSZone not ready");
+                    }
+                }
+                Err(e @ config::dnszone::ManifestError::OtherKind { .. }) => {
+                    tracing::debug!(file = %path.display(), "{e}");
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "invalid manifest; skipped, the rest still applies")
+                }
+            }
+        }
+    }
+}
