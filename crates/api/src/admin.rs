@@ -120,45 +120,16 @@ async fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Caller, ApiError> {
-    let header_list: Vec<(&str, &str)> = headers
-        .iter()
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
-        .collect();
-    let req = sigv4::SignedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers: header_list,
-        body,
-    };
-    let auth = sigv4::parse_authorization(&req)?;
-    let identities = state.identities.clone();
-    let akid = auth.access_key_id.clone();
-    let found = tokio::task::spawn_blocking(move || identities.credentials(&akid))
-        .await
-        .map_err(|_| ApiError::new(500, "InternalError", "authentication task failed"))??;
-    let Some((identity, secret)) = found else {
-        tracing::warn!(access_key_id = auth.access_key_id, "unknown access key");
-        return Err(sigv4::AuthError::UnknownKey.into());
-    };
-    if !identity.active {
-        return Err(sigv4::AuthError::InactiveKey.into());
+    match crate::auth::authenticate(&state.identities, None, method, uri, headers, body).await {
+        Ok(signer) => Ok(signer.identity.caller()),
+        Err(crate::auth::AuthFailure::Refused(e)) => Err(e.into()),
+        Err(crate::auth::AuthFailure::Throttled) => {
+            Err(ApiError::new(429, "Throttling", "Rate exceeded"))
+        }
+        Err(crate::auth::AuthFailure::Internal) => {
+            Err(ApiError::new(500, "InternalError", "authentication failed"))
+        }
     }
-    if let Err(e) = sigv4::verify(&req, &auth, &secret, now()) {
-        tracing::warn!(
-            identity = identity.name,
-            code = e.code(),
-            "request authentication failed"
-        );
-        return Err(e.into());
-    }
-    Ok(identity.caller())
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -428,7 +399,8 @@ fn parse_secret(
     Ok((name, spec, expected))
 }
 
-fn secret_document(info: &SecretInfo, spec: &SecretSpec) -> serde_json::Value {
+/// A secret as a Kubernetes Secret document: metadata, type, and data in base64.
+pub fn secret_document(info: &SecretInfo, spec: &SecretSpec) -> serde_json::Value {
     let data: BTreeMap<&str, String> = spec
         .data
         .iter()

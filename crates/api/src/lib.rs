@@ -7,6 +7,7 @@
 //! own.
 
 pub mod admin;
+pub mod auth;
 pub mod iam;
 pub mod policy;
 pub mod route53;

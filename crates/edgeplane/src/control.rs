@@ -16,7 +16,7 @@ use model::{DomainName, HostedZoneId, Zone};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use store::identities::Identities;
-use store::secrets::{Caller, MasterKeySource, SecretInfo, Secrets};
+use store::secrets::{Caller, MasterKeySource, Secrets};
 use store::{Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -226,7 +226,10 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
                         .ok_or_else(|| anyhow!("secret {r} has no key {k:?}"))?;
                     Ok(String::from_utf8_lossy(v.expose()).into_owned())
                 }
-                None => Ok(format!("{}\n", secret_json(&info, &spec))),
+                None => Ok(format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&api::admin::secret_document(&info, &spec))?
+                )),
             }
         }
         Request::SecretList { namespace } => {
@@ -709,27 +712,4 @@ async fn handle_connection(stream: tokio::net::UnixStream, ctx: Context) -> anyh
     out.push(b'\n');
     w.write_all(&out).await?;
     Ok(())
-}
-
-/// A secret as Kubernetes prints it: metadata, type, and data in base64.
-fn secret_json(info: &SecretInfo, spec: &SecretSpec) -> String {
-    let data: BTreeMap<&str, String> = spec
-        .data
-        .iter()
-        .map(|(k, v)| (k.as_str(), model::base64::encode(v.expose())))
-        .collect();
-    let doc = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "namespace": info.reference.namespace(),
-            "name": info.reference.name(),
-            "resourceVersion": info.version.to_string(),
-            "labels": spec.labels,
-            "annotations": spec.annotations,
-        },
-        "type": info.secret_type.as_str(),
-        "data": data,
-    });
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }

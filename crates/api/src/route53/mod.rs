@@ -24,6 +24,7 @@ use store::{ChangeInfo, Store, StoreError};
 
 use std::collections::BTreeMap;
 
+pub use crate::auth::RateLimiter;
 use crate::policy::{self, Decision, Policy, RequestContext};
 use crate::sigv4;
 use store::identities::IamUser;
@@ -43,44 +44,6 @@ pub struct Route53State {
     pub name_servers: Vec<DomainName>,
     /// Requests per second and access key, if throttled.
     pub limiter: Option<Arc<RateLimiter>>,
-}
-
-/// A token bucket per access key: `rate` requests per second, bursts of `rate` (at least 1).
-/// Idle buckets are pruned so that the table stays small.
-pub struct RateLimiter {
-    rate: f64,
-    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
-}
-
-impl RateLimiter {
-    pub fn new(rate: f64) -> Self {
-        RateLimiter {
-            rate: rate.max(0.001),
-            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
-    }
-
-    /// Takes one token for `key`; false when the bucket is empty.
-    pub fn take(&self, key: &str) -> bool {
-        let now = std::time::Instant::now();
-        let burst = self.rate.max(1.0);
-        let mut b = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if b.len() > 10_000 {
-            b.retain(|_, (_, last)| now.duration_since(*last).as_secs() < 600);
-        }
-        let (tokens, last) = b.entry(key.to_string()).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// The API's routes, under `/2013-04-01/`.
@@ -279,50 +242,28 @@ pub(crate) async fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Principal, R53Error> {
-    let header_list: Vec<(&str, &str)> = headers
-        .iter()
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
-        .collect();
-    let req = sigv4::SignedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers: header_list,
+    let signer = crate::auth::authenticate(
+        &state.identities,
+        state.limiter.as_deref(),
+        method,
+        uri,
+        headers,
         body,
-    };
-    let auth = sigv4::parse_authorization(&req)?;
-    if let Some(l) = &state.limiter {
-        if !l.take(&auth.access_key_id) {
-            return Err(R53Error::new(400, "Throttling", "Rate exceeded"));
-        }
-    }
-    let ids = state.identities.clone();
-    let akid = auth.access_key_id.clone();
-    let internal = || R53Error::new(500, "InternalFailure", "authentication failed");
-    let (found, user) = tokio::task::spawn_blocking(move || {
-        let found = ids.credentials(&akid)?;
-        let user = match found.as_ref().and_then(|(i, _)| i.user.clone()) {
-            Some(name) => ids.user(&name)?,
-            None => None,
-        };
-        Ok::<_, store::secrets::SecretStoreError>((found, user))
-    })
+    )
     .await
-    .map_err(|_| internal())?
-    .map_err(|_| internal())?;
-    let Some((identity, secret)) = found else {
-        return Err(sigv4::AuthError::UnknownKey.into());
-    };
-    if !identity.active {
-        return Err(sigv4::AuthError::InactiveKey.into());
-    }
-    sigv4::verify(&req, &auth, &secret, crate::now())?;
-    Ok(if identity.rules.iter().any(|r| r == "*:*/*") {
-        Principal::Admin(identity.name)
-    } else if let Some(u) = user {
+    .map_err(|e| match e {
+        crate::auth::AuthFailure::Refused(e) => R53Error::from(e),
+        crate::auth::AuthFailure::Throttled => R53Error::new(400, "Throttling", "Rate exceeded"),
+        crate::auth::AuthFailure::Internal => {
+            R53Error::new(500, "InternalFailure", "authentication failed")
+        }
+    })?;
+    Ok(if signer.identity.rules.iter().any(|r| r == "*:*/*") {
+        Principal::Admin(signer.identity.name)
+    } else if let Some(u) = signer.user {
         Principal::User(u)
     } else {
-        Principal::Other(identity.name)
+        Principal::Other(signer.identity.name)
     })
 }
 
@@ -1324,19 +1265,4 @@ async fn list_tags_for_resources(
         sets.push_str(&tag_set_xml(&zid, &s.store.tags(&key)?));
     }
     Ok(xml_response(StatusCode::OK, format!("<ListTagsForResourcesResponse xmlns=\"{NS}\"><ResourceTagSets>{sets}</ResourceTagSets></ListTagsForResourcesResponse>")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_buckets_refill_per_key() {
-        let l = RateLimiter::new(2.0);
-        assert!(l.take("a") && l.take("a"));
-        assert!(!l.take("a"), "burst of two spent");
-        assert!(l.take("b"), "keys are independent");
-        std::thread::sleep(std::time::Duration::from_millis(600));
-        assert!(l.take("a"), "refilled at two per second");
-    }
 }
