@@ -261,4 +261,17 @@ impl DnsProvider for EmbeddedProvider {
         })
         .await
     }
+
+    async fn delete_user_policy(&self, user: &str, policy: &str) -> Result<(), ProviderError> {
+        let (user, policy) = (user.to_string(), policy.to_string());
+        on_ids(self.ids()?, move |ids| {
+            ids.delete_user_policy(&user, &policy)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<(), ProviderError> {
+        let user = user.to_string();
+        on_ids(self.ids()?, move |ids| ids.delete_user(&user)).await
+    }
 }

@@ -91,6 +91,10 @@ pub trait DnsProvider {
     /// Deletes one access key.
     async fn delete_access_key(&self, user: &str, access_key_id: &str)
         -> Result<(), ProviderError>;
+    /// Deletes an inline policy of a user.
+    async fn delete_user_policy(&self, user: &str, policy: &str) -> Result<(), ProviderError>;
+    /// Deletes a user that has no keys or policies left.
+    async fn delete_user(&self, user: &str) -> Result<(), ProviderError>;
 }
 
 /// A new access key.

@@ -345,6 +345,27 @@ impl DnsProvider for Route53Provider {
             .map_err(classify)?;
         Ok(())
     }
+
+    async fn delete_user_policy(&self, user: &str, policy: &str) -> Result<(), ProviderError> {
+        self.iam
+            .delete_user_policy()
+            .user_name(user)
+            .policy_name(policy)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<(), ProviderError> {
+        self.iam
+            .delete_user()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
 }
 
 /// Splits changes into batches within Route53's limits, keeping their order.

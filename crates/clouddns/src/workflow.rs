@@ -265,20 +265,36 @@ pub async fn apply_records<P: DnsProvider>(
     let mut report = ApplyReport::default();
     let mut changes = Vec::new();
     let mut wanted_names = BTreeSet::new();
+    // A name holding any record set this owner did not make is someone else's: nothing is
+    // written under it at all, so no record is ever left without its owner.
+    let foreign: BTreeSet<DomainName> = desired
+        .iter()
+        .filter(|s| !owned.contains(&s.name))
+        .filter(|s| {
+            current.iter().any(|c| {
+                c.name == s.name
+                    && matches!(
+                        c.rtype,
+                        RecordType::A | RecordType::AAAA | RecordType::CNAME
+                    )
+            })
+        })
+        .map(|s| s.name.clone())
+        .collect();
     for set in desired {
         wanted_names.insert(set.name.clone());
-        match by_key.get(&(set.name.clone(), set.rtype)) {
-            Some(cur) if !owned.contains(&set.name) => {
-                let _ = cur;
+        if foreign.contains(&set.name) {
+            if by_key.contains_key(&(set.name.clone(), set.rtype)) {
                 report.skipped.push(WorkflowError::NotOwned {
                     name: set.name.clone(),
                     rtype: set.rtype,
                     owner: owner.to_string(),
                 });
-                continue;
             }
-            Some(cur) if *cur == set => continue,
-            _ => {}
+            continue;
+        }
+        if by_key.get(&(set.name.clone(), set.rtype)) == Some(&set) {
+            continue;
         }
         changes.push(Change {
             action: ChangeAction::Upsert,
@@ -663,4 +679,103 @@ pub async fn reconcile<P: DnsProvider>(
         status.conditions.push(cond("CredentialsReady", r));
     }
     status
+}
+
+/// Removes everything a DNSZone made, in order: its records, the delegation in the parent, its
+/// identity (keys, policy, user) and secret, then the zone. Every step is idempotent, so a run
+/// interrupted by a crash is finished by the next one. Returns what it removed; a zone that still
+/// holds records someone else made is left, with the reason.
+pub async fn teardown<P: DnsProvider>(
+    p: &P,
+    plan: &ZonePlan,
+    secrets: Option<&store::secrets::Secrets>,
+) -> Result<Vec<String>, WorkflowError> {
+    let mut done = Vec::new();
+    let reference = caller_reference(&plan.owner, &plan.domain);
+    let zone = p
+        .find_zones(&plan.domain)
+        .await?
+        .into_iter()
+        .find(|z| z.caller_reference == reference);
+    if let Some(zone) = &zone {
+        let report = apply_records(p, &zone.id, &plan.owner, &[]).await?;
+        if report.deleted > 0 {
+            done.push(format!("deleted {} record sets", report.deleted));
+        }
+    }
+    if let Some(parent) = &plan.parent {
+        let parent_id = match parent {
+            ParentRef::ZoneId(id) => Some(id.clone()),
+            ParentRef::Domain(d) => {
+                let mut cur = Some(d.clone());
+                let mut found = None;
+                while let Some(name) = cur {
+                    let own = zone.as_ref().map(|z| z.id.clone());
+                    if let Some(z) = p
+                        .find_zones(&name)
+                        .await?
+                        .into_iter()
+                        .find(|z| Some(&z.id) != own.as_ref())
+                    {
+                        found = Some(z.id);
+                        break;
+                    }
+                    cur = name.parent().filter(|n| !n.is_root());
+                }
+                found
+            }
+        };
+        if let Some(parent_id) = parent_id {
+            let delegation: Vec<RecordSet> = p
+                .list_record_sets(&parent_id)
+                .await?
+                .into_iter()
+                .filter(|s| s.name == plan.domain && s.rtype == RecordType::NS)
+                .collect();
+            if !delegation.is_empty() {
+                let changes: Vec<Change> = delegation
+                    .into_iter()
+                    .map(|set| Change {
+                        action: ChangeAction::Delete,
+                        set,
+                    })
+                    .collect();
+                p.change_record_sets(&parent_id, &changes).await?;
+                done.push("removed the delegation".to_string());
+            }
+        }
+    }
+    if plan.acme_secret.is_some() {
+        let user = identity_user(&plan.domain);
+        match p.list_access_keys(&user).await {
+            Ok(keys) => {
+                for k in keys {
+                    p.delete_access_key(&user, &k).await?;
+                }
+                match p.delete_user_policy(&user, "acme-dns01").await {
+                    Ok(()) | Err(ProviderError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                match p.delete_user(&user).await {
+                    Ok(()) | Err(ProviderError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                done.push(format!("deleted identity {user}"));
+            }
+            Err(ProviderError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let (Some(secret), Some(secrets)) = (&plan.acme_secret, secrets) {
+            match secrets.delete(&store::secrets::Caller::admin(), secret) {
+                Ok(()) => done.push(format!("deleted secret {secret}")),
+                Err(store::secrets::SecretStoreError::NotFound(_)) => {}
+                Err(e) => return Err(WorkflowError::Secret(e.to_string())),
+            }
+        }
+    }
+    if let Some(zone) = zone {
+        p.delete_zone(&zone.id).await?;
+        done.push(format!("deleted hosted zone {}", zone.id));
+    }
+    Ok(done)
 }

@@ -101,6 +101,10 @@ pub(crate) enum Request {
         /// Manifests (YAML, several documents).
         text: String,
     },
+    ZoneTeardown {
+        /// Manifests whose resources to remove.
+        text: String,
+    },
     IdentityList,
     IdentityDelete {
         access_key_id: String,
@@ -141,6 +145,7 @@ impl Request {
             Request::SecretRotateMasterKey => "secret-rotate-master-key",
             Request::IdentityCreate { .. } => "identity-create",
             Request::ZoneApply { .. } => "zone-apply",
+            Request::ZoneTeardown { .. } => "zone-teardown",
             Request::IdentityList => "identity-list",
             Request::IdentityDelete { .. } => "identity-delete",
             Request::IdentitySetActive { .. } => "identity-set-active",
@@ -152,6 +157,7 @@ impl Request {
         self.op().starts_with("secret-")
             || self.op().starts_with("identity-")
             || self.op() == "zone-apply"
+            || self.op() == "zone-teardown"
     }
 }
 
@@ -266,12 +272,7 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
         }
         Request::ZoneApply { text } => {
             let secrets = ctx.secrets()?.clone();
-            let name_servers = DEFAULT_NAME_SERVERS
-                .iter()
-                .map(|s| DomainName::parse(s))
-                .collect::<Result<Vec<_>, _>>()?;
-            let provider = clouddns::embedded::EmbeddedProvider::new(store.clone(), name_servers)
-                .with_identities(Identities::new(secrets.clone())?);
+            let provider = embedded_provider(ctx)?;
             let runtime = tokio::runtime::Handle::current();
             let mut out = String::new();
             let mut failures = 0;
@@ -319,6 +320,50 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
             }
             if failures > 0 {
                 bail!("{out}{failures} resource(s) not ready");
+            }
+            Ok(out)
+        }
+        Request::ZoneTeardown { text } => {
+            let secrets = ctx.secrets()?.clone();
+            let provider = embedded_provider(ctx)?;
+            let runtime = tokio::runtime::Handle::current();
+            let mut out = String::new();
+            let mut failures = 0;
+            // Children before parents: a parent zone still holds its children's delegations.
+            let mut results = config::dnszone::parse(&text);
+            results.sort_by_key(|r| {
+                std::cmp::Reverse(r.as_ref().map_or(usize::MAX, |p| p.domain.label_count()))
+            });
+            for result in results {
+                match result {
+                    Ok(plan) => match runtime.block_on(clouddns::workflow::teardown(
+                        &provider,
+                        &plan,
+                        Some(&secrets),
+                    )) {
+                        Ok(done) if done.is_empty() => {
+                            out.push_str(&format!("{}: nothing left to delete\n", plan.owner))
+                        }
+                        Ok(done) => out.push_str(&format!("{}: {}\n", plan.owner, done.join("; "))),
+                        Err(e) => {
+                            failures += 1;
+                            out.push_str(&format!(
+                                "{}: {e} (run again once resolved)\n",
+                                plan.owner
+                            ));
+                        }
+                    },
+                    Err(e @ config::dnszone::ManifestError::OtherKind { .. }) => {
+                        out.push_str(&format!("{e}\n"))
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        out.push_str(&format!("error: {e}\n"));
+                    }
+                }
+            }
+            if failures > 0 {
+                bail!("{out}{failures} resource(s) not deleted");
             }
             Ok(out)
         }
@@ -526,6 +571,18 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
             Ok(out)
         }
     }
+}
+
+/// The embedded DNS provider over the store and its identities.
+fn embedded_provider(ctx: &Context) -> anyhow::Result<clouddns::embedded::EmbeddedProvider> {
+    let name_servers = DEFAULT_NAME_SERVERS
+        .iter()
+        .map(|s| DomainName::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(
+        clouddns::embedded::EmbeddedProvider::new(ctx.store.clone(), name_servers)
+            .with_identities(Identities::new(ctx.secrets()?.clone())?),
+    )
 }
 
 /// Finds a zone by ID or by name.

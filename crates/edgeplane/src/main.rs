@@ -215,9 +215,14 @@ enum ZoneCommand {
     },
     /// List hosted zones.
     List,
-    /// Delete a hosted zone (by ID or name).
+    /// Delete a hosted zone (by ID or name), or with -f everything DNSZone manifests made
+    /// (records, delegation, identity and secret, zone), in that order.
     Delete {
-        zone: String,
+        #[arg(required_unless_present = "file")]
+        zone: Option<String>,
+        /// DNSZone manifests whose resources to remove.
+        #[arg(short = 'f', long = "file", conflicts_with = "zone")]
+        file: Option<PathBuf>,
         /// Delete its record sets first.
         #[arg(long)]
         force: bool,
@@ -341,7 +346,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 name_servers,
             },
             ZoneCommand::List => Request::ZoneList,
-            ZoneCommand::Delete { zone, force } => Request::ZoneDelete { zone, force },
+            ZoneCommand::Delete { zone, file, force } => match (zone, file) {
+                (_, Some(file)) => Request::ZoneTeardown {
+                    text: std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?,
+                },
+                (Some(zone), None) => Request::ZoneDelete { zone, force },
+                (None, None) => anyhow::bail!("give a zone or -f FILE"),
+            },
             ZoneCommand::Import { zone, file, create } => {
                 let text = if file.as_os_str() == "-" {
                     std::io::read_to_string(std::io::stdin()).context("reading standard input")?

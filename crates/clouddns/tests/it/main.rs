@@ -264,6 +264,20 @@ async fn workflow_through_the_sdk_against_edgeplane() {
         scoped.change_record_sets(&parent, &[other]).await,
         Err(ProviderError::AccessDenied(_))
     ));
+    // The key may clean its challenge up too, as cert-manager does.
+    let cleanup = Change {
+        action: ChangeAction::Delete,
+        set: set(
+            "_acme-challenge.app.example.com",
+            RecordType::TXT,
+            &["\"t\""],
+        ),
+    };
+    scoped
+        .change_record_sets(&zone, &[cleanup])
+        .await
+        .expect("cleanup allowed");
+    workflow::teardown_suite(&p, &local.1).await;
 }
 
 /// A secret store of its own, where the workflow keeps the identities it makes.
@@ -336,6 +350,8 @@ async fn workflow_on_the_embedded_backend_served_over_dns() {
     assert!(store
         .zone(&model::HostedZoneId::parse(&zone).expect("id"))
         .is_ok());
+    // Then the DNSZone is deleted, in order.
+    workflow::teardown_suite(&p, &secrets).await;
     server.shutdown().await;
 }
 
@@ -397,4 +413,5 @@ async fn workflow_through_the_sdk_against_moto() {
     workflow::suite(&p).await;
     let local = local_secrets();
     workflow::identity_suite(&p, &local.1).await;
+    workflow::teardown_suite(&p, &local.1).await;
 }

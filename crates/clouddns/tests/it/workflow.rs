@@ -136,7 +136,10 @@ pub(crate) async fn suite<P: DnsProvider>(p: &P) -> String {
     let report = apply_records(p, &child.id, "default/app", &desired)
         .await
         .expect("apply");
-    assert_eq!(report.upserted, 6, "{report:?}");
+    assert_eq!(
+        report.upserted, 5,
+        "www is someone else's: nothing is written under it"
+    );
     assert!(
         matches!(
             report.skipped.as_slice(),
@@ -248,4 +251,86 @@ pub(crate) async fn identity_suite<P: DnsProvider>(
         )
     );
     (zone.id, get("access-key-id"), get("secret-access-key"))
+}
+
+/// Deleting a DNSZone: records, delegation, identity and secret, zone; resumable, idempotent.
+pub(crate) async fn teardown_suite<P: DnsProvider>(p: &P, secrets: &store::secrets::Secrets) {
+    use clouddns::workflow::{teardown, ZonePlan};
+    let plan = ZonePlan {
+        owner: "default/app".into(),
+        domain: n("app.example.com"),
+        parent: Some(ParentRef::Domain(n("example.com"))),
+        network: Network::default(),
+        records: specs(),
+        acme_secret: Some(model::secret::SecretRef::new("cert-manager", "route53").expect("ref")),
+        region: "us-east-1".into(),
+    };
+    let zone = p.find_zones(&n("app.example.com")).await.expect("find")[0]
+        .id
+        .clone();
+    // The foreign record blocks deleting the zone, but every other step is done.
+    let err = teardown(p, &plan, Some(secrets))
+        .await
+        .expect_err("zone not empty");
+    assert!(
+        err.to_string().contains("HostedZoneNotEmpty")
+            || err.to_string().contains("not SOA or NS")
+            || err.to_string().contains("NotEmpty"),
+        "{err}"
+    );
+    let left = p.list_record_sets(&zone).await.expect("list");
+    assert!(
+        left.iter().all(|s| s.name == n("app.example.com")
+            && matches!(s.rtype, RecordType::SOA | RecordType::NS)
+            || s.name == n("www.app.example.com")),
+        "only the apex and the foreign record remain: {left:?}"
+    );
+    let parent = p.find_zones(&n("example.com")).await.expect("find")[0]
+        .id
+        .clone();
+    assert!(
+        !p.list_record_sets(&parent)
+            .await
+            .expect("list")
+            .iter()
+            .any(|s| s.name == n("app.example.com")),
+        "delegation removed"
+    );
+    assert!(
+        p.list_access_keys("cert-manager-app-example-com")
+            .await
+            .is_err(),
+        "identity removed"
+    );
+    assert!(
+        secrets
+            .info(&plan.acme_secret.clone().expect("ref"))
+            .is_err(),
+        "secret removed"
+    );
+    // Resume after the owner of the foreign record removes it.
+    let foreign = left
+        .into_iter()
+        .find(|s| s.name == n("www.app.example.com"))
+        .expect("foreign");
+    p.change_record_sets(
+        &zone,
+        &[Change {
+            action: ChangeAction::Delete,
+            set: foreign,
+        }],
+    )
+    .await
+    .expect("delete foreign");
+    let done = teardown(p, &plan, Some(secrets)).await.expect("finish");
+    assert_eq!(done, [format!("deleted hosted zone {zone}")]);
+    assert!(teardown(p, &plan, Some(secrets))
+        .await
+        .expect("idempotent")
+        .is_empty());
+    assert!(p
+        .find_zones(&n("app.example.com"))
+        .await
+        .expect("find")
+        .is_empty());
 }

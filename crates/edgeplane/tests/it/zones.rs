@@ -84,6 +84,22 @@ fn zone_apply_runs_the_workflow_idempotently() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `recrods`"));
     assert_eq!(cli_ok(d, &["zone", "list"]).lines().count(), 3);
+
+    // Deleting the DNSZones removes what they made, in order, through the server.
+    let deleted = cli_ok(d, &["zone", "delete", "-f", &example()]);
+    assert!(deleted.contains("default/app-example-com: deleted 5 record sets; removed the delegation; deleted identity cert-manager-app-example-com; deleted secret default/route53; deleted hosted zone Z"), "{deleted}");
+    assert_eq!(
+        cli_ok(d, &["zone", "list"]).lines().count(),
+        1,
+        "no zone left"
+    );
+    assert_eq!(
+        kdig(server.addr(), &["app.example.com", "A"]).status,
+        "REFUSED"
+    );
+    assert!(!cli(d, &["secret", "get", "route53"]).status.success());
+    let again = cli_ok(d, &["zone", "delete", "-f", &example()]);
+    assert!(again.contains("nothing left to delete"), "{again}");
 }
 
 #[test]
