@@ -21,6 +21,11 @@ struct Api {
 }
 
 async fn start_api() -> Api {
+    start_api_limited(None).await
+}
+
+/// The API with a per-key rate limit (requests per second).
+async fn start_api_limited(rate: Option<f64>) -> Api {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("data")).expect("store");
     let secrets = Secrets::open(
@@ -37,7 +42,7 @@ async fn start_api() -> Api {
         store,
         identities,
         name_servers: vec![DomainName::parse("ns1.example.net").expect("ns")],
-        limiter: None,
+        limiter: rate.map(|r| std::sync::Arc::new(api::route53::RateLimiter::new(r))),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -414,4 +419,29 @@ async fn workflow_through_the_sdk_against_moto() {
     let local = local_secrets();
     workflow::identity_suite(&p, &local.1).await;
     workflow::teardown_suite(&p, &local.1).await;
+}
+
+/// Faults: the API throttles hard in the middle of the workflow. The SDK's standard retry mode
+/// backs off and the workflow converges, with no duplicate zone and nothing orphaned (the suite
+/// checks both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workflow_converges_through_throttling() {
+    let api = start_api_limited(Some(5.0)).await;
+    let started = std::time::Instant::now();
+    let p = Route53Provider::new(Route53Options {
+        endpoint: Some(format!("http://{}", api.addr)),
+        credentials: Some(api.admin.clone()),
+        max_attempts: Some(10),
+        ..Route53Options::default()
+    })
+    .await;
+    workflow::suite(&p).await;
+    let local = local_secrets();
+    workflow::identity_suite(&p, &local.1).await;
+    // Some 60 calls at 5 per second: the run was throttled, and got through by backing off.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "not throttled? {:?}",
+        started.elapsed()
+    );
 }
