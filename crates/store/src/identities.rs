@@ -16,8 +16,11 @@ use zeroize::Zeroizing;
 
 use crate::secrets::{Caller, SecretStoreError, Secrets};
 
-const IDENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("identities");
-const IAM_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("iam_users");
+/// A table of JSON documents keyed by name.
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+const IDENTITIES: Table = TableDefinition::new("identities");
+const IAM_USERS: Table = TableDefinition::new("iam_users");
 /// Most access keys an IAM user may hold (as in AWS).
 pub const MAX_KEYS_PER_USER: usize = 2;
 /// The namespace holding identities' secret keys.
@@ -171,42 +174,12 @@ impl Identities {
 
     /// Every identity.
     pub fn list(&self) -> Result<Vec<Identity>, SecretStoreError> {
-        let txn = self
-            .secrets
-            .store()
-            .inner
-            .db
-            .begin_read()
-            .map_err(storage)?;
-        let t = txn.open_table(IDENTITIES).map_err(storage)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(storage)? {
-            let (_, v) = item.map_err(storage)?;
-            out.push(
-                serde_json::from_slice(v.value())
-                    .map_err(|_| SecretStoreError::Corrupt("identity".into()))?,
-            );
-        }
-        Ok(out)
+        self.read_all(IDENTITIES, "identity")
     }
 
     /// The identity with this key ID.
     pub fn get(&self, access_key_id: &str) -> Result<Option<Identity>, SecretStoreError> {
-        let txn = self
-            .secrets
-            .store()
-            .inner
-            .db
-            .begin_read()
-            .map_err(storage)?;
-        let t = txn.open_table(IDENTITIES).map_err(storage)?;
-        t.get(access_key_id)
-            .map_err(storage)?
-            .map(|v| {
-                serde_json::from_slice(v.value())
-                    .map_err(|_| SecretStoreError::Corrupt("identity".into()))
-            })
-            .transpose()
+        self.read_one(IDENTITIES, access_key_id, "identity")
     }
 
     /// The identity and its secret key, for verifying a signed request.
@@ -333,21 +306,7 @@ impl Identities {
 
     /// The IAM user with this name.
     pub fn user(&self, name: &str) -> Result<Option<IamUser>, SecretStoreError> {
-        let txn = self
-            .secrets
-            .store()
-            .inner
-            .db
-            .begin_read()
-            .map_err(storage)?;
-        let t = txn.open_table(IAM_USERS).map_err(storage)?;
-        t.get(name)
-            .map_err(storage)?
-            .map(|v| {
-                serde_json::from_slice(v.value())
-                    .map_err(|_| SecretStoreError::Corrupt("IAM user".into()))
-            })
-            .transpose()
+        self.read_one(IAM_USERS, name, "IAM user")
     }
 
     /// The IAM user with this name, or NoSuchEntity.
@@ -359,23 +318,7 @@ impl Identities {
 
     /// Every IAM user.
     pub fn users(&self) -> Result<Vec<IamUser>, SecretStoreError> {
-        let txn = self
-            .secrets
-            .store()
-            .inner
-            .db
-            .begin_read()
-            .map_err(storage)?;
-        let t = txn.open_table(IAM_USERS).map_err(storage)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(storage)? {
-            let (_, v) = item.map_err(storage)?;
-            out.push(
-                serde_json::from_slice(v.value())
-                    .map_err(|_| SecretStoreError::Corrupt("IAM user".into()))?,
-            );
-        }
-        Ok(out)
+        self.read_all(IAM_USERS, "IAM user")
     }
 
     /// Deletes a user that has no access keys and no policies left.
@@ -462,26 +405,72 @@ impl Identities {
     }
 
     fn put_user(&self, user: &IamUser) -> Result<(), SecretStoreError> {
-        let bytes =
-            serde_json::to_vec(user).map_err(|_| SecretStoreError::Corrupt("IAM user".into()))?;
-        let txn = self
-            .secrets
-            .store()
-            .inner
-            .db
-            .begin_write()
-            .map_err(storage)?;
-        txn.open_table(IAM_USERS)
-            .map_err(storage)?
-            .insert(user.name.as_str(), bytes.as_slice())
-            .map_err(storage)?;
-        txn.commit().map_err(storage)?;
-        Ok(())
+        self.write_one(IAM_USERS, &user.name, user, "IAM user")
     }
 
     fn put(&self, identity: &Identity) -> Result<(), SecretStoreError> {
-        let bytes = serde_json::to_vec(identity)
-            .map_err(|_| SecretStoreError::Corrupt("identity".into()))?;
+        self.write_one(IDENTITIES, &identity.access_key_id, identity, "identity")
+    }
+
+    /// Every value of a table of JSON documents.
+    fn read_all<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        what: &str,
+    ) -> Result<Vec<T>, SecretStoreError> {
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_read()
+            .map_err(storage)?;
+        let t = txn.open_table(table).map_err(storage)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(storage)? {
+            let (_, v) = item.map_err(storage)?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|_| SecretStoreError::Corrupt(what.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// One value of a table of JSON documents.
+    fn read_one<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<T>, SecretStoreError> {
+        let txn = self
+            .secrets
+            .store()
+            .inner
+            .db
+            .begin_read()
+            .map_err(storage)?;
+        let t = txn.open_table(table).map_err(storage)?;
+        t.get(key)
+            .map_err(storage)?
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .map_err(|_| SecretStoreError::Corrupt(what.to_string()))
+            })
+            .transpose()
+    }
+
+    /// Writes one value of a table of JSON documents, durably.
+    fn write_one<T: Serialize>(
+        &self,
+        table: Table,
+        key: &str,
+        value: &T,
+        what: &str,
+    ) -> Result<(), SecretStoreError> {
+        let bytes =
+            serde_json::to_vec(value).map_err(|_| SecretStoreError::Corrupt(what.to_string()))?;
         let txn = self
             .secrets
             .store()
@@ -489,9 +478,9 @@ impl Identities {
             .db
             .begin_write()
             .map_err(storage)?;
-        txn.open_table(IDENTITIES)
+        txn.open_table(table)
             .map_err(storage)?
-            .insert(identity.access_key_id.as_str(), bytes.as_slice())
+            .insert(key, bytes.as_slice())
             .map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(())
