@@ -287,6 +287,11 @@ async fn rotate(
         "oldKey": report.old_key,
         "newKey": report.new_key,
         "rewrapped": report.rewrapped,
+        "skipped": report
+            .skipped
+            .iter()
+            .map(|v| serde_json::json!({"secret": v.secret, "version": v.version}))
+            .collect::<Vec<_>>(),
         "seconds": report.seconds,
     }))
     .into_response())
@@ -330,13 +335,7 @@ fn parse_secret(
     ns: &str,
     path_name: Option<&str>,
 ) -> Result<(String, SecretSpec, Option<u64>), ApiError> {
-    let doc: SecretBody = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            400,
-            "InvalidInput",
-            format!("malformed Secret document: {e}"),
-        )
-    })?;
+    let doc: SecretBody = serde_json::from_slice(body).map_err(malformed)?;
     if doc.api_version.as_deref().is_some_and(|v| v != "v1")
         || doc.kind.as_deref().is_some_and(|k| k != "Secret")
     {
@@ -399,6 +398,26 @@ fn parse_secret(
     Ok((name, spec, expected))
 }
 
+/// The error for a document that is not a Secret. serde_json's own message can quote the
+/// offending value (a secret, perhaps), so only the kind of fault and its place are told.
+fn malformed(e: serde_json::Error) -> ApiError {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "unreadable input",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "a field of the wrong type or shape",
+        serde_json::error::Category::Eof => "unexpected end of input",
+    };
+    ApiError::new(
+        400,
+        "InvalidInput",
+        format!(
+            "malformed Secret document: {kind} at line {} column {}",
+            e.line(),
+            e.column()
+        ),
+    )
+}
+
 /// A secret as a Kubernetes Secret document: metadata, type, and data in base64.
 pub fn secret_document(info: &SecretInfo, spec: &SecretSpec) -> serde_json::Value {
     let data: BTreeMap<&str, String> = spec
@@ -439,4 +458,111 @@ fn secret_list(list: &[SecretInfo]) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({"apiVersion": "v1", "kind": "SecretList", "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The admin API on a loopback port, with one identity allowed everything.
+    struct Server {
+        _dir: tempfile::TempDir,
+        addr: std::net::SocketAddr,
+        access_key_id: String,
+        secret: String,
+    }
+
+    async fn serve() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store::Store::open(&dir.path().join("data")).expect("store");
+        let secrets = Secrets::open(
+            &store,
+            store::secrets::MasterKeySource::File(dir.path().join("master.key")),
+            &dir.path().join("data/audit.log"),
+        )
+        .expect("secrets");
+        let identities = Identities::new(secrets.clone()).expect("identities");
+        let (_, creds) = identities
+            .create("tester", &["*:*/*".to_string()])
+            .expect("identity");
+        let app = router(AdminState {
+            secrets,
+            identities,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Server {
+            _dir: dir,
+            addr,
+            access_key_id: creds.access_key_id,
+            secret: creds.secret_access_key.as_str().to_owned(),
+        }
+    }
+
+    /// Sends a signed POST and returns the whole response, head and body.
+    async fn post(server: &Server, path: &str, body: &[u8]) -> String {
+        let host = server.addr.to_string();
+        let signed = sigv4::sign(
+            &sigv4::SignedRequest {
+                method: "POST",
+                path,
+                query: "",
+                headers: vec![("host", &host)],
+                body,
+            },
+            &server.access_key_id,
+            server.secret.as_bytes(),
+            "us-east-1",
+            "edgeplane",
+            crate::now(),
+        );
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\nconnection: close\r\n",
+            body.len()
+        );
+        for (name, value) in signed {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let mut stream = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        stream.write_all(body).await.expect("write");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read");
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_malformed_document_is_refused_without_echoing_its_values() {
+        let server = serve().await;
+        let path = "/api/v1/namespaces/default/secrets";
+        let canary = "ECHO-CANARY-5f1e";
+        for body in [
+            // serde_json quotes a string of the wrong type in its message.
+            format!(r#"{{"metadata":{{"name":"db"}},"stringData":"{canary}"}}"#),
+            format!(
+                r#"{{"metadata":{{"name":"db"}},"type":"Opaque","data":{{"k":["{canary}"]}}}}"#
+            ),
+            format!(r#"{{"metadata":{{"name":"db"}},"stringData":{{"password":"{canary}\q"}}}}"#),
+            format!(r#"{{"metadata":{{"name":"db"}},"stringData":{{"password":"{canary}"#),
+        ] {
+            let response = post(&server, path, body.as_bytes()).await;
+            assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+            assert!(response.contains("InvalidInput"), "{response}");
+            assert!(response.contains("malformed Secret document"), "{response}");
+            assert!(response.contains("at line 1 column"), "{response}");
+            assert!(!response.contains("CANARY"), "{response}");
+        }
+        // The same listener accepts a well-formed document.
+        let good =
+            format!(r#"{{"metadata":{{"name":"db"}},"stringData":{{"password":"{canary}"}}}}"#);
+        let response = post(&server, path, good.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    }
 }

@@ -284,7 +284,9 @@ impl AccessRule {
         })
     }
 
-    /// Whether this rule allows `verb` on `namespace`/`name` (`name` is `None` for list).
+    /// Whether this rule allows `verb` on `namespace`/`name`. With `name` `None` it asks
+    /// whether the verb is allowed on some name in the namespace: the gate of a listing, whose
+    /// rows must then each be checked with their name.
     pub fn allows(&self, verb: Verb, namespace: &str, name: Option<&str>) -> bool {
         self.verbs.contains(&verb)
             && self
@@ -404,6 +406,8 @@ mod tests {
         let r = AccessRule::parse("get,list:cert-manager/route53*").expect("rule");
         assert!(r.allows(Verb::Get, "cert-manager", Some("route53-example")));
         assert!(r.allows(Verb::List, "cert-manager", None));
+        assert!(r.allows(Verb::List, "cert-manager", Some("route53")));
+        assert!(!r.allows(Verb::List, "cert-manager", Some("other")));
         assert!(!r.allows(Verb::Delete, "cert-manager", Some("route53")));
         assert!(!r.allows(Verb::Get, "default", Some("route53")));
         assert!(!r.allows(Verb::Get, "cert-manager", Some("other")));

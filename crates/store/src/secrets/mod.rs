@@ -10,7 +10,7 @@ mod audit;
 pub mod crypto;
 pub mod master_key;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -138,7 +138,24 @@ pub struct RotationReport {
     pub old_key: String,
     pub new_key: String,
     pub rewrapped: usize,
+    /// Versions that could not be re-sealed (corrupted, or sealed with a key not held): they
+    /// were left as they were and fail their integrity check when read.
+    pub skipped: Vec<SkippedVersion>,
     pub seconds: f64,
+}
+
+/// A secret version a rotation left as it was because no key it holds opens its data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedVersion {
+    /// `namespace/name`.
+    pub secret: String,
+    pub version: u64,
+}
+
+/// What re-sealing the data keys did.
+struct Rewrap {
+    rewrapped: usize,
+    skipped: Vec<SkippedVersion>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -249,7 +266,13 @@ impl Secrets {
         if let MasterKeySource::File(path) = &source {
             if next_id.is_some() {
                 tracing::warn!("finishing an interrupted master-key rotation");
-                secrets.rewrap_all()?;
+                let done = secrets.rewrap_all()?;
+                if !done.skipped.is_empty() {
+                    tracing::warn!(
+                        skipped = done.skipped.len(),
+                        "interrupted master-key rotation finished; corrupted secret versions were left as they were"
+                    );
+                }
                 secrets.finish_rotation()?;
                 master_key::promote_next_key_file(path)?;
             } else if given.len() == 2 && given[1].id() == active_id {
@@ -363,12 +386,19 @@ impl Secrets {
         for item in t.iter().map_err(storage)? {
             let (k, v) = item.map_err(storage)?;
             let (ns, name) = k.value();
-            if namespace.is_some_and(|want| want != ns) || !caller.allows(Verb::List, ns, None) {
+            // Rules are checked per name: a caller allowed `list:ns/prefix*` sees only those.
+            if namespace.is_some_and(|want| want != ns)
+                || !caller.allows(Verb::List, ns, Some(name))
+            {
                 continue;
             }
-            let r = SecretRef::new(ns, name)
-                .map_err(|_| SecretStoreError::Corrupt(format!("secret key {ns}/{name}")))?;
-            out.push(to_info(r, &decode_meta(ns, name, v.value())?)?);
+            // One corrupt row must not hide every other secret: leave it out and say so.
+            match listed_info(ns, name, v.value()) {
+                Ok(info) => out.push(info),
+                Err(e) => {
+                    tracing::error!(error = %e, "corrupt secret metadata left out of a listing")
+                }
+            }
         }
         self.audit.record(
             caller,
@@ -463,16 +493,17 @@ impl Secrets {
             ring.active = Arc::clone(&next);
             ring.others = vec![old];
         }
-        let rewrapped = self.rewrap_all()?;
+        let Rewrap { rewrapped, skipped } = self.rewrap_all()?;
         self.finish_rotation()?;
         master_key::promote_next_key_file(path)?;
         let report = RotationReport {
             old_key: old_id,
             new_key: next.id().to_string(),
             rewrapped,
+            skipped,
             seconds: started.elapsed().as_secs_f64(),
         };
-        tracing::info!(old = %report.old_key, new = %report.new_key, rewrapped, seconds = report.seconds, "master key rotated");
+        tracing::info!(old = %report.old_key, new = %report.new_key, rewrapped, skipped = report.skipped.len(), seconds = report.seconds, "master key rotated");
         Ok(report)
     }
 
@@ -482,25 +513,33 @@ impl Secrets {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Re-seals every data key not sealed with the active key, in batches.
-    fn rewrap_all(&self) -> Result<usize, SecretStoreError> {
+    /// Re-seals every data key not sealed with the active key, in batches. A version no key
+    /// held opens (a damaged record, or a key ID nobody has) is skipped and reported, so one
+    /// corrupted record cannot hold a rotation, or the next open, back.
+    fn rewrap_all(&self) -> Result<Rewrap, SecretStoreError> {
         let (active, others) = {
             let ring = self.ring();
             (Arc::clone(&ring.active), ring.others.clone())
         };
         let mut done = 0;
+        let mut skipped = Vec::new();
+        let mut skip: HashSet<(String, String, u64)> = HashSet::new();
         loop {
-            // Find a batch of versions under an old key.
+            // Find a batch of versions under an old key (or unreadable), not yet skipped.
             let batch: Vec<(String, String, u64)> = {
                 let txn = self.store.inner.db.begin_read().map_err(storage)?;
                 let t = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
                 let mut batch = Vec::new();
                 for item in t.iter().map_err(storage)? {
                     let (k, v) = item.map_err(storage)?;
-                    let sealed = crypto::Sealed::decode(v.value());
-                    if sealed.is_some_and(|s| s.key_id != active.id()) {
-                        let (ns, name, ver) = k.value();
-                        batch.push((ns.to_string(), name.to_string(), ver));
+                    let current = crypto::Sealed::decode(v.value());
+                    if current.is_some_and(|s| s.key_id == active.id()) {
+                        continue;
+                    }
+                    let (ns, name, ver) = k.value();
+                    let id = (ns.to_string(), name.to_string(), ver);
+                    if !skip.contains(&id) {
+                        batch.push(id);
                         if batch.len() == ROTATION_BATCH {
                             break;
                         }
@@ -509,38 +548,47 @@ impl Secrets {
                 batch
             };
             if batch.is_empty() {
-                return Ok(done);
+                return Ok(Rewrap {
+                    rewrapped: done,
+                    skipped,
+                });
             }
             let txn = self.store.inner.db.begin_write().map_err(storage)?;
             {
                 let mut t = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
-                for (ns, name, ver) in &batch {
+                for id in batch {
+                    let (ns, name, ver) = (id.0.as_str(), id.1.as_str(), id.2);
                     // Re-read inside the transaction: a concurrent delete or write wins.
-                    let current = t
-                        .get((ns.as_str(), name.as_str(), *ver))
+                    let Some(raw) = t
+                        .get((ns, name, ver))
                         .map_err(storage)?
-                        .and_then(|v| crypto::Sealed::decode(v.value()));
-                    let Some(sealed) = current else { continue };
-                    if sealed.key_id == active.id() {
+                        .map(|v| v.value().to_vec())
+                    else {
+                        continue;
+                    };
+                    let sealed = crypto::Sealed::decode(&raw);
+                    if sealed.as_ref().is_some_and(|s| s.key_id == active.id()) {
                         continue;
                     }
-                    let old = others.iter().find(|k| k.id() == sealed.key_id);
-                    let rewrapped =
-                        old.and_then(|old| crypto::rewrap(old, &active, &sealed, ns, name, *ver));
+                    let rewrapped = sealed.as_ref().and_then(|sealed| {
+                        let old = others.iter().find(|k| k.id() == sealed.key_id)?;
+                        crypto::rewrap(old, &active, sealed, ns, name, ver)
+                    });
                     match rewrapped {
                         Some(new) => {
-                            t.insert((ns.as_str(), name.as_str(), *ver), new.encode().as_slice())
+                            t.insert((ns, name, ver), new.encode().as_slice())
                                 .map_err(storage)?;
                             done += 1;
                         }
                         None => {
-                            // Unreadable with any key we hold: leave it (reads report it) but
-                            // do not loop on it forever.
-                            tracing::error!(secret = %format!("{ns}/{name}"), version = ver, "cannot re-seal a corrupted secret version; left as is");
-                            return Err(SecretStoreError::Integrity {
+                            // Unreadable with any key we hold: leave it (reads report it) and
+                            // go on with the others.
+                            tracing::error!(secret = %format!("{ns}/{name}"), version = ver, "cannot re-seal a corrupted secret version; skipped");
+                            skipped.push(SkippedVersion {
                                 secret: format!("{ns}/{name}"),
-                                version: *ver,
+                                version: ver,
                             });
+                            skip.insert(id);
                         }
                     }
                 }
@@ -729,6 +777,13 @@ fn outcome<T>(r: &Result<T, SecretStoreError>) -> &'static str {
 fn decode_meta(ns: &str, name: &str, bytes: &[u8]) -> Result<StoredMeta, SecretStoreError> {
     serde_json::from_slice(bytes)
         .map_err(|_| SecretStoreError::Corrupt(format!("metadata of secret {ns}/{name}")))
+}
+
+/// A metadata row as a listing shows it, or why it is corrupt.
+fn listed_info(ns: &str, name: &str, bytes: &[u8]) -> Result<SecretInfo, SecretStoreError> {
+    let r = SecretRef::new(ns, name)
+        .map_err(|_| SecretStoreError::Corrupt(format!("secret key {ns}/{name}")))?;
+    to_info(r, &decode_meta(ns, name, bytes)?)
 }
 
 fn to_info(r: SecretRef, m: &StoredMeta) -> Result<SecretInfo, SecretStoreError> {

@@ -343,6 +343,207 @@ fn a_corrupted_version_fails_alone() {
     assert_eq!(f.secrets.list(&admin, None).expect("list").len(), 2);
 }
 
+/// Rewrites the stored record of one version through `damage`, as a disk fault would.
+fn damage(store: &Store, ns: &str, name: &str, version: u64, damage: impl FnOnce(&mut Vec<u8>)) {
+    let txn = store.inner.db.begin_write().expect("txn");
+    {
+        let mut t = txn.open_table(SECRET_VERSIONS).expect("table");
+        let mut bytes = t
+            .get((ns, name, version))
+            .expect("get")
+            .expect("present")
+            .value()
+            .to_vec();
+        damage(&mut bytes);
+        t.insert((ns, name, version), bytes.as_slice())
+            .expect("insert");
+    }
+    txn.commit().expect("commit");
+}
+
+/// Damages one version's sealed data key, or its key ID, or the whole record.
+fn damage_three_ways(store: &Store) {
+    damage(store, "default", "wrapped", 1, |b| {
+        let mut sealed = crypto::Sealed::decode(b).expect("sealed");
+        let last = sealed.wrapped_key.len() - 1;
+        sealed.wrapped_key[last] ^= 0x01;
+        *b = sealed.encode();
+    });
+    damage(store, "default", "key-id", 1, |b| {
+        let mut sealed = crypto::Sealed::decode(b).expect("sealed");
+        sealed.key_id = "0".repeat(sealed.key_id.len());
+        *b = sealed.encode();
+    });
+    damage(store, "default", "garbage", 1, |b| {
+        *b = b"not a sealed record".to_vec()
+    });
+}
+
+const DAMAGED: [&str; 3] = ["wrapped", "key-id", "garbage"];
+
+fn assert_damaged_alone(s: &Secrets) {
+    let admin = Caller::admin();
+    for name in DAMAGED {
+        let err = s
+            .get(&admin, &r("default", name), None)
+            .expect_err("damaged");
+        assert!(
+            matches!(err, SecretStoreError::Integrity { version: 1, .. }),
+            "{name}: {err}"
+        );
+    }
+    for name in ["good-a", "good-b"] {
+        assert_eq!(value(s, &r("default", name), "k"), format!("{name}-value"));
+    }
+    assert_eq!(s.list(&admin, None).expect("list").len(), 5);
+}
+
+fn create_good_and_damaged(s: &Secrets) {
+    for name in ["good-a", "good-b"].into_iter().chain(DAMAGED) {
+        s.create(
+            &Caller::admin(),
+            &r("default", name),
+            &spec(&[("k", &format!("{name}-value"))]),
+        )
+        .expect("create");
+    }
+}
+
+#[test]
+fn rotation_skips_versions_it_cannot_unwrap_and_the_store_still_opens() {
+    let f = fixture();
+    create_good_and_damaged(&f.secrets);
+    damage_three_ways(&f.store);
+    let report = f.secrets.rotate_master_key().expect("rotate past damage");
+    assert_eq!(report.rewrapped, 2, "{report:?}");
+    let mut skipped: Vec<(&str, u64)> = report
+        .skipped
+        .iter()
+        .map(|s| (s.secret.as_str(), s.version))
+        .collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [
+            ("default/garbage", 1),
+            ("default/key-id", 1),
+            ("default/wrapped", 1)
+        ]
+    );
+    assert!(!master_key::next_path(&key_path(f.dir.path())).exists());
+    assert_damaged_alone(&f.secrets);
+    drop(f.secrets);
+    drop(f.store);
+    let (_store, secrets) = open(f.dir.path());
+    let secrets = secrets.expect("the store opens after rotating past damage");
+    assert_eq!(secrets.active_key_id(), report.new_key);
+    assert_damaged_alone(&secrets);
+}
+
+#[test]
+fn an_interrupted_rotation_finishes_past_corrupted_versions() {
+    let f = fixture();
+    create_good_and_damaged(&f.secrets);
+    damage_three_ways(&f.store);
+    let next = master_key::create_next_key_file(&key_path(f.dir.path())).expect("next");
+    let txn = f.store.inner.db.begin_write().expect("txn");
+    txn.open_table(SECRET_KEYS)
+        .expect("t")
+        .insert(NEXT, next.id())
+        .expect("insert");
+    txn.commit().expect("commit");
+    drop(f.secrets);
+    drop(f.store);
+    let (_store, secrets) = open(f.dir.path());
+    let secrets = secrets.expect("open finishes the rotation past damage");
+    assert_eq!(secrets.active_key_id(), next.id());
+    assert!(!master_key::next_path(&key_path(f.dir.path())).exists());
+    assert_damaged_alone(&secrets);
+}
+
+#[test]
+fn list_shows_only_the_names_the_rules_allow() {
+    let f = fixture();
+    let admin = Caller::admin();
+    for (ns, name) in [
+        ("team", "route53-a"),
+        ("team", "route53-b"),
+        ("team", "db"),
+        ("other", "route53-c"),
+    ] {
+        f.secrets
+            .create(&admin, &r(ns, name), &spec(&[("k", "v")]))
+            .expect("create");
+    }
+    let lister = Caller {
+        identity: "route53-lister".into(),
+        rules: vec![AccessRule::parse("list:team/route53*").expect("rule")],
+    };
+    let names = |namespace: Option<&str>| -> Vec<String> {
+        f.secrets
+            .list(&lister, namespace)
+            .expect("list")
+            .iter()
+            .map(|i| i.reference.to_string())
+            .collect()
+    };
+    assert_eq!(names(None), ["team/route53-a", "team/route53-b"]);
+    assert_eq!(names(Some("team")), ["team/route53-a", "team/route53-b"]);
+    assert!(matches!(
+        f.secrets.list(&lister, Some("other")),
+        Err(SecretStoreError::Denied { .. })
+    ));
+}
+
+#[test]
+fn a_corrupt_metadata_row_is_left_out_of_listings() {
+    let f = fixture();
+    let admin = Caller::admin();
+    for name in ["a", "not-json", "bad-type", "d"] {
+        f.secrets
+            .create(&admin, &r("default", name), &spec(&[("k", "v")]))
+            .expect("create");
+    }
+    let txn = f.store.inner.db.begin_write().expect("txn");
+    {
+        let mut t = txn.open_table(SECRET_META).expect("table");
+        t.insert(("default", "not-json"), &b"{not json"[..])
+            .expect("insert");
+        let bad_type = t
+            .get(("default", "bad-type"))
+            .expect("get")
+            .expect("present")
+            .value()
+            .to_vec();
+        let bad_type = String::from_utf8(bad_type)
+            .expect("utf8")
+            .replace("\"Opaque\"", "\"not a type!\"");
+        t.insert(("default", "bad-type"), bad_type.as_bytes())
+            .expect("insert");
+        // A key no secret could have.
+        t.insert(("Not A Namespace", "x"), &b"{}"[..])
+            .expect("insert");
+    }
+    txn.commit().expect("commit");
+    let listed: Vec<String> = f
+        .secrets
+        .list(&admin, None)
+        .expect("list despite corrupt rows")
+        .iter()
+        .map(|i| i.reference.to_string())
+        .collect();
+    assert_eq!(listed, ["default/a", "default/d"]);
+    assert_eq!(
+        f.secrets.list(&admin, Some("default")).expect("list").len(),
+        2
+    );
+    assert!(matches!(
+        f.secrets.get(&admin, &r("default", "not-json"), None),
+        Err(SecretStoreError::Corrupt(_))
+    ));
+    assert_eq!(value(&f.secrets, &r("default", "d"), "k"), "v");
+}
+
 #[test]
 fn rotation_rewraps_every_key_while_writes_go_on() {
     let f = fixture();
