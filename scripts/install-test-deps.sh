@@ -13,6 +13,8 @@ PACKAGES=(
   curl            # a real SigV4 client (--aws-sigv4) for the admin API
   pebble          # Let's Encrypt's test ACME CA
   openssl         # certificates for Pebble's listener, and reading issued ones
+  wrk             # HTTP/1.1 load through the proxy while it is reconfigured
+  nghttp2-client  # h2load: HTTP/2 load over TLS through the proxy
 )
 BENCH=0
 if [ "${1:-}" = "--bench" ]; then

@@ -21,6 +21,8 @@ pub enum ManifestError {
 struct Head {
     api_version: Option<String>,
     kind: Option<String>,
+    http: Option<serde::de::IgnoredAny>,
+    tls: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +122,12 @@ fn parse_one(line: usize, doc: &str) -> Result<ZonePlan, ManifestError> {
             return Err(ManifestError::OtherKind {
                 line,
                 kind: kind.to_string(),
+            })
+        }
+        (None, None) if head.http.is_some() || head.tls.is_some() => {
+            return Err(ManifestError::OtherKind {
+                line,
+                kind: "Traefik dynamic configuration".to_string(),
             })
         }
         _ => return Err(invalid("apiVersion and kind are required".into())),

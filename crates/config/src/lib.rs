@@ -5,6 +5,7 @@
 //! converted at the boundary into model and workflow types. This crate holds no state.
 
 pub mod dnszone;
+pub mod ingress;
 
 /// Splits a multi-document YAML stream on `---` lines, keeping each document's first line
 /// number for diagnostics. Empty documents are dropped.

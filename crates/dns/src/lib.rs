@@ -14,7 +14,7 @@ pub mod stats;
 pub mod transfer;
 pub mod wire;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use server::DnsServer;
@@ -49,32 +49,4 @@ impl Default for DnsConfig {
     }
 }
 
-/// An IP network in CIDR notation (`192.0.2.0/24`, `::1/128`, or a bare address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-/// Why a network was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid network {0:?}: expected ADDRESS or ADDRESS/PREFIX")]
-pub struct BadNet(pub String);
-
-impl std::str::FromStr for IpNet {
-    type Err = BadNet;
-    fn from_str(s: &str) -> Result<Self, BadNet> {
-        let bad = || BadNet(s.to_string());
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        Ok(IpNet { addr, prefix })
-    }
-}
+pub use model::net::{BadNet, IpNet};

@@ -2,6 +2,7 @@
 //! library crates; this file parses arguments, starts components and stops them.
 
 mod control;
+mod ingress;
 mod manifests;
 mod metrics;
 
@@ -197,6 +198,22 @@ struct ServeArgs {
     /// Most concurrent DNS TCP connections.
     #[arg(long, default_value_t = 1024)]
     max_tcp_connections: usize,
+    /// The proxy's plain HTTP entry point (`web`).
+    #[arg(long = "web-listen", default_value = "127.0.0.1:8080")]
+    web_listen: SocketAddr,
+    /// The proxy's TLS entry point (`websecure`; HTTP/2 by ALPN, certificates by SNI).
+    #[arg(long = "websecure-listen", default_value = "127.0.0.1:8443")]
+    websecure_listen: SocketAddr,
+    /// Redirect every request on `web` to HTTPS on the `websecure` port.
+    #[arg(long)]
+    redirect_to_https: bool,
+    /// Network whose X-Forwarded-* headers the proxy keeps (e.g. the load balancer's);
+    /// repeat for several. Others' are replaced.
+    #[arg(long = "forwarded-trusted-ip")]
+    forwarded_trusted_ips: Vec<String>,
+    /// The port clients use for HTTPS, in redirects (default: the websecure port).
+    #[arg(long)]
+    https_port: Option<u16>,
 }
 
 #[derive(Subcommand)]
@@ -525,16 +542,23 @@ async fn serve(
         .with_context(|| format!("binding the admin API on {}", args.admin_listen))?;
     tracing::info!(addr = %admin_listener.local_addr()?, "admin API listening");
     let control_listener = control::bind_socket(&data_dir)?;
+    let proxy = std::sync::Arc::new(start_proxy(&args).await?);
     let router = {
         let store = store.clone();
+        let proxy_metrics = proxy.metrics().clone();
         axum::Router::new()
             .route(
                 "/metrics",
                 axum::routing::get(move || {
-                    let body = metrics::render(&store, &stats);
+                    let mut body = metrics::render(&store, &stats);
+                    body.push_str(&proxy_metrics.render());
                     async move { ([("content-type", "text/plain; version=0.0.4")], body) }
                 }),
             )
+            .merge(ingress::router(ingress::ProxyApi {
+                proxy: proxy.clone(),
+                identities: store::identities::Identities::new(secrets.clone())?,
+            }))
             .merge(api::admin::router(api::admin::AdminState {
                 secrets: secrets.clone(),
                 identities,
@@ -578,6 +602,7 @@ async fn serve(
         store.clone(),
         secrets.clone(),
         name_servers.clone(),
+        Some(proxy.clone()),
         stop_rx.clone(),
     ));
     let admin = tokio::spawn({
@@ -607,6 +632,7 @@ async fn serve(
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    proxy.shutdown().await;
     for s in servers {
         s.shutdown().await;
     }
@@ -621,6 +647,30 @@ async fn serve(
         tracing::warn!(error = %e, "control socket failed");
     }
     Ok(())
+}
+
+/// Binds the proxy's entry points (`web`, `websecure`).
+async fn start_proxy(args: &ServeArgs) -> anyhow::Result<proxy::Proxy> {
+    let trusted = args
+        .forwarded_trusted_ips
+        .iter()
+        .map(|t| {
+            model::net::IpNet::parse(t).map_err(|e| anyhow::anyhow!("--forwarded-trusted-ip: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut web = proxy::EntryPointConfig::new("web", args.web_listen);
+    web.trusted_ips = trusted.clone();
+    if args.redirect_to_https {
+        web.redirect_to = Some(proxy::Redirect {
+            scheme: "https".to_string(),
+            port: args.https_port.unwrap_or(args.websecure_listen.port()),
+            permanent: true,
+        });
+    }
+    let mut websecure = proxy::EntryPointConfig::new("websecure", args.websecure_listen);
+    websecure.tls = true;
+    websecure.trusted_ips = trusted;
+    Ok(proxy::Proxy::start(vec![web, websecure]).await?)
 }
 
 async fn shutdown_signal() {

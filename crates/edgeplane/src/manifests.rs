@@ -1,6 +1,8 @@
 //! The manifest directory (`edgeplane.d/` by default): every `*.yaml`/`*.yml` file in it is read
 //! at start, again whenever a file appears, changes or goes away, and once a minute to repair
-//! drift; each DNSZone is reconciled on the embedded backend.
+//! drift; each DNSZone is reconciled on the embedded backend, and the proxy resources
+//! (IngressRoute, Middleware, ..., Traefik's file format) are applied to the proxy. A TLS
+//! secret in the store that the proxy uses is re-read when its version changes.
 //!
 //! The directory is polled once a second (a listing and file metadata): it sees Kubernetes'
 //! ConfigMap symlink swaps and editors' rename-on-save alike, with no watcher edge cases.
@@ -47,6 +49,7 @@ pub(crate) async fn watch(
     store: Store,
     secrets: Secrets,
     name_servers: Vec<model::DomainName>,
+    proxy: Option<std::sync::Arc<proxy::Proxy>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let identities = match Identities::new(secrets.clone()) {
@@ -60,13 +63,27 @@ pub(crate) async fn watch(
         clouddns::embedded::EmbeddedProvider::new(store, name_servers).with_identities(identities);
     let mut last: Option<Fingerprint> = None;
     let mut last_sync = Instant::now();
+    let mut used: (Vec<(String, String)>, crate::ingress::SecretVersions) = Default::default();
     tracing::info!(dir = %dir.display(), "watching manifests");
     loop {
         let now = fingerprint(&dir);
-        if last.as_ref() != Some(&now) || last_sync.elapsed() >= RESYNC {
-            reconcile_all(&provider, &secrets, &now).await;
+        let files_changed = last.as_ref() != Some(&now) || last_sync.elapsed() >= RESYNC;
+        let certs_changed = !files_changed
+            && proxy.is_some()
+            && !used.0.is_empty()
+            && crate::ingress::secrets_changed(&secrets, &used.1, &used.0);
+        if files_changed || certs_changed {
+            let texts = read_all(&now).await;
+            if files_changed {
+                reconcile_all(&provider, &secrets, &texts).await;
+            }
+            if let Some(p) = &proxy {
+                used = crate::ingress::apply(p, &secrets, &texts).await;
+            }
             last = Some(now);
-            last_sync = Instant::now();
+            if files_changed {
+                last_sync = Instant::now();
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
@@ -75,20 +92,25 @@ pub(crate) async fn watch(
     }
 }
 
+/// The text of every file (a file that cannot be read is reported and left out).
+async fn read_all(files: &Fingerprint) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (path, _, _) in files {
+        match tokio::fs::read_to_string(path).await {
+            Ok(t) => out.push((path.display().to_string(), t)),
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read manifest"),
+        }
+    }
+    out
+}
+
 async fn reconcile_all(
     provider: &clouddns::embedded::EmbeddedProvider,
     secrets: &Secrets,
-    files: &Fingerprint,
+    files: &[(String, String)],
 ) {
-    for (path, _, _) in files {
-        let text = match tokio::fs::read_to_string(path).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot read manifest");
-                continue;
-            }
-        };
-        for result in config::dnszone::parse(&text) {
+    for (path, text) in files {
+        for result in config::dnszone::parse(text) {
             match result {
                 Ok(plan) => {
                     let status =
@@ -111,10 +133,10 @@ async fn reconcile_all(
                     }
                 }
                 Err(e @ config::dnszone::ManifestError::OtherKind { .. }) => {
-                    tracing::debug!(file = %path.display(), "{e}");
+                    tracing::debug!(file = %path, "{e}");
                 }
                 Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "invalid manifest; skipped, the rest still applies")
+                    tracing::warn!(file = %path, error = %e, "invalid manifest; skipped, the rest still applies")
                 }
             }
         }

@@ -8,6 +8,7 @@
 pub mod base64;
 pub mod lookup;
 pub mod name;
+pub mod net;
 pub mod record;
 pub mod secret;
 pub mod svcb;

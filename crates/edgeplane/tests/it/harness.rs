@@ -42,6 +42,9 @@ pub(crate) struct Edgeplane {
     pub(crate) admin: SocketAddr,
     /// The Route53-compatible API.
     pub(crate) api: SocketAddr,
+    /// The proxy's `web` and `websecure` entry points.
+    pub(crate) web: SocketAddr,
+    pub(crate) websecure: SocketAddr,
     log: mpsc::Receiver<String>,
     /// Log lines already received.
     seen: std::sync::Mutex<Vec<String>>,
@@ -70,6 +73,11 @@ impl Edgeplane {
         if !extra.contains(&"--dns-listen") {
             args.extend(["--dns-listen".into(), "127.0.0.1:0".into()]);
         }
+        for flag in ["--web-listen", "--websecure-listen"] {
+            if !extra.contains(&flag) {
+                args.extend([flag.into(), "127.0.0.1:0".into()]);
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = Command::new(BIN)
             .args(&args)
@@ -94,6 +102,8 @@ impl Edgeplane {
             dns: Vec::new(),
             admin: SocketAddr::from(([0, 0, 0, 0], 0)),
             api: SocketAddr::from(([0, 0, 0, 0], 0)),
+            web: SocketAddr::from(([0, 0, 0, 0], 0)),
+            websecure: SocketAddr::from(([0, 0, 0, 0], 0)),
             log: rx,
             seen: std::sync::Mutex::new(Vec::new()),
         };
@@ -114,6 +124,13 @@ impl Edgeplane {
                 ("DNS listening on UDP and TCP", Some(a)) => server.dns.push(a),
                 ("admin API listening", Some(a)) => server.admin = a,
                 ("Route53 API listening", Some(a)) => server.api = a,
+                ("proxy entry point listening", Some(a)) => {
+                    if v["fields"]["entry_point"].as_str() == Some("websecure") {
+                        server.websecure = a;
+                    } else {
+                        server.web = a;
+                    }
+                }
                 ("edgeplane serving", _) => serving = true,
                 _ => {}
             }

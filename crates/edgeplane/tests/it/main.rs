@@ -7,6 +7,7 @@ mod cli;
 mod dns;
 mod durability;
 mod harness;
+mod proxy;
 mod route53;
 mod secondary;
 mod secrets;

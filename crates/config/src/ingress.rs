@@ -1,0 +1,850 @@
+//! Proxy resources from manifests: Traefik's `IngressRoute`, `Middleware` and
+//! `TraefikService` (`traefik.io/v1alpha1`), Kubernetes `Service` + `EndpointSlice` for
+//! backends, `Secret`s of type `kubernetes.io/tls`, and Traefik's file-provider dynamic
+//! configuration (a document with top-level `http:`), translated into a
+//! [`proxy::config::DynamicConfig`].
+//!
+//! Names follow Traefik: Kubernetes resources become `namespace-name@kubernetescrd`, file
+//! provider ones `name@file`. A broken document or resource yields a diagnostic naming it and
+//! is left out; everything else still applies.
+
+use std::collections::BTreeMap;
+
+use proxy::config::{
+    CertificatePem, DynamicConfig, LoadBalancerConfig, MiddlewareConfig, RouterConfig, RouterTls,
+    ServerConfig, ServiceConfig, Strategy, WeightedService,
+};
+use serde::Deserialize;
+
+/// The proxy configuration read from a set of files, and what was skipped.
+#[derive(Debug, Default)]
+pub struct ProxyPlan {
+    pub config: DynamicConfig,
+    /// TLS secrets routers ask for that no `Secret` manifest provides: `(namespace, name)`,
+    /// to be read from the secret store.
+    pub secret_refs: Vec<(String, String)>,
+    pub diagnostics: Vec<String>,
+}
+
+/// One file: its name (for diagnostics) and text.
+pub struct ManifestFile<'a> {
+    pub name: &'a str,
+    pub text: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    api_version: Option<String>,
+    kind: Option<String>,
+    http: Option<serde::de::IgnoredAny>,
+    tls: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    metadata: Option<HeadMeta>,
+}
+
+#[derive(Deserialize)]
+struct HeadMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Meta {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    annotations: BTreeMap<String, String>,
+}
+
+impl Meta {
+    fn ns(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc<S> {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: Meta,
+    spec: S,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct IngressRouteSpec {
+    #[serde(default)]
+    entry_points: Vec<String>,
+    routes: Vec<RouteDoc>,
+    #[serde(default)]
+    tls: Option<TlsDoc>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    parent_refs: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RouteDoc {
+    #[serde(rename = "match")]
+    rule: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    priority: Option<i64>,
+    #[serde(default)]
+    middlewares: Vec<NameRef>,
+    #[serde(default)]
+    services: Vec<ServiceRef>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    syntax: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    observability: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameRef {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ServiceRef {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    port: Option<PortRef>,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    pass_host_header: Option<bool>,
+    #[serde(default)]
+    scheme: Option<String>,
+    #[serde(default)]
+    strategy: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TlsDoc {
+    #[serde(default)]
+    secret_name: Option<String>,
+    #[serde(default)]
+    options: Option<NameRef>,
+    #[serde(default)]
+    cert_resolver: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    domains: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    store: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MiddlewareSpec {
+    #[serde(default)]
+    redirect_scheme: Option<RedirectSchemeDoc>,
+    #[serde(default)]
+    strip_prefix: Option<StripPrefixDoc>,
+    #[serde(default)]
+    add_prefix: Option<AddPrefixDoc>,
+    #[serde(default)]
+    headers: Option<HeadersDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedirectSchemeDoc {
+    scheme: String,
+    #[serde(default)]
+    port: Option<PortRef>,
+    #[serde(default)]
+    permanent: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StripPrefixDoc {
+    prefixes: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    force_slash: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPrefixDoc {
+    prefix: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HeadersDoc {
+    #[serde(default)]
+    custom_request_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    custom_response_headers: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraefikServiceSpec {
+    weighted: WeightedDoc,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightedDoc {
+    services: Vec<ServiceRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct K8sServiceSpec {
+    #[serde(default)]
+    ports: Vec<K8sServicePort>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct K8sServicePort {
+    #[serde(default)]
+    name: Option<String>,
+    port: u16,
+    #[serde(default)]
+    target_port: Option<PortRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EndpointSliceDoc {
+    metadata: Meta,
+    #[serde(default)]
+    endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    ports: Vec<EndpointPort>,
+}
+
+#[derive(Deserialize)]
+struct Endpoint {
+    addresses: Vec<String>,
+    #[serde(default)]
+    conditions: Option<Conditions>,
+}
+
+#[derive(Deserialize)]
+struct Conditions {
+    #[serde(default)]
+    ready: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct EndpointPort {
+    #[serde(default)]
+    name: Option<String>,
+    port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretDoc {
+    metadata: Meta,
+    #[serde(rename = "type", default)]
+    secret_type: Option<String>,
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+    #[serde(default)]
+    string_data: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    http: Option<FileHttp>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    tls: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    #[serde(default)]
+    routers: BTreeMap<String, FileRouter>,
+    #[serde(default)]
+    services: BTreeMap<String, FileService>,
+    #[serde(default)]
+    middlewares: BTreeMap<String, MiddlewareSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileRouter {
+    #[serde(default)]
+    entry_points: Vec<String>,
+    rule: String,
+    #[serde(default)]
+    priority: Option<i64>,
+    #[serde(default)]
+    middlewares: Vec<String>,
+    service: String,
+    #[serde(default)]
+    tls: Option<FileRouterTls>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileRouterTls {
+    #[serde(default)]
+    options: Option<String>,
+    #[serde(default)]
+    cert_resolver: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    domains: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileService {
+    #[serde(default)]
+    load_balancer: Option<FileLoadBalancer>,
+    #[serde(default)]
+    weighted: Option<FileWeighted>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileLoadBalancer {
+    servers: Vec<FileServer>,
+    #[serde(default)]
+    pass_host_header: Option<bool>,
+    #[serde(default)]
+    strategy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    url: String,
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWeighted {
+    services: Vec<FileWeightedRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWeightedRef {
+    name: String,
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
+/// A parsed document waiting for cross-references to be resolved.
+enum Item {
+    IngressRoute(Meta, IngressRouteSpec),
+    Middleware(Meta, MiddlewareSpec),
+    TraefikService(Meta, TraefikServiceSpec),
+    Service(Meta, K8sServiceSpec),
+    EndpointSlice(EndpointSliceDoc),
+    Secret(SecretDoc),
+    File(FileHttp),
+}
+
+/// Reads every proxy resource of these files.
+pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
+    let mut plan = ProxyPlan::default();
+    let mut items = Vec::new();
+    for f in files {
+        for (line, doc) in crate::documents(f.text) {
+            match parse_item(&doc) {
+                Ok(Some(item)) => items.push((format!("{}:{line}", f.name), item)),
+                Ok(None) => {}
+                Err(e) => plan.diagnostics.push(format!("{}:{line}: {e}", f.name)),
+            }
+        }
+    }
+    let mut k8s_services = BTreeMap::new();
+    let mut slices: Vec<&EndpointSliceDoc> = Vec::new();
+    let mut tls_secrets = BTreeMap::new();
+    for (at, item) in items.iter() {
+        match item {
+            Item::Service(m, s) => {
+                k8s_services.insert((m.ns().to_string(), m.name.clone()), s);
+            }
+            Item::EndpointSlice(e) => slices.push(e),
+            Item::Secret(s) => match tls_secret(s) {
+                Ok(Some(pem)) => {
+                    tls_secrets.insert((s.metadata.ns().to_string(), s.metadata.name.clone()), pem);
+                }
+                Ok(None) => {}
+                Err(e) => plan.diagnostics.push(format!(
+                    "{at}: Secret {}/{}: {e}",
+                    s.metadata.ns(),
+                    s.metadata.name
+                )),
+            },
+            _ => {}
+        }
+    }
+    let backends = Backends {
+        services: &k8s_services,
+        slices: &slices,
+    };
+    let cfg = &mut plan.config;
+    let mut wanted_secrets: Vec<(String, String)> = Vec::new();
+    for (at, item) in &items {
+        match item {
+            Item::Middleware(m, spec) => match middleware(spec) {
+                Ok(mw) => {
+                    cfg.middlewares.insert(crd_name(m.ns(), &m.name), mw);
+                }
+                Err(e) => {
+                    plan.diagnostics
+                        .push(format!("{at}: Middleware {}/{}: {e}", m.ns(), m.name))
+                }
+            },
+            Item::TraefikService(m, spec) => {
+                let mut children = Vec::new();
+                let mut failed = None;
+                for (i, s) in spec.weighted.services.iter().enumerate() {
+                    match backends.service(m.ns(), s, &format!("{}-{}-w{i}", m.ns(), m.name), cfg) {
+                        Ok(name) => children.push(WeightedService {
+                            service: name,
+                            weight: s.weight.unwrap_or(1),
+                        }),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                match failed {
+                    None => {
+                        cfg.services
+                            .insert(crd_name(m.ns(), &m.name), ServiceConfig::Weighted(children));
+                    }
+                    Some(e) => plan.diagnostics.push(format!(
+                        "{at}: TraefikService {}/{}: {e}",
+                        m.ns(),
+                        m.name
+                    )),
+                }
+            }
+            Item::IngressRoute(m, spec) => {
+                if let Some(tls) = &spec.tls {
+                    if let Some(secret) = &tls.secret_name {
+                        wanted_secrets.push((m.ns().to_string(), secret.clone()));
+                    }
+                }
+                for (i, r) in spec.routes.iter().enumerate() {
+                    let router_name = format!("{}-{}-{i}@kubernetescrd", m.ns(), m.name);
+                    match ingress_route(m, spec, r, i, &backends, cfg) {
+                        Ok(router) => {
+                            cfg.routers.insert(router_name, router);
+                        }
+                        Err(e) => plan.diagnostics.push(format!(
+                            "{at}: IngressRoute {}/{} route {i}: {e}",
+                            m.ns(),
+                            m.name
+                        )),
+                    }
+                }
+            }
+            Item::File(http) => file_provider(http, cfg, &mut plan.diagnostics, at),
+            _ => {}
+        }
+    }
+    wanted_secrets.sort();
+    wanted_secrets.dedup();
+    for (ns, name) in wanted_secrets {
+        match tls_secrets.remove(&(ns.clone(), name.clone())) {
+            Some(pem) => cfg.certificates.push(pem),
+            None => plan.secret_refs.push((ns, name)),
+        }
+    }
+    // Secrets in the directory that no router names are still offered by SNI.
+    cfg.certificates.extend(tls_secrets.into_values());
+    plan
+}
+
+fn parse_item(doc: &str) -> Result<Option<Item>, String> {
+    let head: Head = serde_saphyr::from_str(doc).map_err(|e| e.to_string())?;
+    let api = head.api_version.as_deref().unwrap_or("");
+    let traefik = matches!(api, "traefik.io/v1alpha1" | "traefik.containo.us/v1alpha1");
+    let what = match (&head.kind, &head.metadata) {
+        (Some(kind), Some(m)) => format!(
+            "{kind} {}/{}: ",
+            m.namespace.as_deref().unwrap_or("default"),
+            m.name.as_deref().unwrap_or("?")
+        ),
+        (Some(kind), None) => format!("{kind}: "),
+        _ => "Traefik dynamic configuration: ".to_string(),
+    };
+    let parse_err = |e: serde_saphyr::Error| format!("{what}{e}");
+    Ok(Some(match head.kind.as_deref() {
+        Some("IngressRoute") if traefik => {
+            let d: Doc<IngressRouteSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            Item::IngressRoute(d.metadata, d.spec)
+        }
+        Some("Middleware") if traefik => {
+            let d: Doc<MiddlewareSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            Item::Middleware(d.metadata, d.spec)
+        }
+        Some("TraefikService") if traefik => {
+            let d: Doc<TraefikServiceSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            Item::TraefikService(d.metadata, d.spec)
+        }
+        Some("Service") if api == "v1" => {
+            let d: Doc<K8sServiceSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            Item::Service(d.metadata, d.spec)
+        }
+        Some("EndpointSlice") if api == "discovery.k8s.io/v1" => {
+            Item::EndpointSlice(serde_saphyr::from_str(doc).map_err(parse_err)?)
+        }
+        Some("Secret") if api == "v1" => {
+            Item::Secret(serde_saphyr::from_str(doc).map_err(parse_err)?)
+        }
+        Some(_) => return Ok(None),
+        None if head.http.is_some() || head.tls.is_some() => {
+            let d: FileDoc = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            Item::File(d.http.unwrap_or_default())
+        }
+        None => return Ok(None),
+    }))
+}
+
+fn crd_name(ns: &str, name: &str) -> String {
+    if name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{ns}-{name}@kubernetescrd")
+    }
+}
+
+fn file_name(name: &str) -> String {
+    if name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}@file")
+    }
+}
+
+struct Backends<'a> {
+    services: &'a BTreeMap<(String, String), &'a K8sServiceSpec>,
+    slices: &'a [&'a EndpointSliceDoc],
+}
+
+impl Backends<'_> {
+    /// The proxy service name for a reference, creating the load balancer of a Kubernetes
+    /// Service from its EndpointSlices.
+    fn service(
+        &self,
+        ns: &str,
+        r: &ServiceRef,
+        _weighted_name: &str,
+        cfg: &mut DynamicConfig,
+    ) -> Result<String, String> {
+        let ns = r.namespace.as_deref().unwrap_or(ns);
+        match r.kind.as_deref().unwrap_or("Service") {
+            "TraefikService" => return Ok(crd_name(ns, &r.name)),
+            "Service" => {}
+            other => {
+                return Err(format!(
+                    "service kind {other:?} must be Service or TraefikService"
+                ))
+            }
+        }
+        let port = r
+            .port
+            .clone()
+            .ok_or_else(|| format!("service {ns}/{}: port is required", r.name))?;
+        let svc = self
+            .services
+            .get(&(ns.to_string(), r.name.clone()))
+            .ok_or_else(|| format!("service {ns}/{} not found", r.name))?;
+        let sp = svc
+            .ports
+            .iter()
+            .find(|p| match &port {
+                PortRef::Number(n) => p.port == *n,
+                PortRef::Name(n) => p.name.as_deref() == Some(n.as_str()),
+            })
+            .ok_or_else(|| format!("service {ns}/{} has no port {}", r.name, port_text(&port)))?;
+        let scheme = match r.scheme.as_deref() {
+            None | Some("http") => "http",
+            Some("h2c") => "h2c",
+            Some(other) => return Err(format!("scheme {other:?} is not supported (http, h2c)")),
+        };
+        let mut servers = Vec::new();
+        for s in self.slices.iter().filter(|s| {
+            s.metadata.ns() == ns
+                && s.metadata.labels.get("kubernetes.io/service-name") == Some(&r.name)
+        }) {
+            let port = s
+                .ports
+                .iter()
+                .find(|p| p.name == sp.name || s.ports.len() == 1)
+                .map(|p| p.port)
+                .or(match &sp.target_port {
+                    Some(PortRef::Number(n)) => Some(*n),
+                    _ => None,
+                })
+                .unwrap_or(sp.port);
+            for e in &s.endpoints {
+                if e.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                    continue;
+                }
+                for a in &e.addresses {
+                    let ip: std::net::IpAddr = a.parse().map_err(|_| {
+                        format!("EndpointSlice {}: invalid address {a:?}", s.metadata.name)
+                    })?;
+                    let host = match ip {
+                        std::net::IpAddr::V6(_) => format!("[{ip}]"),
+                        std::net::IpAddr::V4(_) => ip.to_string(),
+                    };
+                    servers.push(ServerConfig {
+                        url: format!("{scheme}://{host}:{port}"),
+                        weight: 1,
+                    });
+                }
+            }
+        }
+        servers.sort_by(|a, b| a.url.cmp(&b.url));
+        servers.dedup();
+        let name = format!("{ns}-{}-{}", r.name, port_text(&port));
+        let name = if scheme == "h2c" {
+            format!("{name}-h2c")
+        } else {
+            name
+        };
+        let name = match r.pass_host_header {
+            Some(false) => format!("{name}-nohost"),
+            _ => name,
+        };
+        let strategy = strategy(r.strategy.as_deref())?;
+        cfg.services.insert(
+            format!("{name}@kubernetescrd"),
+            ServiceConfig::LoadBalancer(LoadBalancerConfig {
+                servers,
+                strategy,
+                pass_host_header: r.pass_host_header.unwrap_or(true),
+            }),
+        );
+        Ok(format!("{name}@kubernetescrd"))
+    }
+}
+
+fn port_text(p: &PortRef) -> String {
+    match p {
+        PortRef::Number(n) => n.to_string(),
+        PortRef::Name(n) => n.clone(),
+    }
+}
+
+fn strategy(s: Option<&str>) -> Result<Strategy, String> {
+    match s {
+        None | Some("wrr") | Some("RoundRobin") => Ok(Strategy::WeightedRoundRobin),
+        Some("p2c") => Ok(Strategy::PowerOfTwoChoices),
+        Some(other) => Err(format!("strategy {other:?} must be wrr or p2c")),
+    }
+}
+
+fn ingress_route(
+    m: &Meta,
+    spec: &IngressRouteSpec,
+    r: &RouteDoc,
+    i: usize,
+    backends: &Backends<'_>,
+    cfg: &mut DynamicConfig,
+) -> Result<RouterConfig, String> {
+    if let Some(k) = r.kind.as_deref() {
+        if k != "Rule" {
+            return Err(format!("kind {k:?} must be Rule"));
+        }
+    }
+    let service = match r.services.len() {
+        0 => return Err("a route needs at least one service".to_string()),
+        1 => backends.service(m.ns(), &r.services[0], "", cfg)?,
+        _ => {
+            let mut children = Vec::new();
+            for s in &r.services {
+                children.push(WeightedService {
+                    service: backends.service(m.ns(), s, "", cfg)?,
+                    weight: s.weight.unwrap_or(1),
+                });
+            }
+            let name = format!("{}-{}-{i}@kubernetescrd", m.ns(), m.name);
+            cfg.services
+                .insert(name.clone(), ServiceConfig::Weighted(children));
+            name
+        }
+    };
+    let tls = spec.tls.as_ref().map(|t| RouterTls {
+        options: t
+            .options
+            .as_ref()
+            .map(|o| crd_name(o.namespace.as_deref().unwrap_or(m.ns()), &o.name)),
+        cert_resolver: t.cert_resolver.clone(),
+    });
+    Ok(RouterConfig {
+        entry_points: spec.entry_points.clone(),
+        rule: r.rule.clone(),
+        priority: r.priority.filter(|p| *p != 0),
+        middlewares: r
+            .middlewares
+            .iter()
+            .map(|mw| crd_name(mw.namespace.as_deref().unwrap_or(m.ns()), &mw.name))
+            .collect(),
+        service,
+        tls,
+    })
+}
+
+fn middleware(spec: &MiddlewareSpec) -> Result<MiddlewareConfig, String> {
+    let mut found = Vec::new();
+    if let Some(r) = &spec.redirect_scheme {
+        found.push(MiddlewareConfig::RedirectScheme {
+            scheme: r.scheme.clone(),
+            port: r.port.as_ref().map(port_text),
+            permanent: r.permanent,
+        });
+    }
+    if let Some(s) = &spec.strip_prefix {
+        found.push(MiddlewareConfig::StripPrefix {
+            prefixes: s.prefixes.clone(),
+        });
+    }
+    if let Some(a) = &spec.add_prefix {
+        found.push(MiddlewareConfig::AddPrefix {
+            prefix: a.prefix.clone(),
+        });
+    }
+    if let Some(h) = &spec.headers {
+        found.push(MiddlewareConfig::Headers {
+            request: h.custom_request_headers.clone().into_iter().collect(),
+            response: h.custom_response_headers.clone().into_iter().collect(),
+        });
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(
+            "no supported middleware type (redirectScheme, stripPrefix, addPrefix, headers)"
+                .to_string(),
+        ),
+        _ => Err("a middleware has exactly one type".to_string()),
+    }
+}
+
+fn tls_secret(s: &SecretDoc) -> Result<Option<CertificatePem>, String> {
+    if s.secret_type.as_deref() != Some("kubernetes.io/tls") {
+        return Ok(None);
+    }
+    let get = |k: &str| -> Result<Vec<u8>, String> {
+        if let Some(v) = s.string_data.get(k) {
+            return Ok(v.as_bytes().to_vec());
+        }
+        let v = s.data.get(k).ok_or_else(|| format!("{k} is missing"))?;
+        let clean: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+        model::base64::decode(clean.as_bytes()).ok_or_else(|| format!("{k} is not base64"))
+    };
+    Ok(Some(CertificatePem {
+        source: format!("{}/{}", s.metadata.ns(), s.metadata.name),
+        chain: get("tls.crt")?,
+        key: zeroize::Zeroizing::new(get("tls.key")?),
+    }))
+}
+
+fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<String>, at: &str) {
+    for (name, spec) in &http.middlewares {
+        match middleware(spec) {
+            Ok(m) => {
+                cfg.middlewares.insert(file_name(name), m);
+            }
+            Err(e) => diags.push(format!("{at}: middleware {name}: {e}")),
+        }
+    }
+    for (name, s) in &http.services {
+        let built = match (&s.load_balancer, &s.weighted) {
+            (Some(lb), None) => strategy(lb.strategy.as_deref()).map(|strategy| {
+                ServiceConfig::LoadBalancer(LoadBalancerConfig {
+                    servers: lb
+                        .servers
+                        .iter()
+                        .map(|s| ServerConfig {
+                            url: s.url.trim_end_matches('/').to_string(),
+                            weight: s.weight.unwrap_or(1),
+                        })
+                        .collect(),
+                    strategy,
+                    pass_host_header: lb.pass_host_header.unwrap_or(true),
+                })
+            }),
+            (None, Some(w)) => Ok(ServiceConfig::Weighted(
+                w.services
+                    .iter()
+                    .map(|c| WeightedService {
+                        service: file_name(&c.name),
+                        weight: c.weight.unwrap_or(1),
+                    })
+                    .collect(),
+            )),
+            _ => Err("a service has exactly one of loadBalancer or weighted".to_string()),
+        };
+        match built {
+            Ok(b) => {
+                cfg.services.insert(file_name(name), b);
+            }
+            Err(e) => diags.push(format!("{at}: service {name}: {e}")),
+        }
+    }
+    for (name, r) in &http.routers {
+        cfg.routers.insert(
+            file_name(name),
+            RouterConfig {
+                entry_points: r.entry_points.clone(),
+                rule: r.rule.clone(),
+                priority: r.priority.filter(|p| *p != 0),
+                middlewares: r.middlewares.iter().map(|m| file_name(m)).collect(),
+                service: file_name(&r.service),
+                tls: r.tls.as_ref().map(|t| RouterTls {
+                    options: t.options.as_ref().map(|o| file_name(o)),
+                    cert_resolver: t.cert_resolver.clone(),
+                }),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+use super::*;
+
+fn plan(text: &str) -> ProxyPlan {
+    load(&[ManifestFile {
+        name: "test.yaml",
+        text,
+    }])
+}
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: whoami, namespace: apps}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: whoami-abc
+  namespace: apps
+  labels: {kubernetes.io/service-name: whoami}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+  - addresses: [10.0.0.2]
+  - addresses: [10.0.0.1]
+  - addresses: [10.0.0.3]
+    conditions: {ready: false}
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: strip, namespace: apps}
+spec:
+  stripPrefix: {prefixes: [/api]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: web, namespace: apps}
+spec:
+  entryPoints: [websecure]
+  routes:
+    - match: Host(`app.example.com`) && PathPrefix(`/api`)
+      kind: Rule
+      middlewares: [{name: strip}]
+      services: [{name: whoami, port: 80}]
+  tls: {secretName: app-tls}
+"#;
+
+#[test]
+fn ingress_route_with_service_endpoints_and_middleware() {
+    let p = plan(APP);
+    assert_eq!(p.diagnostics, Vec::<String>::new());
+    let r = &p.config.routers["apps-web-0@kubernetescrd"];
+    assert_eq!(r.rule, "Host(`app.example.com`) && PathPrefix(`/api`)");
+    assert_eq!(r.entry_points, ["websecure"]);
+    assert_eq!(r.middlewares, ["apps-strip@kubernetescrd"]);
+    assert!(r.tls.is_some());
+    let ServiceConfig::LoadBalancer(lb) = &p.config.services[&r.service] else {
+        panic!("load balancer expected");
+    };
+    let urls: Vec<&str> = lb.servers.iter().map(|s| s.url.as_str()).collect();
+    assert_eq!(urls, ["http://10.0.0.1:8080", "http://10.0.0.2:8080"]);
+    assert_eq!(
+        p.config.middlewares["apps-strip@kubernetescrd"],
+        MiddlewareConfig::StripPrefix {
+            prefixes: vec!["/api".into()]
+        }
+    );
+    // No Secret manifest: the secret store is asked.
+    assert_eq!(p.secret_refs, [("apps".to_string(), "app-tls".to_string())]);
+}
+
+#[test]
+fn file_provider_dynamic_configuration() {
+    let p = plan(
+        r#"
+http:
+  routers:
+    r1:
+      rule: Host(`a.test`)
+      service: canary
+      middlewares: [hdr]
+  services:
+    canary:
+      weighted:
+        services: [{name: v1, weight: 3}, {name: v2, weight: 1}]
+    v1:
+      loadBalancer: {servers: [{url: "http://127.0.0.1:1/"}]}
+    v2:
+      loadBalancer: {servers: [{url: "http://127.0.0.1:2"}], passHostHeader: false}
+  middlewares:
+    hdr:
+      headers: {customRequestHeaders: {X-Env: canary}}
+"#,
+    );
+    assert_eq!(p.diagnostics, Vec::<String>::new());
+    assert_eq!(p.config.routers["r1@file"].service, "canary@file");
+    assert_eq!(
+        p.config.services["canary@file"],
+        ServiceConfig::Weighted(vec![
+            WeightedService {
+                service: "v1@file".into(),
+                weight: 3
+            },
+            WeightedService {
+                service: "v2@file".into(),
+                weight: 1
+            }
+        ])
+    );
+    let ServiceConfig::LoadBalancer(v1) = &p.config.services["v1@file"] else {
+        panic!("load balancer expected");
+    };
+    assert_eq!(v1.servers[0].url, "http://127.0.0.1:1");
+}
+
+#[test]
+fn a_broken_document_is_reported_and_the_rest_applies() {
+    let text = format!(
+        "{APP}\n---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {{name: bad}}\nspec:\n  routes:\n    - match: Host(`x`)\n      services: [{{name: missing, port: 80}}]\n---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {{name: typo}}\nspec:\n  stripPrefixx: {{prefixes: [/a]}}\n---\n: : not yaml [\n"
+    );
+    let p = plan(&text);
+    assert_eq!(p.diagnostics.len(), 3, "{:?}", p.diagnostics);
+    assert!(
+        p.diagnostics[0].contains("test.yaml:"),
+        "{:?}",
+        p.diagnostics
+    );
+    assert!(p
+        .diagnostics
+        .iter()
+        .any(|d| d.contains("service default/missing not found")));
+    assert!(p
+        .diagnostics
+        .iter()
+        .any(|d| d.contains("Middleware default/typo")));
+    assert!(p.config.routers.contains_key("apps-web-0@kubernetescrd"));
+}
+
+#[test]
+fn tls_secrets_from_manifests() {
+    let p = plan(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: app-tls, namespace: apps}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: CERT\n  tls.key: KEY\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: bad-tls}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: '!!!'\n  tls.key: 'a2V5'\n",
+    );
+    assert_eq!(p.config.certificates.len(), 1);
+    assert_eq!(p.config.certificates[0].source, "apps/app-tls");
+    assert_eq!(p.config.certificates[0].chain, b"CERT");
+    assert_eq!(p.diagnostics.len(), 1);
+    assert!(p.diagnostics[0].contains("tls.crt is not base64"));
+}
+
+#[test]
+fn other_kinds_are_ignored() {
+    let p = plan("apiVersion: edgeplane.io/v1alpha1\nkind: DNSZone\nmetadata: {name: z}\nspec: {domain: a.com}\n");
+    assert!(p.diagnostics.is_empty());
+    assert!(p.config.routers.is_empty());
+}

@@ -1,0 +1,265 @@
+//! The proxy side of `serve`: its entry points, the proxy configuration read from the
+//! manifest directory (IngressRoute, Middleware, TraefikService, Service/EndpointSlice,
+//! Secret, Traefik's file format) with TLS secrets resolved from the secret store, and the
+//! proxy's part of the admin API (Traefik's `/api/http/...` listing, `/ping`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use model::secret::{AccessRule, SecretRef};
+use proxy::config::CertificatePem;
+use proxy::Proxy;
+use store::secrets::{Caller, Secrets};
+
+/// The secret store caller the proxy reads TLS secrets as: `get` on any secret, audited.
+fn proxy_caller() -> Caller {
+    Caller {
+        identity: "proxy".to_string(),
+        rules: AccessRule::parse("get:*/*")
+            .map(|r| vec![r])
+            .unwrap_or_default(),
+    }
+}
+
+/// What the last application used from the secret store, to notice replaced certificates.
+pub(crate) type SecretVersions = BTreeMap<(String, String), u64>;
+
+/// Reads every manifest file, resolves TLS secrets from the store, and applies the result.
+/// Returns the store secrets it asked for and the versions it got.
+pub(crate) async fn apply(
+    proxy: &Proxy,
+    secrets: &Secrets,
+    files: &[(String, String)],
+) -> (Vec<(String, String)>, SecretVersions) {
+    let inputs: Vec<config::ingress::ManifestFile<'_>> = files
+        .iter()
+        .map(|(name, text)| config::ingress::ManifestFile { name, text })
+        .collect();
+    let mut plan = config::ingress::load(&inputs);
+    let mut versions = SecretVersions::new();
+    let refs = std::mem::take(&mut plan.secret_refs);
+    let wanted = refs.clone();
+    let secrets = secrets.clone();
+    let loaded = tokio::task::spawn_blocking(move || load_secrets(&secrets, &refs))
+        .await
+        .unwrap_or_default();
+    for (key, version, cert) in loaded {
+        match cert {
+            Ok(c) => {
+                versions.insert(key, version);
+                plan.config.certificates.push(c);
+            }
+            Err(e) => plan.diagnostics.push(e),
+        }
+    }
+    for d in &plan.diagnostics {
+        tracing::warn!(problem = %d, "proxy manifest skipped; the rest applies");
+    }
+    let skipped = proxy.apply(&plan.config);
+    tracing::info!(
+        routers = plan.config.routers.len(),
+        services = plan.config.services.len(),
+        certificates = plan.config.certificates.len(),
+        skipped = skipped.len() + plan.diagnostics.len(),
+        "proxy configuration applied"
+    );
+    (wanted, versions)
+}
+
+type Loaded = Vec<((String, String), u64, Result<CertificatePem, String>)>;
+
+fn load_secrets(secrets: &Secrets, refs: &[(String, String)]) -> Loaded {
+    let caller = proxy_caller();
+    let mut out = Vec::new();
+    for (ns, name) in refs {
+        let key = (ns.clone(), name.clone());
+        let r = match SecretRef::new(ns, name) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push((key, 0, Err(format!("TLS secret {ns}/{name}: {e}"))));
+                continue;
+            }
+        };
+        let got = secrets.get(&caller, &r, None);
+        let item = match got {
+            Err(e) => (key, 0, Err(format!("TLS secret {ns}/{name}: {e}"))),
+            Ok((info, spec)) => {
+                let chain = spec.data.get("tls.crt").map(|v| v.expose().to_vec());
+                let k = spec
+                    .data
+                    .get("tls.key")
+                    .map(|v| zeroize::Zeroizing::new(v.expose().to_vec()));
+                match (chain, k) {
+                    (Some(chain), Some(key_pem)) => (
+                        key,
+                        info.version,
+                        Ok(CertificatePem {
+                            source: format!("{ns}/{name}"),
+                            chain,
+                            key: key_pem,
+                        }),
+                    ),
+                    _ => (
+                        key,
+                        info.version,
+                        Err(format!("TLS secret {ns}/{name} needs tls.crt and tls.key")),
+                    ),
+                }
+            }
+        };
+        out.push(item);
+    }
+    out
+}
+
+/// Whether any secret the proxy uses changed version (or appeared or went away) since
+/// `used`. Reads metadata only: no decryption, no audit entry.
+pub(crate) fn secrets_changed(
+    secrets: &Secrets,
+    used: &SecretVersions,
+    wanted: &[(String, String)],
+) -> bool {
+    for (ns, name) in wanted {
+        let current = SecretRef::new(ns, name)
+            .ok()
+            .and_then(|r| secrets.info(&r).ok())
+            .map(|i| i.version);
+        if current != used.get(&(ns.clone(), name.clone())).copied() {
+            return true;
+        }
+    }
+    false
+}
+
+/// State of the proxy's admin routes.
+#[derive(Clone)]
+pub(crate) struct ProxyApi {
+    pub(crate) proxy: Arc<Proxy>,
+    pub(crate) identities: store::identities::Identities,
+}
+
+/// `/ping` (no authentication, for health checks) and Traefik's API listing, authenticated
+/// with SigV4 like the rest of the admin API.
+pub(crate) fn router(state: ProxyApi) -> axum::Router {
+    let listing = axum::Router::new()
+        .route("/api/http/routers", axum::routing::get(routers))
+        .route("/api/http/services", axum::routing::get(services))
+        .route("/api/overview", axum::routing::get(overview))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), signed))
+        .with_state(state);
+    axum::Router::new()
+        .route("/ping", axum::routing::get(|| async { "OK" }))
+        .merge(listing)
+}
+
+/// Lets a request through only with a valid SigV4 signature of a known, active identity.
+async fn signed(
+    State(s): State<ProxyApi>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    // These routes take no body; anything beyond a small one is refused.
+    let Ok(body) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
+    };
+    if let Err(r) = authorized(&s, &parts.method, &parts.uri, &parts.headers, &body).await {
+        return r;
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(body),
+    ))
+    .await
+}
+
+async fn authorized(
+    s: &ProxyApi,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Response> {
+    match api::auth::authenticate(&s.identities, None, method, uri, headers, body).await {
+        Ok(_) => Ok(()),
+        Err(api::auth::AuthFailure::Refused(e)) => {
+            let status = axum::http::StatusCode::from_u16(e.status())
+                .unwrap_or(axum::http::StatusCode::FORBIDDEN);
+            Err((
+                status,
+                axum::Json(
+                    serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),
+                ),
+            )
+                .into_response())
+        }
+        Err(_) => Err((
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "authentication failed",
+        )
+            .into_response()),
+    }
+}
+
+async fn routers(State(s): State<ProxyApi>) -> Response {
+    let rt = s.proxy.runtime();
+    let list: Vec<serde_json::Value> = rt
+        .routers
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name,
+                "rule": r.rule,
+                "priority": r.priority,
+                "entryPoints": r.entry_points,
+                "service": r.service,
+                "status": if r.error.is_some() { "disabled" } else { "enabled" },
+                "error": r.error.as_ref().map(|e| vec![e.clone()]).unwrap_or_default(),
+            })
+        })
+        .collect();
+    axum::Json(list).into_response()
+}
+
+async fn services(State(s): State<ProxyApi>) -> Response {
+    let rt = s.proxy.runtime();
+    let mut list: Vec<serde_json::Value> = rt
+        .services
+        .iter()
+        .map(|(name, svc)| {
+            let (kind, servers): (&str, Vec<String>) = match svc.as_ref() {
+                proxy::runtime::Service::Servers { servers, .. } => (
+                    "loadbalancer",
+                    servers.iter().map(|u| u.url.clone()).collect(),
+                ),
+                proxy::runtime::Service::Weighted { children, .. } => (
+                    "weighted",
+                    children.iter().map(|(n, _)| n.clone()).collect(),
+                ),
+            };
+            serde_json::json!({"name": name, "type": kind, "servers": servers, "status": "enabled"})
+        })
+        .collect();
+    for d in rt.diagnostics.iter().filter(|d| d.kind == "service") {
+        list.push(serde_json::json!({"name": d.name, "status": "disabled", "error": [d.message]}));
+    }
+    axum::Json(list).into_response()
+}
+
+async fn overview(State(s): State<ProxyApi>) -> Response {
+    let rt = s.proxy.runtime();
+    let errors = rt.routers.iter().filter(|r| r.error.is_some()).count();
+    let problems: Vec<String> = rt.diagnostics.iter().map(ToString::to_string).collect();
+    axum::Json(serde_json::json!({
+        "http": {
+            "routers": {"total": rt.routers.len(), "errors": errors},
+            "services": {"total": rt.services.len()},
+        },
+        "problems": problems,
+        "certificates": s.proxy.certificates().iter().map(|(src, names, not_after)| serde_json::json!({"source": src, "names": names, "notAfter": not_after})).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}

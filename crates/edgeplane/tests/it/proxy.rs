@@ -1,0 +1,295 @@
+//! The proxy inside `edgeplane serve`: IngressRoutes from the manifest directory routed to a
+//! real backend, TLS from a secret in the store (replaced while serving), a broken file that
+//! harms nothing, and the proxy's admin routes and metrics.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{cli_ok, require, Edgeplane};
+
+/// A Python HTTP server on an ephemeral port serving `root`; killed when dropped.
+struct Backend {
+    child: Child,
+    port: u16,
+}
+
+impl Backend {
+    fn start(root: &Path) -> Backend {
+        let port = crate::harness::free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 http.server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "backend did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Backend { child, port }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate for `name` written as `<stem>.crt` / `<stem>.key`.
+fn self_signed(dir: &Path, stem: &str, name: &str) {
+    require("openssl");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{name}"),
+        ])
+        .arg("-keyout")
+        .arg(dir.join(format!("{stem}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{stem}.crt")))
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn curl(args: &[&str]) -> (bool, String) {
+    require("curl");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn manifests(port: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: site, namespace: apps}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: site-1
+  namespace: apps
+  labels: {{kubernetes.io/service-name: site}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {{name: strip-site, namespace: apps}}
+spec:
+  stripPrefix: {{prefixes: [/site]}}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {{name: site-web, namespace: apps}}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`app.test`) && PathPrefix(`/site`)
+      kind: Rule
+      middlewares: [{{name: strip-site}}]
+      services: [{{name: site, port: 80}}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {{name: site-secure, namespace: apps}}
+spec:
+  entryPoints: [websecure]
+  routes:
+    - match: Host(`app.test`)
+      kind: Rule
+      services: [{{name: site, port: http}}]
+  tls: {{secretName: app-tls}}
+"#
+    )
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> Option<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_routes_ingress_routes_with_tls_from_the_secret_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    std::fs::write(site.join("index.html"), "hello from the backend\n").expect("write");
+    let backend = Backend::start(&site);
+    let manifests_dir = dir.path().join("edgeplane.d");
+    std::fs::create_dir_all(&manifests_dir).expect("mkdir");
+    std::fs::write(manifests_dir.join("site.yaml"), manifests(backend.port)).expect("write");
+    self_signed(dir.path(), "one", "app.test");
+    self_signed(dir.path(), "two", "app.test");
+
+    let server = Edgeplane::start(
+        &data,
+        &["--manifests", &manifests_dir.display().to_string()],
+    );
+    let crt = |stem: &str| dir.path().join(format!("{stem}.crt")).display().to_string();
+    let key = |stem: &str| dir.path().join(format!("{stem}.key")).display().to_string();
+    cli_ok(
+        &data,
+        &[
+            "secret",
+            "create",
+            "app-tls",
+            "-n",
+            "apps",
+            "--cert",
+            &crt("one"),
+            "--key",
+            &key("one"),
+        ],
+    );
+
+    // Plain HTTP through the web entry point, with the prefix stripped.
+    let web = format!("http://{}/site/index.html", server.web);
+    let body = wait_until("the web route", || {
+        let (ok, out) = curl(&["-H", "Host: app.test", &web]);
+        (ok && out.contains("hello from the backend")).then_some(out)
+    });
+    assert!(body.contains("hello from the backend"));
+
+    // HTTPS with the certificate from the secret store.
+    let port = server.websecure.port();
+    let resolve = format!("app.test:{port}:127.0.0.1");
+    let url = format!("https://app.test:{port}/index.html");
+    wait_until("the TLS route with the stored certificate", || {
+        let (ok, out) = curl(&["--cacert", &crt("one"), "--resolve", &resolve, &url]);
+        (ok && out.contains("hello from the backend")).then_some(out)
+    });
+
+    // Replace the certificate in the store: the next handshakes get the new one.
+    cli_ok(
+        &data,
+        &[
+            "secret",
+            "apply",
+            "app-tls",
+            "-n",
+            "apps",
+            "--cert",
+            &crt("two"),
+            "--key",
+            &key("two"),
+        ],
+    );
+    wait_until("the replaced certificate", || {
+        let (ok, out) = curl(&["--cacert", &crt("two"), "--resolve", &resolve, &url]);
+        (ok && out.contains("hello from the backend")).then_some(out)
+    });
+    assert!(!curl(&["--cacert", &crt("one"), "--resolve", &resolve, &url]).0);
+
+    // A broken file changes nothing that works.
+    std::fs::write(manifests_dir.join("broken.yaml"), "apiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {name: bad, namespace: apps}\nspec:\n  routes:\n    - match: Host(`x`) &&\n      services: [{name: site, port: 80}]\n---\n: : [ not yaml\n").expect("write");
+    server.wait_log("proxy resource skipped", Duration::from_secs(10));
+    let (ok, out) = curl(&["-H", "Host: app.test", &web]);
+    assert!(ok && out.contains("hello from the backend"), "{out}");
+
+    // The proxy's admin routes: /ping is open, the listing needs a signature.
+    let (ok, out) = curl(&[&format!("http://{}/ping", server.admin)]);
+    assert!(ok && out == "OK", "{out}");
+    let creds = std::fs::read_to_string(data.join("admin-credentials")).expect("credentials");
+    let get = |k: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} = ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let user = format!(
+        "{}:{}",
+        get("aws_access_key_id"),
+        get("aws_secret_access_key")
+    );
+    let routers_url = format!("http://{}/api/http/routers", server.admin);
+    let (_, out) = curl(&[
+        "--aws-sigv4",
+        "aws:amz:us-east-1:edgeplane",
+        "--user",
+        &user,
+        &routers_url,
+    ]);
+    let routers: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    let names: Vec<&str> = routers
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(names.contains(&"apps-site-web-0@kubernetescrd"), "{out}");
+    assert!(names.contains(&"apps-site-secure-0@kubernetescrd"), "{out}");
+    let bad = routers
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["name"] == "apps-bad-0@kubernetescrd")
+        .unwrap_or_else(|| panic!("the broken router is listed: {out}"));
+    assert_eq!(bad["status"], "disabled", "{out}");
+    assert!(
+        bad["error"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("at position"),
+        "{out}"
+    );
+    let (_, out) = curl(&["-w", "%{http_code}", "-o", "/dev/null", &routers_url]);
+    assert_eq!(out, "403");
+    let (_, metrics) = curl(&[&format!("http://{}/metrics", server.admin)]);
+    assert!(metrics.contains("traefik_router_requests_total{code=\"200\",method=\"GET\",protocol=\"http/1.1\",router=\"apps-site-web-0@kubernetescrd\""), "{metrics}");
+    assert!(
+        metrics.contains("traefik_tls_certs_not_after{cn=\"app.test\""),
+        "{metrics}"
+    );
+    server.stop();
+}

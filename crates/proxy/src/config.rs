@@ -1,0 +1,140 @@
+//! The proxy's dynamic configuration as plain data: routers, services, middlewares and TLS
+//! certificates, keyed by name. Providers (the manifest directory, Traefik's file format)
+//! translate into it; [`crate::Proxy::apply`] compiles it. No serde, no I/O.
+
+use std::collections::BTreeMap;
+
+/// Everything the proxy serves. Names are provider-qualified by the provider (for manifests,
+/// `namespace-name`), so two sources cannot collide.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DynamicConfig {
+    pub routers: BTreeMap<String, RouterConfig>,
+    pub services: BTreeMap<String, ServiceConfig>,
+    pub middlewares: BTreeMap<String, MiddlewareConfig>,
+    /// Certificates offered by SNI, in PEM; the first whose names match a handshake is used.
+    pub certificates: Vec<CertificatePem>,
+}
+
+/// A router: a rule over requests on some entry points, middlewares, and a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterConfig {
+    /// Entry points this router listens on; empty means every entry point.
+    pub entry_points: Vec<String>,
+    pub rule: String,
+    /// Explicit priority; `None` means the rule's length.
+    pub priority: Option<i64>,
+    pub middlewares: Vec<String>,
+    pub service: String,
+    /// `Some` when the router only serves TLS connections.
+    pub tls: Option<RouterTls>,
+}
+
+/// A router's TLS section.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouterTls {
+    pub options: Option<String>,
+    pub cert_resolver: Option<String>,
+}
+
+/// A service: servers behind a load balancer, or a weighted choice of other services.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceConfig {
+    LoadBalancer(LoadBalancerConfig),
+    Weighted(Vec<WeightedService>),
+}
+
+/// One child of a weighted service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedService {
+    pub service: String,
+    pub weight: u32,
+}
+
+/// Servers with a balancing strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBalancerConfig {
+    pub servers: Vec<ServerConfig>,
+    pub strategy: Strategy,
+    /// Forward the client's Host header (Traefik's default), else the server's authority.
+    pub pass_host_header: bool,
+}
+
+impl Default for LoadBalancerConfig {
+    fn default() -> Self {
+        LoadBalancerConfig {
+            servers: Vec::new(),
+            strategy: Strategy::WeightedRoundRobin,
+            pass_host_header: true,
+        }
+    }
+}
+
+/// One backend server: `http://host:port`, or `h2c://host:port` for HTTP/2 without TLS
+/// (gRPC).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub url: String,
+    pub weight: u32,
+}
+
+/// How a load balancer picks a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Smooth weighted round robin.
+    WeightedRoundRobin,
+    /// Power of two random choices by requests in flight.
+    PowerOfTwoChoices,
+}
+
+/// A middleware (the kinds implemented so far).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MiddlewareConfig {
+    RedirectScheme {
+        scheme: String,
+        port: Option<String>,
+        permanent: bool,
+    },
+    StripPrefix {
+        prefixes: Vec<String>,
+    },
+    AddPrefix {
+        prefix: String,
+    },
+    Headers {
+        request: Vec<(String, String)>,
+        response: Vec<(String, String)>,
+    },
+}
+
+/// A certificate chain and its private key, in PEM.
+#[derive(Clone, PartialEq)]
+pub struct CertificatePem {
+    /// Where it came from (a secret's `namespace/name`), for diagnostics.
+    pub source: String,
+    pub chain: Vec<u8>,
+    pub key: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for CertificatePem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificatePem")
+            .field("source", &self.source)
+            .field("chain_len", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A problem with one resource: it was skipped, the rest applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// `router`, `service`, `middleware` or `certificate`.
+    pub kind: &'static str,
+    pub name: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}: {}", self.kind, self.name, self.message)
+    }
+}

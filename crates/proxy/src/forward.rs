@@ -1,0 +1,562 @@
+//! The request path: find the router, run its middlewares, pick a server, forward the request
+//! with its body streamed both ways, and stream the response back. Hop-by-hop headers are
+//! removed, X-Forwarded-* set (kept only from trusted sources), upgrades (WebSocket) spliced.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::config::MiddlewareConfig;
+use crate::metrics::Metrics;
+use crate::rule::RequestView;
+use crate::runtime::{Runtime, Service, Upstream};
+use crate::server::EntryPointConfig;
+
+/// A response body: streamed from upstream or made here.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// State shared by every entry point; survives reconfiguration.
+pub(crate) struct Shared {
+    pub(crate) runtime: ArcSwap<Runtime>,
+    pub(crate) http1: Client<HttpConnector, Incoming>,
+    pub(crate) h2c: Client<HttpConnector, Incoming>,
+    pub(crate) metrics: Metrics,
+}
+
+impl Shared {
+    pub(crate) fn new(metrics: Metrics) -> Shared {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(30)));
+        connector.enforce_http(false);
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector.clone());
+        let h2c = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        Shared {
+            runtime: ArcSwap::from_pointee(Runtime::default()),
+            http1,
+            h2c,
+            metrics,
+        }
+    }
+}
+
+/// What a request knows of its connection.
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) local_port: u16,
+    pub(crate) entry: Arc<EntryPointConfig>,
+}
+
+/// Headers that describe one hop and are never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The X-Forwarded-* headers an untrusted client may not set.
+const FORWARDED: [&str; 7] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-prefix",
+    "x-real-ip",
+];
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    tls: bool,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, hyper::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let proto = proto_label(req.version());
+    let (resp, router, service) = route(&shared, &conn, tls, req).await;
+    let code = resp.status().as_u16();
+    shared.metrics.request(
+        &conn.entry.name,
+        router.as_deref(),
+        service.as_deref(),
+        method.as_str(),
+        proto,
+        code,
+        started.elapsed(),
+    );
+    Ok(resp)
+}
+
+async fn route(
+    shared: &Shared,
+    conn: &ConnInfo,
+    tls: bool,
+    mut req: Request<Incoming>,
+) -> (Response<Body>, Option<String>, Option<String>) {
+    // Framing the proxy cannot be sure of is refused (RFC 9112 section 6.1): a
+    // Transfer-Encoding whose final coding is not chunked, or one in an HTTP/1.0 request.
+    // (With both Transfer-Encoding and Content-Length, hyper drops Content-Length and frames
+    // by the chunked coding, as section 6.3 tells an intermediary to, so the backend sees
+    // exactly the framing the proxy used.)
+    if let Some(te) = req.headers().get(header::TRANSFER_ENCODING) {
+        let last = te
+            .to_str()
+            .ok()
+            .and_then(|v| v.rsplit(',').next())
+            .map(|c| c.trim().to_ascii_lowercase());
+        if req.version() == Version::HTTP_10 || last.as_deref() != Some("chunked") {
+            let mut r = text(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: unsupported Transfer-Encoding\n",
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return (r, None, None);
+        }
+    }
+    let host = match request_host(&req) {
+        Ok(h) => h,
+        Err(()) => {
+            return (
+                text(StatusCode::BAD_REQUEST, "400 Bad Request: invalid Host\n"),
+                None,
+                None,
+            )
+        }
+    };
+    if let Some(r) = &conn.entry.redirect_to {
+        let location = format!(
+            "{}://{}{}{}",
+            r.scheme,
+            host,
+            port_suffix(&r.scheme, r.port),
+            req.uri().path_and_query().map_or("/", |p| p.as_str())
+        );
+        return (redirect(&req, &location, r.permanent), None, None);
+    }
+    let runtime = shared.runtime.load();
+    let Some(table) = runtime.tables.get(&conn.entry.name) else {
+        return (not_found(), None, None);
+    };
+    let client_ip = canonical_ip(conn.peer.ip());
+    let path = req.uri().path().to_string();
+    let found = {
+        let view = RequestView {
+            host: &host,
+            method: req.method().as_str(),
+            path: &path,
+            query: req.uri().query(),
+            headers: req.headers(),
+            client_ip,
+        };
+        table.find(&view).map(|e| e.value.clone())
+    };
+    let Some(route) = found else {
+        return (not_found(), None, None);
+    };
+    let router = Some(route.router.clone());
+    let service_name = Some(route.service_name.clone());
+
+    // Request middlewares, in order; any of them may answer instead of the service.
+    let mut response_headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    let mut stripped_prefix: Option<String> = None;
+    for m in &route.middlewares {
+        match m.as_ref() {
+            MiddlewareConfig::RedirectScheme {
+                scheme,
+                port,
+                permanent,
+            } => {
+                let current = if tls { "https" } else { "http" };
+                if current != scheme {
+                    let port = port
+                        .as_deref()
+                        .and_then(|p| p.parse::<u16>().ok())
+                        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+                    let location = format!(
+                        "{scheme}://{host}{}{}",
+                        port_suffix(scheme, port),
+                        req.uri().path_and_query().map_or("/", |p| p.as_str())
+                    );
+                    return (redirect(&req, &location, *permanent), router, service_name);
+                }
+            }
+            MiddlewareConfig::StripPrefix { prefixes } => {
+                let path = req.uri().path().to_string();
+                // The longest matching prefix wins.
+                if let Some(p) = prefixes
+                    .iter()
+                    .filter(|p| path.starts_with(p.as_str()))
+                    .max_by_key(|p| p.len())
+                {
+                    let mut rest = path[p.len()..].to_string();
+                    if !rest.starts_with('/') {
+                        rest.insert(0, '/');
+                    }
+                    set_path(&mut req, &rest);
+                    stripped_prefix = Some(p.trim_end_matches('/').to_string());
+                }
+            }
+            MiddlewareConfig::AddPrefix { prefix } => {
+                let path = format!("{}{}", prefix.trim_end_matches('/'), req.uri().path());
+                set_path(&mut req, &path);
+            }
+            MiddlewareConfig::Headers { request, response } => {
+                for (k, v) in request {
+                    if let (Ok(k), Ok(v)) = (
+                        HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(v),
+                    ) {
+                        if v.is_empty() {
+                            req.headers_mut().remove(&k);
+                        } else {
+                            req.headers_mut().insert(k, v);
+                        }
+                    }
+                }
+                for (k, v) in response {
+                    if let (Ok(k), Ok(v)) = (
+                        HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(v),
+                    ) {
+                        response_headers.push((k, v));
+                    }
+                }
+            }
+        }
+    }
+
+    let Some((upstream, lb_guard_service, index, pass_host)) = pick(&route.service) else {
+        return (
+            text(StatusCode::SERVICE_UNAVAILABLE, "no available server\n"),
+            router,
+            service_name,
+        );
+    };
+    let _in_flight = lb_guard_service.start(index);
+
+    let mut resp = forward(
+        shared,
+        conn,
+        tls,
+        req,
+        &host,
+        client_ip,
+        upstream,
+        pass_host,
+        stripped_prefix.as_deref(),
+    )
+    .await;
+    for (k, v) in response_headers {
+        if v.is_empty() {
+            resp.headers_mut().remove(&k);
+        } else {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    (resp, router, service_name)
+}
+
+/// Chooses a server, descending through weighted services.
+fn pick(service: &Arc<Service>) -> Option<(&Upstream, &crate::balancer::Balancer, usize, bool)> {
+    let mut s = service.as_ref();
+    for _ in 0..16 {
+        match s {
+            Service::Servers {
+                definition,
+                servers,
+                balancer,
+            } => {
+                let i = balancer.pick(|_| true)?;
+                return Some((servers.get(i)?, balancer, i, definition.pass_host_header));
+            }
+            Service::Weighted { children, balancer } => {
+                let i = balancer.pick(|_| true)?;
+                s = children.get(i)?.1.as_ref();
+            }
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    shared: &Shared,
+    conn: &ConnInfo,
+    tls: bool,
+    mut req: Request<Incoming>,
+    host: &str,
+    client_ip: IpAddr,
+    upstream: &Upstream,
+    pass_host: bool,
+    stripped_prefix: Option<&str>,
+) -> Response<Body> {
+    let upgrade = upgrade_protocol(req.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    let trusted = conn.entry.trusted_ips.iter().any(|n| n.contains(client_ip));
+    if !trusted {
+        for h in FORWARDED {
+            headers.remove(h);
+        }
+    }
+    let ip_text = client_ip.to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if trusted => format!("{prev}, {ip_text}"),
+        _ => ip_text.clone(),
+    };
+    insert(headers, "x-forwarded-for", &xff);
+    let scheme = match (tls, upgrade.is_some()) {
+        (true, true) => "wss",
+        (false, true) => "ws",
+        (true, false) => "https",
+        (false, false) => "http",
+    };
+    if !trusted || !headers.contains_key("x-forwarded-proto") {
+        insert(headers, "x-forwarded-proto", scheme);
+    }
+    if !trusted || !headers.contains_key("x-forwarded-host") {
+        if let Some(h) = &original_host {
+            headers.insert("x-forwarded-host", h.clone());
+        }
+    }
+    if !trusted || !headers.contains_key("x-forwarded-port") {
+        insert(headers, "x-forwarded-port", &conn.local_port.to_string());
+    }
+    if !trusted || !headers.contains_key("x-real-ip") {
+        insert(headers, "x-real-ip", &ip_text);
+    }
+    if let Some(p) = stripped_prefix {
+        insert(headers, "x-forwarded-prefix", p);
+    }
+    if let Some(proto) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto.clone());
+    }
+    if upstream.h2c {
+        // gRPC needs `te: trailers` end to end.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if pass_host {
+        if let Some(h) = original_host {
+            headers.insert(header::HOST, h);
+        }
+    } else if let Ok(h) = HeaderValue::from_str(upstream.authority.as_str()) {
+        headers.insert(header::HOST, h);
+    }
+    let _ = host;
+
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(upstream.authority.clone())
+        .path_and_query(path_and_query)
+        .build();
+    let Ok(uri) = uri else {
+        return text(StatusCode::BAD_REQUEST, "400 Bad Request: invalid path\n");
+    };
+    *req.uri_mut() = uri;
+    let client = if upstream.h2c {
+        *req.version_mut() = Version::HTTP_2;
+        &shared.h2c
+    } else {
+        *req.version_mut() = Version::HTTP_11;
+        &shared.http1
+    };
+    let mut resp = match client.request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(server = %upstream.url, error = %e, "upstream request failed");
+            return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((c, u)) => {
+                        let mut c = TokioIo::new(c);
+                        let mut u = TokioIo::new(u);
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, empty());
+        }
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Response::from_parts(parts, body.boxed())
+}
+
+fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+/// The protocol a request asks to upgrade to (HTTP/1.1 `Connection: upgrade`).
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// The request's host: lowercase, without port or trailing dot. Errors on a malformed one.
+fn request_host(req: &Request<Incoming>) -> Result<String, ()> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.host().to_string(),
+        None => match req.headers().get(header::HOST) {
+            None => return Ok(String::new()),
+            Some(v) => {
+                let s = v.to_str().map_err(|_| ())?;
+                let a: http::uri::Authority = s.parse().map_err(|_| ())?;
+                a.host().to_string()
+            }
+        },
+    };
+    let h = raw.trim_end_matches('.').to_ascii_lowercase();
+    let h = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .map_or(h.clone(), str::to_string);
+    Ok(h)
+}
+
+fn set_path(req: &mut Request<Incoming>, path: &str) {
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(p) = pq.parse() {
+        parts.path_and_query = Some(p);
+        if let Ok(u) = Uri::from_parts(parts) {
+            *req.uri_mut() = u;
+        }
+    }
+}
+
+fn port_suffix(scheme: &str, port: u16) -> String {
+    match (scheme, port) {
+        ("https", 443) | ("http", 80) => String::new(),
+        _ => format!(":{port}"),
+    }
+}
+
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn proto_label(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_2 => "http/2",
+        Version::HTTP_10 => "http/1.0",
+        _ => "http/1.1",
+    }
+}
+
+fn redirect<B>(req: &Request<B>, location: &str, permanent: bool) -> Response<Body> {
+    // Like Traefik: 301/302 for GET and HEAD, 308/307 (method kept) otherwise.
+    let keep_method = !matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+    let status = match (permanent, keep_method) {
+        (true, false) => StatusCode::MOVED_PERMANENTLY,
+        (true, true) => StatusCode::PERMANENT_REDIRECT,
+        (false, false) => StatusCode::FOUND,
+        (false, true) => StatusCode::TEMPORARY_REDIRECT,
+    };
+    let mut r = text(status, "");
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn not_found() -> Response<Body> {
+    text(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}

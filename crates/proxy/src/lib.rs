@@ -1,0 +1,179 @@
+//! Edgeplane's L7 proxy: entry points (HTTP/1.1, HTTP/2 over TLS with ALPN, h2c), TLS
+//! termination with certificates chosen by SNI, routers written in Traefik's rule language and
+//! compiled into an index, middlewares, and load-balanced services.
+//!
+//! Configuration arrives as a [`config::DynamicConfig`] through [`Proxy::apply`], which
+//! compiles it off the serving path and swaps it in atomically: requests in flight finish on
+//! the configuration they started with, new ones see the new one, connection pools and
+//! balancer state survive. A broken router, service, middleware or certificate yields a
+//! [`config::Diagnostic`] and is skipped; everything else keeps serving.
+//!
+//! This crate does not read manifests (that is `config`) and never writes state.
+
+pub mod balancer;
+pub mod config;
+mod forward;
+pub mod metrics;
+pub mod rule;
+pub mod runtime;
+mod server;
+pub mod table;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+pub use forward::Body;
+pub use server::{EntryPointConfig, Redirect};
+
+use crate::config::{Diagnostic, DynamicConfig};
+use crate::runtime::{EntryPointInfo, Runtime};
+use crate::tls::{CertStore, SniResolver};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("binding entry point {name} on {addr}: {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
+/// A running proxy.
+pub struct Proxy {
+    shared: Arc<forward::Shared>,
+    entry_points: Vec<EntryPointInfo>,
+    addrs: Vec<(String, SocketAddr)>,
+    certs: Arc<ArcSwap<CertStore>>,
+    default_cert: Arc<rustls::sign::CertifiedKey>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Serialises `apply` so each build sees the previous runtime.
+    apply_lock: Mutex<()>,
+}
+
+impl Proxy {
+    /// Binds every entry point and starts serving an empty configuration (every request gets
+    /// 404 until [`Proxy::apply`]).
+    pub async fn start(entry_points: Vec<EntryPointConfig>) -> Result<Proxy, ProxyError> {
+        let default_cert = tls::self_signed_default().map_err(ProxyError::Tls)?;
+        let certs = Arc::new(ArcSwap::from_pointee(
+            CertStore::build(&[], Some(default_cert.clone())).0,
+        ));
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls_config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ProxyError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SniResolver {
+                store: certs.clone(),
+            }));
+        tls_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+
+        let shared = Arc::new(forward::Shared::new(metrics::Metrics::default()));
+        let (stop, stop_rx) = watch::channel(false);
+        let mut bound = Vec::new();
+        for ep in &entry_points {
+            let listener = tokio::net::TcpListener::bind(ep.listen)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    name: ep.name.clone(),
+                    addr: ep.listen,
+                    source,
+                })?;
+            bound.push((ep.clone(), listener));
+        }
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        let mut infos = Vec::new();
+        for (ep, listener) in bound {
+            let addr = listener.local_addr().unwrap_or(ep.listen);
+            tracing::info!(entry_point = %ep.name, %addr, tls = ep.tls, "proxy entry point listening");
+            addrs.push((ep.name.clone(), addr));
+            infos.push(EntryPointInfo {
+                name: ep.name.clone(),
+                tls: ep.tls,
+            });
+            let tls = ep.tls.then(|| acceptor.clone());
+            tasks.push(tokio::spawn(server::serve(
+                server::EntryPoint {
+                    config: ep,
+                    listener,
+                },
+                shared.clone(),
+                tls,
+                stop_rx.clone(),
+            )));
+        }
+        Ok(Proxy {
+            shared,
+            entry_points: infos,
+            addrs,
+            certs,
+            default_cert,
+            stop,
+            tasks: Mutex::new(tasks),
+            apply_lock: Mutex::new(()),
+        })
+    }
+
+    /// Compiles and swaps in a configuration; returns what was skipped and why.
+    pub fn apply(&self, config: &DynamicConfig) -> Vec<Diagnostic> {
+        let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = self.shared.runtime.load_full();
+        let mut runtime = Runtime::build(config, &self.entry_points, Some(&previous));
+        let (certs, cert_diags) =
+            CertStore::build(&config.certificates, Some(self.default_cert.clone()));
+        runtime.diagnostics.extend(cert_diags);
+        let diags = runtime.diagnostics.clone();
+        let loaded = certs.loaded.clone();
+        self.certs.store(Arc::new(certs));
+        self.shared.runtime.store(Arc::new(runtime));
+        self.shared.metrics.reloaded(diags.is_empty(), loaded);
+        for d in &diags {
+            tracing::warn!(kind = d.kind, name = %d.name, problem = %d.message, "proxy resource skipped; the rest applies");
+        }
+        diags
+    }
+
+    /// The address an entry point is bound to.
+    pub fn local_addr(&self, entry_point: &str) -> Option<SocketAddr> {
+        self.addrs
+            .iter()
+            .find(|(n, _)| n == entry_point)
+            .map(|(_, a)| *a)
+    }
+
+    /// The configuration being served: routers with their status, services, diagnostics.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.shared.runtime.load_full()
+    }
+
+    /// The names served by the loaded certificates, with their source and expiry.
+    pub fn certificates(&self) -> Vec<(String, Vec<String>, i64)> {
+        self.certs.load().loaded.clone()
+    }
+
+    /// The proxy's metrics.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.shared.metrics
+    }
+
+    /// Stops accepting, lets in-flight requests finish (each entry point's grace period), and
+    /// returns when every entry point is closed.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

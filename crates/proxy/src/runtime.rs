@@ -1,0 +1,366 @@
+//! The compiled configuration: per entry point a [`RouteTable`] of routes, each with its
+//! middlewares and service resolved. Built off the serving path from a [`DynamicConfig`] and
+//! swapped in whole; services whose definition did not change keep their balancer state.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::balancer::Balancer;
+use crate::config::{
+    Diagnostic, DynamicConfig, LoadBalancerConfig, MiddlewareConfig, RouterConfig, ServiceConfig,
+    Strategy,
+};
+use crate::rule::Rule;
+use crate::table::{RouteTable, TableEntry};
+
+/// How deep weighted services may nest.
+const MAX_SERVICE_DEPTH: usize = 8;
+
+/// One entry point as the compiler sees it.
+#[derive(Debug, Clone)]
+pub struct EntryPointInfo {
+    pub name: String,
+    pub tls: bool,
+}
+
+/// A router ready to serve.
+#[derive(Debug)]
+pub struct Route {
+    pub router: String,
+    pub service_name: String,
+    pub middlewares: Vec<Arc<MiddlewareConfig>>,
+    pub service: Arc<Service>,
+}
+
+/// A service ready to serve.
+#[derive(Debug)]
+pub enum Service {
+    Servers {
+        definition: LoadBalancerConfig,
+        servers: Vec<Upstream>,
+        balancer: Balancer,
+    },
+    Weighted {
+        children: Vec<(String, Arc<Service>)>,
+        balancer: Balancer,
+    },
+}
+
+/// A backend server.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub url: String,
+    /// `http` (HTTP/1.1) or `h2c`.
+    pub h2c: bool,
+    pub authority: http::uri::Authority,
+}
+
+/// The status of one router, for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterStatus {
+    pub name: String,
+    pub rule: String,
+    pub priority: i64,
+    pub entry_points: Vec<String>,
+    pub service: String,
+    pub error: Option<String>,
+}
+
+/// The compiled configuration.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    pub tables: HashMap<String, RouteTable<Arc<Route>>>,
+    pub services: BTreeMap<String, Arc<Service>>,
+    pub routers: Vec<RouterStatus>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Runtime {
+    /// Compiles `config` for these entry points, reusing unchanged services of `previous`.
+    pub fn build(
+        config: &DynamicConfig,
+        entry_points: &[EntryPointInfo],
+        previous: Option<&Runtime>,
+    ) -> Runtime {
+        let mut diags = Vec::new();
+        let mut services = BTreeMap::new();
+        for name in config.services.keys() {
+            let mut seen = HashSet::new();
+            match build_service(config, name, previous, &mut services, &mut seen, 0) {
+                Ok(_) => {}
+                Err(message) => diags.push(Diagnostic {
+                    kind: "service",
+                    name: name.clone(),
+                    message,
+                }),
+            }
+        }
+        let mut middlewares = HashMap::new();
+        for (name, m) in &config.middlewares {
+            match check_middleware(m) {
+                Ok(()) => {
+                    middlewares.insert(name.clone(), Arc::new(m.clone()));
+                }
+                Err(message) => diags.push(Diagnostic {
+                    kind: "middleware",
+                    name: name.clone(),
+                    message,
+                }),
+            }
+        }
+        let mut per_entry: HashMap<String, Vec<TableEntry<Arc<Route>>>> = entry_points
+            .iter()
+            .map(|e| (e.name.clone(), Vec::new()))
+            .collect();
+        let mut routers = Vec::new();
+        for (name, r) in &config.routers {
+            let compiled = compile_router(name, r, &services, &middlewares, entry_points);
+            let (status_err, priority) = match &compiled {
+                Ok((entry, eps)) => {
+                    for ep in eps {
+                        if let Some(list) = per_entry.get_mut(ep) {
+                            list.push(entry.clone());
+                        }
+                    }
+                    (None, entry.priority)
+                }
+                Err(message) => {
+                    diags.push(Diagnostic {
+                        kind: "router",
+                        name: name.clone(),
+                        message: message.clone(),
+                    });
+                    (Some(message.clone()), r.priority.unwrap_or(0))
+                }
+            };
+            routers.push(RouterStatus {
+                name: name.clone(),
+                rule: r.rule.clone(),
+                priority,
+                entry_points: r.entry_points.clone(),
+                service: r.service.clone(),
+                error: status_err,
+            });
+        }
+        let tables = per_entry
+            .into_iter()
+            .map(|(ep, list)| (ep, RouteTable::new(list)))
+            .collect();
+        Runtime {
+            tables,
+            services,
+            routers,
+            diagnostics: diags,
+        }
+    }
+}
+
+type Compiled = (TableEntry<Arc<Route>>, Vec<String>);
+
+fn compile_router(
+    name: &str,
+    r: &RouterConfig,
+    services: &BTreeMap<String, Arc<Service>>,
+    middlewares: &HashMap<String, Arc<MiddlewareConfig>>,
+    entry_points: &[EntryPointInfo],
+) -> Result<Compiled, String> {
+    let rule = Rule::parse(&r.rule).map_err(|e| format!("rule {:?}: {e}", r.rule))?;
+    let service = services
+        .get(&r.service)
+        .ok_or_else(|| format!("service {:?} does not exist or is invalid", r.service))?
+        .clone();
+    let mut mws = Vec::new();
+    for m in &r.middlewares {
+        mws.push(
+            middlewares
+                .get(m)
+                .ok_or_else(|| format!("middleware {m:?} does not exist or is invalid"))?
+                .clone(),
+        );
+    }
+    let mut eps = Vec::new();
+    for ep in &r.entry_points {
+        if !entry_points.iter().any(|e| &e.name == ep) {
+            return Err(format!("entry point {ep:?} does not exist"));
+        }
+    }
+    for ep in entry_points {
+        let listed = r.entry_points.is_empty() || r.entry_points.contains(&ep.name);
+        // Like Traefik: a router with a TLS section serves TLS connections only, one
+        // without serves plain connections only.
+        if listed && ep.tls == r.tls.is_some() {
+            eps.push(ep.name.clone());
+        }
+    }
+    let priority = r.priority.unwrap_or_else(|| rule.default_priority());
+    let route = Arc::new(Route {
+        router: name.to_string(),
+        service_name: r.service.clone(),
+        middlewares: mws,
+        service,
+    });
+    Ok((
+        TableEntry {
+            name: name.to_string(),
+            rule,
+            priority,
+            value: route,
+        },
+        eps,
+    ))
+}
+
+fn build_service(
+    config: &DynamicConfig,
+    name: &str,
+    previous: Option<&Runtime>,
+    done: &mut BTreeMap<String, Arc<Service>>,
+    seen: &mut HashSet<String>,
+    depth: usize,
+) -> Result<Arc<Service>, String> {
+    if let Some(s) = done.get(name) {
+        return Ok(s.clone());
+    }
+    if depth > MAX_SERVICE_DEPTH || !seen.insert(name.to_string()) {
+        return Err(format!(
+            "service {name:?} refers to itself or nests deeper than {MAX_SERVICE_DEPTH}"
+        ));
+    }
+    let def = config
+        .services
+        .get(name)
+        .ok_or_else(|| format!("service {name:?} does not exist"))?;
+    let prev = previous.and_then(|p| p.services.get(name));
+    let built = match def {
+        ServiceConfig::LoadBalancer(lb) => {
+            if let Some(p) = prev {
+                if let Service::Servers { definition, .. } = p.as_ref() {
+                    if definition == lb {
+                        done.insert(name.to_string(), p.clone());
+                        return Ok(p.clone());
+                    }
+                }
+            }
+            if lb.servers.is_empty() {
+                return Err("no servers".to_string());
+            }
+            let servers = lb
+                .servers
+                .iter()
+                .map(|s| parse_upstream(&s.url))
+                .collect::<Result<Vec<_>, _>>()?;
+            let weights: Vec<u32> = lb.servers.iter().map(|s| s.weight).collect();
+            Arc::new(Service::Servers {
+                definition: lb.clone(),
+                servers,
+                balancer: Balancer::new(&weights, lb.strategy),
+            })
+        }
+        ServiceConfig::Weighted(children) => {
+            if children.is_empty() {
+                return Err("a weighted service needs at least one service".to_string());
+            }
+            let mut built = Vec::new();
+            for c in children {
+                let s = build_service(config, &c.service, previous, done, seen, depth + 1)?;
+                built.push((c.service.clone(), s));
+            }
+            let weights: Vec<u32> = children.iter().map(|c| c.weight).collect();
+            let reuse = prev.and_then(|p| match p.as_ref() {
+                Service::Weighted {
+                    children: pc,
+                    balancer,
+                } => {
+                    let same = pc.len() == built.len()
+                        && pc
+                            .iter()
+                            .zip(&built)
+                            .all(|((n1, s1), (n2, s2))| n1 == n2 && Arc::ptr_eq(s1, s2))
+                        && balancer.same_weights(&weights);
+                    same.then(|| p.clone())
+                }
+                Service::Servers { .. } => None,
+            });
+            reuse.unwrap_or_else(|| {
+                Arc::new(Service::Weighted {
+                    children: built,
+                    balancer: Balancer::new(&weights, Strategy::WeightedRoundRobin),
+                })
+            })
+        }
+    };
+    seen.remove(name);
+    done.insert(name.to_string(), built.clone());
+    Ok(built)
+}
+
+/// Parses `http://host:port` or `h2c://host:port` (a path is not allowed).
+pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("invalid server URL {url:?}"))?;
+    let h2c = match uri.scheme_str() {
+        Some("http") => false,
+        Some("h2c") => true,
+        Some("https") => {
+            return Err(format!(
+                "server URL {url:?}: TLS to backends is not supported yet; use http:// or h2c://"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "server URL {url:?} must start with http:// or h2c://"
+            ))
+        }
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("server URL {url:?} has no host"))?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("server URL {url:?} must not have a path"));
+    }
+    Ok(Upstream {
+        url: url.to_string(),
+        h2c,
+        authority,
+    })
+}
+
+fn check_middleware(m: &MiddlewareConfig) -> Result<(), String> {
+    match m {
+        MiddlewareConfig::RedirectScheme { scheme, port, .. } => {
+            if !matches!(scheme.as_str(), "http" | "https") {
+                return Err(format!(
+                    "redirectScheme.scheme {scheme:?} must be http or https"
+                ));
+            }
+            if let Some(p) = port {
+                p.parse::<u16>()
+                    .map_err(|_| format!("redirectScheme.port {p:?} is not a port"))?;
+            }
+            Ok(())
+        }
+        MiddlewareConfig::StripPrefix { prefixes } => {
+            if prefixes.iter().any(|p| !p.starts_with('/')) {
+                return Err("stripPrefix.prefixes must start with '/'".to_string());
+            }
+            Ok(())
+        }
+        MiddlewareConfig::AddPrefix { prefix } => {
+            if !prefix.starts_with('/') {
+                return Err("addPrefix.prefix must start with '/'".to_string());
+            }
+            Ok(())
+        }
+        MiddlewareConfig::Headers { request, response } => {
+            for (k, v) in request.iter().chain(response) {
+                http::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| format!("invalid header name {k:?}"))?;
+                http::HeaderValue::from_str(v)
+                    .map_err(|_| format!("invalid value for header {k:?}"))?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Entry points: listeners that accept TCP (and TLS) connections, serve HTTP/1.1 and HTTP/2
+//! (ALPN, and h2c by preface) with hyper, and hand each request to [`crate::forward`].
+//! Graceful shutdown stops accepting and lets in-flight requests finish within a deadline.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::forward::{handle, ConnInfo, Shared};
+use model::net::IpNet;
+
+/// One entry point's static configuration.
+#[derive(Debug, Clone)]
+pub struct EntryPointConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    /// Terminate TLS (certificates chosen by SNI).
+    pub tls: bool,
+    /// Redirect every request to this scheme and port (`web` -> `websecure`).
+    pub redirect_to: Option<Redirect>,
+    /// Sources whose X-Forwarded-* headers are kept (others are replaced).
+    pub trusted_ips: Vec<IpNet>,
+    /// Longest time to read a request's headers (also bounds idle keep-alive connections).
+    pub read_header_timeout: Duration,
+    /// Largest request head, in bytes.
+    pub max_header_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub grace_period: Duration,
+}
+
+/// An entry point redirection.
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    pub scheme: String,
+    pub port: u16,
+    pub permanent: bool,
+}
+
+impl EntryPointConfig {
+    /// An entry point with the defaults (plain HTTP, 60 s header timeout, 64 KiB heads).
+    pub fn new(name: &str, listen: SocketAddr) -> EntryPointConfig {
+        EntryPointConfig {
+            name: name.to_string(),
+            listen,
+            tls: false,
+            redirect_to: None,
+            trusted_ips: Vec::new(),
+            read_header_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            grace_period: Duration::from_secs(10),
+        }
+    }
+}
+
+pub(crate) struct EntryPoint {
+    pub(crate) config: EntryPointConfig,
+    pub(crate) listener: TcpListener,
+}
+
+/// Serves one entry point until `stop` turns true, then drains.
+pub(crate) async fn serve(
+    ep: EntryPoint,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let config = Arc::new(ep.config);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.read_header_timeout)
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = Arc::new(builder);
+    let local_port = ep.listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let draining = Arc::new(AtomicBool::new(false));
+    loop {
+        let accepted = tokio::select! {
+            a = ep.listener.accept() => a,
+            r = stop.changed() => {
+                if r.is_err() || *stop.borrow() { break }
+                continue;
+            }
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(entry_point = %config.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        let config = config.clone();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        let _ = &draining;
+        tokio::spawn(async move {
+            let gauge = shared.metrics.open_connection(&config.name);
+            let info = ConnInfo {
+                peer,
+                local_port,
+                entry: config.clone(),
+            };
+            match tls {
+                None => {
+                    let info = Arc::new(info);
+                    let svc = hyper::service::service_fn(move |req| {
+                        handle(shared.clone(), info.clone(), false, req)
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(config.read_header_timeout, acceptor.accept(tcp))
+                            .await;
+                    let stream = match handshake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(entry_point = %config.name, %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let info = Arc::new(info);
+                    let svc = hyper::service::service_fn(move |req| {
+                        handle(shared.clone(), info.clone(), true, req)
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+            }
+            drop(gauge);
+        });
+    }
+    draining.store(true, Ordering::Relaxed);
+    drop(ep.listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(config.grace_period) => {
+            tracing::warn!(entry_point = %config.name, "grace period over; closing remaining connections");
+        }
+    }
+}

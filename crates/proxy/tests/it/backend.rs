@@ -1,0 +1,98 @@
+//! A real HTTP backend for the tests: answers with what it received (`name`, method, path,
+//! headers, body length), streams large bodies back, echoes upgraded connections, and can be
+//! slow on purpose (`/slow?ms=N`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A backend that names itself `name` in every answer. It stops with the test's runtime.
+pub(crate) async fn start(name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| answer(name, req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn answer(
+    name: &'static str,
+    mut req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/slow") {
+        let ms = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if req.headers().get("upgrade").is_some() {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().expect("literal"));
+        r.headers_mut()
+            .insert("upgrade", "echo".parse().expect("literal"));
+        return Ok(r);
+    }
+    let mut text = format!(
+        "backend={name}\nmethod={}\npath={}\nversion={:?}\n",
+        req.method(),
+        req.uri().path_and_query().map_or("", |p| p.as_str()),
+        req.version()
+    );
+    for (k, v) in req.headers() {
+        text.push_str(&format!("{k}={}\n", v.to_str().unwrap_or("?")));
+    }
+    let (_, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if path == "/echo" {
+        return Ok(Response::new(Full::new(body)));
+    }
+    text.push_str(&format!("body-length={}\n", body.len()));
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut()
+        .insert("x-backend", name.parse().expect("literal"));
+    r.headers_mut()
+        .insert("keep-alive", "timeout=5".parse().expect("literal"));
+    Ok(r)
+}

@@ -1,0 +1,492 @@
+//! Routing, headers, middlewares, services, upgrades, strict parsing and reconfiguration.
+
+use std::time::Duration;
+
+use proxy::config::{MiddlewareConfig, ServiceConfig, WeightedService};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{backend, curl, get, router, service, simple, start_proxy};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_host_path_and_priority() {
+    let a = backend::start("a").await;
+    let b = backend::start("b").await;
+    let c = backend::start("c").await;
+    let p = start_proxy().await;
+    let mut cfg = simple("Host(`app.test`)", a);
+    cfg.routers.insert(
+        "api".into(),
+        router("Host(`app.test`) && PathPrefix(`/api`)", "b"),
+    );
+    cfg.services.insert("b".into(), service(&[b]));
+    let mut low = router("PathPrefix(`/`)", "c");
+    low.priority = Some(1);
+    cfg.routers.insert("catchall".into(), low);
+    let mut wild = router("Host(`*.wild.test`) && Method(`GET`)", "c");
+    wild.priority = Some(100_000);
+    cfg.routers.insert("wild".into(), wild);
+    cfg.services.insert("c".into(), service(&[c]));
+    assert_eq!(p.apply(&cfg), vec![]);
+    let web = p.local_addr("web").expect("web");
+
+    let (code, body) = get(web, "app.test", "/").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("backend=a"), "{body}");
+    let (_, body) = get(web, "APP.test:8080", "/api/v1").await;
+    assert!(body.contains("backend=b"), "{body}");
+    let (_, body) = get(web, "other.test", "/x").await;
+    assert!(body.contains("backend=c"), "{body}");
+    let (_, body) = get(web, "x.wild.test", "/api").await;
+    assert!(body.contains("backend=c"), "{body}");
+
+    // Nothing on the TLS entry point: these routers have no TLS section.
+    let secure = p.local_addr("websecure").expect("websecure");
+    let out = curl(&[
+        "-k",
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        &format!("https://{secure}/"),
+    ])
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+
+    // An empty configuration answers 404 like Traefik.
+    p.apply(&Default::default());
+    let (code, body) = get(web, "app.test", "/").await;
+    assert_eq!((code, body.as_str()), (404, "404 page not found\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_and_hop_by_hop_headers() {
+    let a = backend::start("a").await;
+    let p = start_proxy().await;
+    p.apply(&simple("Host(`app.test`)", a));
+    let web = p.local_addr("web").expect("web");
+    let out = curl(&[
+        "-i",
+        "-H",
+        "Host: app.test",
+        "-H",
+        "X-Forwarded-For: 203.0.113.9",
+        "-H",
+        "X-Forwarded-Host: evil.test",
+        "-H",
+        "Connection: keep-alive, X-Private",
+        "-H",
+        "X-Private: secret",
+        "-H",
+        "Keep-Alive: timeout=5",
+        &format!("http://{web}/p?q=1"),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    // Untrusted client: its X-Forwarded-* are replaced.
+    assert!(text.contains("x-forwarded-for=127.0.0.1\n"), "{text}");
+    assert!(text.contains("x-forwarded-host=app.test\n"), "{text}");
+    assert!(text.contains("x-forwarded-proto=http\n"), "{text}");
+    assert!(
+        text.contains(&format!("x-forwarded-port={}\n", web.port())),
+        "{text}"
+    );
+    assert!(text.contains("x-real-ip=127.0.0.1\n"), "{text}");
+    assert!(text.contains("host=app.test\n"), "{text}");
+    assert!(text.contains("path=/p?q=1\n"), "{text}");
+    assert!(!text.contains("x-private"), "{text}");
+    assert!(!text.contains("keep-alive=timeout"), "{text}");
+    // The backend's hop-by-hop Keep-Alive header is not passed on either.
+    assert!(!text.contains("keep-alive: timeout"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_sources_keep_their_forwarded_headers() {
+    let a = backend::start("a").await;
+    let any = "127.0.0.1:0".parse().expect("literal");
+    let mut web = proxy::EntryPointConfig::new("web", any);
+    web.trusted_ips = vec![model::net::IpNet::parse("127.0.0.0/8").expect("literal")];
+    let p = proxy::Proxy::start(vec![web]).await.expect("start");
+    p.apply(&simple("PathPrefix(`/`)", a));
+    let addr = p.local_addr("web").expect("web");
+    let out = curl(&[
+        "-H",
+        "X-Forwarded-For: 203.0.113.9",
+        "-H",
+        "X-Forwarded-Proto: https",
+        &format!("http://{addr}/"),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        text.contains("x-forwarded-for=203.0.113.9, 127.0.0.1\n"),
+        "{text}"
+    );
+    assert!(text.contains("x-forwarded-proto=https\n"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn middlewares_strip_add_redirect_and_headers() {
+    let a = backend::start("a").await;
+    let p = start_proxy().await;
+    let mut cfg = simple("PathPrefix(`/api`)", a);
+    cfg.middlewares.insert(
+        "strip".into(),
+        MiddlewareConfig::StripPrefix {
+            prefixes: vec!["/api".into(), "/api/v1".into()],
+        },
+    );
+    cfg.middlewares.insert(
+        "add".into(),
+        MiddlewareConfig::AddPrefix {
+            prefix: "/inner".into(),
+        },
+    );
+    cfg.middlewares.insert(
+        "hdr".into(),
+        MiddlewareConfig::Headers {
+            request: vec![("X-Env".into(), "canary".into())],
+            response: vec![("X-Served-By".into(), "edgeplane".into())],
+        },
+    );
+    cfg.middlewares.insert(
+        "to-https".into(),
+        MiddlewareConfig::RedirectScheme {
+            scheme: "https".into(),
+            port: Some("8443".into()),
+            permanent: true,
+        },
+    );
+    if let Some(r) = cfg.routers.get_mut("r") {
+        r.middlewares = vec!["strip".into(), "add".into(), "hdr".into()];
+    }
+    let mut redirected = crate::router("PathPrefix(`/secure`)", "s");
+    redirected.middlewares = vec!["to-https".into()];
+    cfg.routers.insert("redirected".into(), redirected);
+    assert_eq!(p.apply(&cfg), vec![]);
+    let web = p.local_addr("web").expect("web");
+
+    let out = curl(&["-i", &format!("http://{web}/api/v1/users?x=1")]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.contains("path=/inner/users?x=1\n"), "{text}");
+    assert!(text.contains("x-forwarded-prefix=/api/v1\n"), "{text}");
+    assert!(text.contains("x-env=canary\n"), "{text}");
+    assert!(text.contains("x-served-by: edgeplane"), "{text}");
+
+    let out = curl(&[
+        "-i",
+        "-H",
+        "Host: app.test",
+        &format!("http://{web}/secure/x?y=2"),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 301"), "{text}");
+    assert!(
+        text.contains("location: https://app.test:8443/secure/x?y=2"),
+        "{text}"
+    );
+    let out = curl(&[
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        "Host: app.test",
+        &format!("http://{web}/secure"),
+    ])
+    .await;
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 308"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_point_redirects_to_https() {
+    let any = "127.0.0.1:0".parse().expect("literal");
+    let mut web = proxy::EntryPointConfig::new("web", any);
+    web.redirect_to = Some(proxy::Redirect {
+        scheme: "https".into(),
+        port: 443,
+        permanent: true,
+    });
+    let p = proxy::Proxy::start(vec![web]).await.expect("start");
+    let addr = p.local_addr("web").expect("web");
+    let out = curl(&["-i", "-H", "Host: app.test", &format!("http://{addr}/a?b")]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 301"), "{text}");
+    assert!(text.contains("location: https://app.test/a?b"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_canary_and_load_balancing() {
+    let v1a = backend::start("v1a").await;
+    let v1b = backend::start("v1b").await;
+    let v2 = backend::start("v2").await;
+    let p = start_proxy().await;
+    let mut cfg = proxy::config::DynamicConfig::default();
+    cfg.routers
+        .insert("r".into(), router("PathPrefix(`/`)", "canary"));
+    cfg.services.insert("v1".into(), service(&[v1a, v1b]));
+    cfg.services.insert("v2".into(), service(&[v2]));
+    cfg.services.insert(
+        "canary".into(),
+        ServiceConfig::Weighted(vec![
+            WeightedService {
+                service: "v1".into(),
+                weight: 3,
+            },
+            WeightedService {
+                service: "v2".into(),
+                weight: 1,
+            },
+        ]),
+    );
+    assert_eq!(p.apply(&cfg), vec![]);
+    let web = p.local_addr("web").expect("web");
+    let mut counts = std::collections::BTreeMap::new();
+    // One curl process, 200 requests on keep-alive connections.
+    let url = format!("http://{web}/");
+    let urls: Vec<&str> = (0..200).map(|_| url.as_str()).collect();
+    let mut args = vec!["-H", "Host: x"];
+    args.extend(urls);
+    let out = curl(&args).await;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(name) = line.strip_prefix("backend=") {
+            *counts.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(counts.get("v2"), Some(&50), "{counts:?}");
+    assert_eq!(counts.get("v1a"), Some(&75), "{counts:?}");
+    assert_eq!(counts.get("v1b"), Some(&75), "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_resource_is_skipped_and_the_rest_keeps_serving() {
+    let a = backend::start("a").await;
+    let p = start_proxy().await;
+    let web = p.local_addr("web").expect("web");
+    let mut cfg = simple("Host(`good.test`)", a);
+    cfg.routers
+        .insert("bad-rule".into(), router("Host(`x`) &&", "s"));
+    cfg.routers
+        .insert("bad-service".into(), router("Host(`y.test`)", "nope"));
+    cfg.routers.insert("bad-mw".into(), {
+        let mut r = router("Host(`z.test`)", "s");
+        r.middlewares = vec!["missing".into()];
+        r
+    });
+    cfg.services.insert("bad-url".into(), service(&[]));
+    let diags = p.apply(&cfg);
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert_eq!(diags.len(), 4, "{text:?}");
+    assert!(
+        text.iter()
+            .any(|d| d.contains("router \"bad-rule\"") && d.contains("at position 12")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|d| d.contains("service \"nope\" does not exist")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|d| d.contains("middleware \"missing\"")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|d| d.contains("bad-url") && d.contains("no servers")),
+        "{text:?}"
+    );
+    let (code, body) = get(web, "good.test", "/").await;
+    assert_eq!(code, 200, "{body}");
+    let status = p.runtime();
+    let bad = status
+        .routers
+        .iter()
+        .find(|r| r.name == "bad-rule")
+        .expect("listed");
+    assert!(bad.error.is_some());
+    let good = status
+        .routers
+        .iter()
+        .find(|r| r.name == "r")
+        .expect("listed");
+    assert_eq!(good.error, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_servers_give_502() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let p = start_proxy().await;
+    p.apply(&simple("PathPrefix(`/`)", dead));
+    let (code, _) = get(p.local_addr("web").expect("web"), "x", "/").await;
+    assert_eq!(code, 502);
+}
+
+/// Sends raw bytes and returns what came back before the connection closed or 2 s passed.
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_smuggling_and_bad_heads_are_refused() {
+    let a = backend::start("a").await;
+    let p = start_proxy().await;
+    p.apply(&simple("PathPrefix(`/`)", a));
+    let web = p.local_addr("web").expect("web");
+    // Both framings: Transfer-Encoding wins and Content-Length is dropped before forwarding
+    // (RFC 9112 section 6.3), so the backend frames the message exactly as the proxy did; the
+    // connection is then closed, so bytes hidden after the chunked body are never parsed as
+    // a request by anyone.
+    let both = raw(web, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(both.starts_with("HTTP/1.1 200"), "{both}");
+    assert!(both.contains("connection: close\r\n"), "{both}");
+    assert!(both.contains("body-length=0\n"), "{both}");
+    assert!(!both.contains("content-length=40"), "{both}");
+    assert!(!both.contains("/second"), "{both}");
+    // A Transfer-Encoding the proxy cannot frame by, or one in HTTP/1.0, is refused.
+    let gzip = raw(
+        web,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\nabc",
+    )
+    .await;
+    assert!(
+        gzip.starts_with("HTTP/1.1 400") || gzip.is_empty(),
+        "{gzip}"
+    );
+    let fold = raw(
+        web,
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(fold.starts_with("HTTP/1.1 400"), "{fold}");
+    let two_lengths = raw(web, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab").await;
+    assert!(two_lengths.starts_with("HTTP/1.1 400"), "{two_lengths}");
+    let bad_byte = raw(
+        web,
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(bad_byte.starts_with("HTTP/1.1 400"), "{bad_byte}");
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let huge = raw(web, huge.as_bytes()).await;
+    assert!(
+        huge.starts_with("HTTP/1.1 431") || huge.is_empty(),
+        "{huge}"
+    );
+    // And the proxy still serves.
+    let ok = raw(
+        web,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_connections_are_spliced() {
+    let a = backend::start("a").await;
+    let p = start_proxy().await;
+    p.apply(&simple("PathPrefix(`/`)", a));
+    let web = p.local_addr("web").expect("web");
+    let mut s = tokio::net::TcpStream::connect(web).await.expect("connect");
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for msg in [&b"hello"[..], b"world, through the proxy"] {
+        s.write_all(msg).await.expect("write");
+        let n = s.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], msg);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways_and_h2c_works() {
+    let a = backend::start("a").await;
+    let p = start_proxy().await;
+    p.apply(&simple("PathPrefix(`/`)", a));
+    let web = p.local_addr("web").expect("web");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big");
+    let data: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&big, &data).expect("write");
+    let back = dir.path().join("back");
+    let out = curl(&[
+        "--data-binary",
+        &format!("@{}", big.display()),
+        "-o",
+        &back.display().to_string(),
+        "-w",
+        "%{http_code}",
+        &format!("http://{web}/echo"),
+    ])
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    assert!(
+        std::fs::read(&back).expect("read") == data,
+        "echoed body differs"
+    );
+
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "-w",
+        "\n%{http_version}",
+        &format!("http://{web}/h2c"),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n2"), "{text}");
+    assert!(text.contains("backend=a"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_requests_finish() {
+    let a = backend::start("a").await;
+    let p = start_proxy().await;
+    p.apply(&simple("PathPrefix(`/`)", a));
+    let web = p.local_addr("web").expect("web");
+    let slow = tokio::spawn(async move { get(web, "x", "/slow?ms=800").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    p.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (code, body) = slow.await.expect("join");
+    assert_eq!(code, 200, "{body}");
+    // Nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(web).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_use_traefik_families() {
+    let a = backend::start("a").await;
+    let p = start_proxy().await;
+    p.apply(&simple("PathPrefix(`/`)", a));
+    let web = p.local_addr("web").expect("web");
+    get(web, "x", "/").await;
+    get(web, "x", "/").await;
+    let m = p.metrics().render();
+    assert!(m.contains("traefik_router_requests_total{code=\"200\",method=\"GET\",protocol=\"http/1.1\",router=\"r\",service=\"s\"} 2"), "{m}");
+    assert!(m.contains("traefik_service_requests_total{code=\"200\",method=\"GET\",protocol=\"http/1.1\",service=\"s\"} 2"), "{m}");
+    assert!(
+        m.contains("traefik_entrypoint_requests_total{code=\"200\",entrypoint=\"web\""),
+        "{m}"
+    );
+    assert!(m.contains("traefik_config_reloads_total 1"), "{m}");
+    assert!(
+        m.contains("traefik_router_request_duration_seconds_count"),
+        "{m}"
+    );
+}

@@ -1,0 +1,192 @@
+//! TLS termination: SNI selection, HTTP/2 by ALPN, the default certificate, and a certificate
+//! replaced while serving.
+
+use std::net::SocketAddr;
+
+use proxy::config::{CertificatePem, DynamicConfig, RouterTls};
+
+use crate::{backend, curl, router, service};
+
+/// A CA and a function that issues leaf certificates from it.
+struct Ca {
+    cert: rcgen::Certificate,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("self-signed");
+        let issuer = rcgen::Issuer::new(params, key);
+        Ca { cert, issuer }
+    }
+
+    fn issue(&self, names: &[&str], source: &str) -> CertificatePem {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        CertificatePem {
+            source: source.to_string(),
+            chain: cert.pem().into_bytes(),
+            key: zeroize::Zeroizing::new(key.serialize_pem().into_bytes()),
+        }
+    }
+
+    fn write(&self, dir: &std::path::Path, file: &str) -> String {
+        let path = dir.join(file);
+        std::fs::write(&path, self.cert.pem()).expect("write CA");
+        path.display().to_string()
+    }
+}
+
+fn tls_config(backend: SocketAddr, certs: Vec<CertificatePem>) -> DynamicConfig {
+    let mut cfg = DynamicConfig::default();
+    let mut r = router(
+        "Host(`app.test`) || Host(`api.test`) || Host(`x.wild.test`)",
+        "s",
+    );
+    r.tls = Some(RouterTls::default());
+    cfg.routers.insert("secure".into(), r);
+    cfg.services.insert("s".into(), service(&[backend]));
+    cfg.certificates = certs;
+    cfg
+}
+
+async fn https(addr: SocketAddr, host: &str, ca: &str, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "--cacert".to_string(),
+        ca.to_string(),
+        "--resolve".to_string(),
+        format!("{host}:{}:127.0.0.1", addr.port()),
+        "-w".to_string(),
+        "\nversion=%{http_version}".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(format!("https://{host}:{}/", addr.port()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = curl(&refs).await;
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_selects_the_certificate_and_alpn_gives_http2() {
+    let a = backend::start("a").await;
+    let p = crate::start_proxy().await;
+    let ca1 = Ca::new("CA one");
+    let ca2 = Ca::new("CA two");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca1_path = ca1.write(dir.path(), "ca1.pem");
+    let ca2_path = ca2.write(dir.path(), "ca2.pem");
+    let diags = p.apply(&tls_config(
+        a,
+        vec![
+            ca1.issue(&["app.test"], "apps/app"),
+            ca2.issue(&["api.test", "*.wild.test"], "apps/api"),
+        ],
+    ));
+    assert_eq!(diags, vec![]);
+    let secure = p.local_addr("websecure").expect("websecure");
+
+    let (ok, out) = https(secure, "app.test", &ca1_path, &[]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("backend=a") && out.contains("x-forwarded-proto=https"),
+        "{out}"
+    );
+    assert!(out.ends_with("version=2"), "{out}");
+    let (ok, out) = https(secure, "api.test", &ca2_path, &["--http1.1"]).await;
+    assert!(ok && out.ends_with("version=1.1"), "{out}");
+    let (ok, out) = https(secure, "x.wild.test", &ca2_path, &[]).await;
+    assert!(ok, "{out}");
+    // The wrong CA for a name fails verification: each name got its own certificate.
+    let (ok, _) = https(secure, "app.test", &ca2_path, &[]).await;
+    assert!(!ok);
+    // A name no certificate covers gets the default certificate.
+    let out = curl(&[
+        "-k",
+        "-v",
+        "--resolve",
+        &format!("other.test:{}:127.0.0.1", secure.port()),
+        &format!("https://other.test:{}/", secure.port()),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("EDGEPLANE DEFAULT CERT"), "{text}");
+    let certs = p.certificates();
+    assert_eq!(certs.len(), 2);
+    assert!(p
+        .metrics()
+        .render()
+        .contains("traefik_tls_certs_not_after{cn=\"app.test\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_certificate_is_served_on_the_next_handshake() {
+    let a = backend::start("a").await;
+    let p = crate::start_proxy().await;
+    let old = Ca::new("old CA");
+    let new = Ca::new("new CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old_path = old.write(dir.path(), "old.pem");
+    let new_path = new.write(dir.path(), "new.pem");
+    p.apply(&tls_config(a, vec![old.issue(&["app.test"], "apps/app")]));
+    let secure = p.local_addr("websecure").expect("websecure");
+    assert!(https(secure, "app.test", &old_path, &[]).await.0);
+    p.apply(&tls_config(a, vec![new.issue(&["app.test"], "apps/app")]));
+    let (ok, out) = https(secure, "app.test", &new_path, &[]).await;
+    assert!(ok, "{out}");
+    assert!(!https(secure, "app.test", &old_path, &[]).await.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_certificate_is_reported_and_others_still_load() {
+    let a = backend::start("a").await;
+    let p = crate::start_proxy().await;
+    let ca = Ca::new("CA");
+    let good = ca.issue(&["app.test"], "apps/good");
+    let other = ca.issue(&["api.test"], "apps/other");
+    let mismatched = CertificatePem {
+        source: "apps/mismatched".into(),
+        chain: good.chain.clone(),
+        key: other.key.clone(),
+    };
+    let garbage = CertificatePem {
+        source: "apps/garbage".into(),
+        chain: b"not a certificate".to_vec(),
+        key: zeroize::Zeroizing::new(b"nor a key".to_vec()),
+    };
+    let diags = p.apply(&tls_config(a, vec![mismatched, garbage, good]));
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert_eq!(diags.len(), 2, "{text:?}");
+    assert!(
+        text[0].contains("apps/mismatched") && text[0].contains("does not match"),
+        "{text:?}"
+    );
+    assert!(text[1].contains("apps/garbage"), "{text:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_path = ca.write(dir.path(), "ca.pem");
+    assert!(
+        https(
+            p.local_addr("websecure").expect("ws"),
+            "app.test",
+            &ca_path,
+            &[]
+        )
+        .await
+        .0
+    );
+}
