@@ -18,7 +18,7 @@ PACKAGES=(
 )
 BENCH=0
 if [ "${1:-}" = "--bench" ]; then
-  PACKAGES+=(dnsperf)
+  PACKAGES+=(dnsperf nginx haproxy)
   BENCH=1
 fi
 # Python clients of edgeplane's AWS-compatible API, in a virtualenv of their own.

@@ -140,6 +140,145 @@ struct ServiceRef {
     scheme: Option<String>,
     #[serde(default)]
     strategy: Option<String>,
+    #[serde(default)]
+    sticky: Option<StickyDoc>,
+    #[serde(default)]
+    health_check: Option<HealthCheckDoc>,
+    #[serde(default)]
+    passive_health_check: Option<PassiveDoc>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct StickyDoc {
+    cookie: StickyCookieDoc,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StickyCookieDoc {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    secure: bool,
+    #[serde(default)]
+    http_only: bool,
+    #[serde(default)]
+    same_site: Option<String>,
+    #[serde(default)]
+    max_age: Option<u64>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HealthCheckDoc {
+    path: String,
+    #[serde(default)]
+    interval: Option<DurationDoc>,
+    #[serde(default)]
+    timeout: Option<DurationDoc>,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    scheme: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PassiveDoc {
+    #[serde(default)]
+    max_failed_attempts: Option<u32>,
+    #[serde(default)]
+    failure_window: Option<DurationDoc>,
+}
+
+/// A Traefik duration: `10s`, `500ms`, `1m`, `1h`, or a number of seconds.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum DurationDoc {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationDoc {
+    fn get(&self) -> Result<std::time::Duration, String> {
+        match self {
+            DurationDoc::Seconds(s) => Ok(std::time::Duration::from_secs(*s)),
+            DurationDoc::Text(t) => {
+                let t = t.trim();
+                let split = t
+                    .find(|c: char| !c.is_ascii_digit() && c != '.')
+                    .unwrap_or(t.len());
+                let (n, unit) = t.split_at(split);
+                let n: f64 = n.parse().map_err(|_| format!("invalid duration {t:?}"))?;
+                let secs = match unit {
+                    "" | "s" => n,
+                    "ms" => n / 1000.0,
+                    "m" => n * 60.0,
+                    "h" => n * 3600.0,
+                    _ => return Err(format!("invalid duration {t:?} (units: ms, s, m, h)")),
+                };
+                if !(0.0..=86_400.0 * 365.0).contains(&secs) {
+                    return Err(format!("duration {t:?} out of range"));
+                }
+                Ok(std::time::Duration::from_secs_f64(secs))
+            }
+        }
+    }
+}
+
+fn sticky(d: Option<&StickyDoc>, default_name: &str) -> Option<proxy::config::StickyCookie> {
+    d.map(|s| proxy::config::StickyCookie {
+        name: s
+            .cookie
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name.to_string()),
+        secure: s.cookie.secure,
+        http_only: s.cookie.http_only,
+        same_site: s.cookie.same_site.clone().unwrap_or_default(),
+        max_age: s.cookie.max_age.unwrap_or(0),
+    })
+}
+
+fn health_check(d: Option<&HealthCheckDoc>) -> Result<Option<proxy::config::HealthCheck>, String> {
+    let Some(h) = d else { return Ok(None) };
+    if let Some(s) = h.scheme.as_deref() {
+        if s != "http" {
+            return Err(format!(
+                "healthCheck.scheme {s:?}: only http probes are supported"
+            ));
+        }
+    }
+    Ok(Some(proxy::config::HealthCheck {
+        path: h.path.clone(),
+        interval: h
+            .interval
+            .as_ref()
+            .map_or(Ok(std::time::Duration::from_secs(30)), DurationDoc::get)?,
+        timeout: h
+            .timeout
+            .as_ref()
+            .map_or(Ok(std::time::Duration::from_secs(5)), DurationDoc::get)?,
+        hostname: h.hostname.clone(),
+        port: h.port,
+        status: h.status,
+    }))
+}
+
+fn passive(d: Option<&PassiveDoc>) -> Result<Option<proxy::config::PassiveHealthCheck>, String> {
+    let Some(p) = d else { return Ok(None) };
+    Ok(Some(proxy::config::PassiveHealthCheck {
+        max_failures: p.max_failed_attempts.unwrap_or(1).max(1),
+        cooldown: p
+            .failure_window
+            .as_ref()
+            .map_or(Ok(std::time::Duration::from_secs(10)), DurationDoc::get)?,
+    }))
 }
 
 #[derive(Deserialize, Clone)]
@@ -349,6 +488,12 @@ struct FileLoadBalancer {
     pass_host_header: Option<bool>,
     #[serde(default)]
     strategy: Option<String>,
+    #[serde(default)]
+    sticky: Option<StickyDoc>,
+    #[serde(default)]
+    health_check: Option<HealthCheckDoc>,
+    #[serde(default)]
+    passive_health_check: Option<PassiveDoc>,
 }
 
 #[derive(Deserialize)]
@@ -648,18 +793,33 @@ impl Backends<'_> {
         } else {
             name
         };
-        let name = match r.pass_host_header {
-            Some(false) => format!("{name}-nohost"),
-            _ => name,
-        };
         let strategy = strategy(r.strategy.as_deref())?;
+        let lb = LoadBalancerConfig {
+            servers,
+            strategy,
+            pass_host_header: r.pass_host_header.unwrap_or(true),
+            sticky: sticky(
+                r.sticky.as_ref(),
+                &format!("{ns}_{}_{}", r.name, port_text(&port)),
+            ),
+            health_check: health_check(r.health_check.as_ref())?,
+            passive: passive(r.passive_health_check.as_ref())?,
+        };
+        // Two references to the same Service with different options are two services.
+        let mut name = name;
+        let mut n = 1;
+        while let Some(ServiceConfig::LoadBalancer(existing)) =
+            cfg.services.get(&format!("{name}@kubernetescrd"))
+        {
+            if *existing == lb {
+                break;
+            }
+            n += 1;
+            name = format!("{ns}-{}-{}-{n}", r.name, port_text(&port));
+        }
         cfg.services.insert(
             format!("{name}@kubernetescrd"),
-            ServiceConfig::LoadBalancer(LoadBalancerConfig {
-                servers,
-                strategy,
-                pass_host_header: r.pass_host_header.unwrap_or(true),
-            }),
+            ServiceConfig::LoadBalancer(lb),
         );
         Ok(format!("{name}@kubernetescrd"))
     }
@@ -796,8 +956,8 @@ fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<Strin
     }
     for (name, s) in &http.services {
         let built = match (&s.load_balancer, &s.weighted) {
-            (Some(lb), None) => strategy(lb.strategy.as_deref()).map(|strategy| {
-                ServiceConfig::LoadBalancer(LoadBalancerConfig {
+            (Some(lb), None) => (|| {
+                Ok(ServiceConfig::LoadBalancer(LoadBalancerConfig {
                     servers: lb
                         .servers
                         .iter()
@@ -806,10 +966,13 @@ fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<Strin
                             weight: s.weight.unwrap_or(1),
                         })
                         .collect(),
-                    strategy,
+                    strategy: strategy(lb.strategy.as_deref())?,
                     pass_host_header: lb.pass_host_header.unwrap_or(true),
-                })
-            }),
+                    sticky: sticky(lb.sticky.as_ref(), &format!("{name}_file")),
+                    health_check: health_check(lb.health_check.as_ref())?,
+                    passive: passive(lb.passive_health_check.as_ref())?,
+                }))
+            })(),
             (None, Some(w)) => Ok(ServiceConfig::Weighted(
                 w.services
                     .iter()

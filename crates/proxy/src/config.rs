@@ -57,6 +57,12 @@ pub struct LoadBalancerConfig {
     pub strategy: Strategy,
     /// Forward the client's Host header (Traefik's default), else the server's authority.
     pub pass_host_header: bool,
+    /// Pin a client to a server with a cookie.
+    pub sticky: Option<StickyCookie>,
+    /// Probe every server; failing ones get no traffic until they pass again.
+    pub health_check: Option<HealthCheck>,
+    /// Take a server out after this many consecutive failed connections, for `cooldown`.
+    pub passive: Option<PassiveHealthCheck>,
 }
 
 impl Default for LoadBalancerConfig {
@@ -65,8 +71,44 @@ impl Default for LoadBalancerConfig {
             servers: Vec::new(),
             strategy: Strategy::WeightedRoundRobin,
             pass_host_header: true,
+            sticky: None,
+            health_check: None,
+            passive: None,
         }
     }
+}
+
+/// Traefik's `sticky.cookie`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyCookie {
+    pub name: String,
+    pub secure: bool,
+    pub http_only: bool,
+    /// `None`, `Lax`, `Strict` or empty (not sent).
+    pub same_site: String,
+    /// Seconds; 0 means a session cookie.
+    pub max_age: u64,
+}
+
+/// Traefik's `healthCheck`: an HTTP GET to every server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    /// Host header of the probe (default: the server's authority).
+    pub hostname: Option<String>,
+    /// Port to probe instead of the server's.
+    pub port: Option<u16>,
+    /// Expected status (default: any 2xx or 3xx).
+    pub status: Option<u16>,
+}
+
+/// Passive ejection on failed connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassiveHealthCheck {
+    pub max_failures: u32,
+    pub cooldown: std::time::Duration,
 }
 
 /// One backend server: `http://host:port`, or `h2c://host:port` for HTTP/2 without TLS

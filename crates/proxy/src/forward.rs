@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) runtime: ArcSwap<Runtime>,
     pub(crate) http1: Client<HttpConnector, Incoming>,
     pub(crate) h2c: Client<HttpConnector, Incoming>,
+    /// Health probes.
+    pub(crate) probe: Client<HttpConnector, http_body_util::Empty<Bytes>>,
     pub(crate) metrics: Metrics,
 }
 
@@ -46,11 +48,15 @@ impl Shared {
             .build(connector.clone());
         let h2c = Client::builder(TokioExecutor::new())
             .http2_only(true)
+            .build(connector.clone());
+        let probe = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
             .build(connector);
         Shared {
             runtime: ArcSwap::from_pointee(Runtime::default()),
             http1,
             h2c,
+            probe,
             metrics,
         }
     }
@@ -248,27 +254,35 @@ async fn route(
         }
     }
 
-    let Some((upstream, lb_guard_service, index, pass_host)) = pick(&route.service) else {
+    let Some(picked) = pick(&route.service, req.headers()) else {
         return (
             text(StatusCode::SERVICE_UNAVAILABLE, "no available server\n"),
             router,
             service_name,
         );
     };
-    let _in_flight = lb_guard_service.start(index);
-
-    let mut resp = forward(
+    let _in_flight = picked.balancer.start(picked.index);
+    let (mut resp, reached) = forward(
         shared,
         conn,
         tls,
         req,
-        &host,
         client_ip,
-        upstream,
-        pass_host,
+        picked.upstream,
+        picked.pass_host,
         stripped_prefix.as_deref(),
     )
     .await;
+    if reached {
+        picked.health.succeeded(picked.index);
+    } else {
+        picked.health.failed(picked.index);
+    }
+    if let Some(cookie) = picked.set_cookie {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
     for (k, v) in response_headers {
         if v.is_empty() {
             resp.headers_mut().remove(&k);
@@ -279,8 +293,20 @@ async fn route(
     (resp, router, service_name)
 }
 
-/// Chooses a server, descending through weighted services.
-fn pick(service: &Arc<Service>) -> Option<(&Upstream, &crate::balancer::Balancer, usize, bool)> {
+/// The server a request goes to.
+struct Picked<'a> {
+    upstream: &'a Upstream,
+    balancer: &'a crate::balancer::Balancer,
+    index: usize,
+    pass_host: bool,
+    health: &'a crate::health::Health,
+    /// A `Set-Cookie` value when the client is to be pinned to this server.
+    set_cookie: Option<String>,
+}
+
+/// Chooses a server, descending through weighted services: the one the sticky cookie names
+/// when it is usable, else the balancer's choice among usable servers.
+fn pick<'a>(service: &'a Arc<Service>, headers: &HeaderMap) -> Option<Picked<'a>> {
     let mut s = service.as_ref();
     for _ in 0..16 {
         match s {
@@ -288,17 +314,85 @@ fn pick(service: &Arc<Service>) -> Option<(&Upstream, &crate::balancer::Balancer
                 definition,
                 servers,
                 balancer,
+                health,
+                cookie_values,
             } => {
-                let i = balancer.pick(|_| true)?;
-                return Some((servers.get(i)?, balancer, i, definition.pass_host_header));
+                let sticky = definition.sticky.as_ref();
+                let pinned = sticky.and_then(|c| {
+                    let want = cookie(headers, &c.name)?;
+                    cookie_values
+                        .iter()
+                        .position(|v| *v == want)
+                        .filter(|i| health.usable(*i))
+                });
+                let index = match pinned {
+                    Some(i) => i,
+                    None => balancer.pick(|i| health.usable(i))?,
+                };
+                let set_cookie = match (sticky, pinned) {
+                    (Some(c), None) => Some(set_cookie(c, &cookie_values[index])),
+                    _ => None,
+                };
+                return Some(Picked {
+                    upstream: servers.get(index)?,
+                    balancer,
+                    index,
+                    pass_host: definition.pass_host_header,
+                    health,
+                    set_cookie,
+                });
             }
             Service::Weighted { children, balancer } => {
-                let i = balancer.pick(|_| true)?;
+                let i = balancer.pick(|i| children.get(i).is_some_and(|(_, c)| has_usable(c)))?;
                 s = children.get(i)?.1.as_ref();
             }
         }
     }
     None
+}
+
+/// Whether a service has a server that may take traffic.
+fn has_usable(s: &Service) -> bool {
+    fn walk(s: &Service, depth: usize) -> bool {
+        match s {
+            Service::Servers {
+                health, servers, ..
+            } => (0..servers.len()).any(|i| health.usable(i)),
+            Service::Weighted { children, .. } => {
+                depth < 16 && children.iter().any(|(_, c)| walk(c, depth + 1))
+            }
+        }
+    }
+    walk(s, 0)
+}
+
+/// The value of cookie `name` in the request.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+fn set_cookie(c: &crate::config::StickyCookie, value: &str) -> String {
+    let mut out = format!("{}={value}; Path=/", c.name);
+    if c.max_age > 0 {
+        out.push_str(&format!("; Max-Age={}", c.max_age));
+    }
+    if c.http_only {
+        out.push_str("; HttpOnly");
+    }
+    if c.secure {
+        out.push_str("; Secure");
+    }
+    if !c.same_site.is_empty() {
+        out.push_str(&format!("; SameSite={}", c.same_site));
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -307,12 +401,11 @@ async fn forward(
     conn: &ConnInfo,
     tls: bool,
     mut req: Request<Incoming>,
-    host: &str,
     client_ip: IpAddr,
     upstream: &Upstream,
     pass_host: bool,
     stripped_prefix: Option<&str>,
-) -> Response<Body> {
+) -> (Response<Body>, bool) {
     let upgrade = upgrade_protocol(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
@@ -373,7 +466,6 @@ async fn forward(
     } else if let Ok(h) = HeaderValue::from_str(upstream.authority.as_str()) {
         headers.insert(header::HOST, h);
     }
-    let _ = host;
 
     let path_and_query = req
         .uri()
@@ -386,7 +478,10 @@ async fn forward(
         .path_and_query(path_and_query)
         .build();
     let Ok(uri) = uri else {
-        return text(StatusCode::BAD_REQUEST, "400 Bad Request: invalid path\n");
+        return (
+            text(StatusCode::BAD_REQUEST, "400 Bad Request: invalid path\n"),
+            true,
+        );
     };
     *req.uri_mut() = uri;
     let client = if upstream.h2c {
@@ -400,7 +495,10 @@ async fn forward(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(server = %upstream.url, error = %e, "upstream request failed");
-            return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+            return (
+                text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
+                !e.is_connect(),
+            );
         }
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -417,13 +515,13 @@ async fn forward(
                 }
             });
             let (parts, _) = resp.into_parts();
-            return Response::from_parts(parts, empty());
+            return (Response::from_parts(parts, empty()), true);
         }
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::TRANSFER_ENCODING);
-    Response::from_parts(parts, body.boxed())
+    (Response::from_parts(parts, body.boxed()), true)
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {

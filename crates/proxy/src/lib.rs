@@ -13,6 +13,7 @@
 pub mod balancer;
 pub mod config;
 mod forward;
+pub mod health;
 pub mod metrics;
 pub mod rule;
 pub mod runtime;
@@ -134,6 +135,15 @@ impl Proxy {
             CertStore::build(&config.certificates, Some(self.default_cert.clone()));
         runtime.diagnostics.extend(cert_diags);
         let diags = runtime.diagnostics.clone();
+        for (name, svc) in &runtime.services {
+            let reused = previous
+                .services
+                .get(name)
+                .is_some_and(|p| Arc::ptr_eq(p, svc));
+            if !reused {
+                health::watch(svc, &self.shared.probe);
+            }
+        }
         let loaded = certs.loaded.clone();
         self.certs.store(Arc::new(certs));
         self.shared.runtime.store(Arc::new(runtime));

@@ -33,12 +33,17 @@ pub struct Route {
 }
 
 /// A service ready to serve.
+// Always behind an `Arc`, built once per reload: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Service {
     Servers {
         definition: LoadBalancerConfig,
         servers: Vec<Upstream>,
         balancer: Balancer,
+        health: crate::health::Health,
+        /// Sticky cookie value of each server (a hash of its URL).
+        cookie_values: Vec<String>,
     },
     Weighted {
         children: Vec<(String, Arc<Service>)>,
@@ -249,11 +254,27 @@ fn build_service(
                 .iter()
                 .map(|s| parse_upstream(&s.url))
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(h) = &lb.health_check {
+                if h.interval < crate::health::MIN_INTERVAL || !h.path.starts_with('/') {
+                    return Err(format!(
+                        "healthCheck needs a path starting with '/' and an interval of at least {} ms",
+                        crate::health::MIN_INTERVAL.as_millis()
+                    ));
+                }
+            }
+            if let Some(s) = &lb.sticky {
+                if s.name.is_empty() || http::HeaderName::from_bytes(s.name.as_bytes()).is_err() {
+                    return Err(format!("sticky cookie name {:?} is invalid", s.name));
+                }
+            }
             let weights: Vec<u32> = lb.servers.iter().map(|s| s.weight).collect();
+            let cookie_values = servers.iter().map(|u| cookie_value(&u.url)).collect();
             Arc::new(Service::Servers {
                 definition: lb.clone(),
+                health: crate::health::Health::new(servers.len(), lb.passive.clone()),
                 servers,
                 balancer: Balancer::new(&weights, lb.strategy),
+                cookie_values,
             })
         }
         ServiceConfig::Weighted(children) => {
@@ -292,6 +313,16 @@ fn build_service(
     seen.remove(name);
     done.insert(name.to_string(), built.clone());
     Ok(built)
+}
+
+/// A stable, opaque cookie value for a server: FNV-1a of its URL, in hex.
+fn cookie_value(url: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in url.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// Parses `http://host:port` or `h2c://host:port` (a path is not allowed).

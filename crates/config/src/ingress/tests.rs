@@ -156,3 +156,104 @@ fn other_kinds_are_ignored() {
     assert!(p.diagnostics.is_empty());
     assert!(p.config.routers.is_empty());
 }
+
+#[test]
+fn every_shipped_example_parses_cleanly() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut files = Vec::new();
+    for sub in ["proxy", "zones"] {
+        for e in std::fs::read_dir(format!("{dir}/{sub}")).expect("examples") {
+            let path = e.expect("entry").path();
+            files.push((
+                path.display().to_string(),
+                std::fs::read_to_string(&path).expect("read"),
+            ));
+        }
+    }
+    let inputs: Vec<ManifestFile<'_>> = files
+        .iter()
+        .map(|(name, text)| ManifestFile { name, text })
+        .collect();
+    let p = load(&inputs);
+    assert_eq!(p.diagnostics, Vec::<String>::new());
+    assert!(p
+        .config
+        .routers
+        .contains_key("apps-whoami-secure-0@kubernetescrd"));
+    assert!(p.config.routers.contains_key("shop@file"));
+    assert_eq!(
+        p.secret_refs,
+        [("apps".to_string(), "whoami-tls".to_string())]
+    );
+    // And the proxy accepts what they describe.
+    let rt = proxy::runtime::Runtime::build(
+        &p.config,
+        &[
+            proxy::runtime::EntryPointInfo {
+                name: "web".into(),
+                tls: false,
+            },
+            proxy::runtime::EntryPointInfo {
+                name: "websecure".into(),
+                tls: true,
+            },
+        ],
+        None,
+    );
+    assert_eq!(rt.diagnostics, vec![]);
+    for text in files
+        .iter()
+        .filter(|(n, _)| n.contains("zones"))
+        .map(|(_, t)| t)
+    {
+        for plan in crate::dnszone::parse(text) {
+            assert!(plan.is_ok(), "{plan:?}");
+        }
+    }
+}
+
+#[test]
+fn health_checks_sticky_cookies_and_durations() {
+    let p = plan(
+        r#"
+http:
+  services:
+    s:
+      loadBalancer:
+        servers: [{url: "http://127.0.0.1:1"}]
+        sticky: {cookie: {name: pin, httpOnly: true, sameSite: Strict}}
+        healthCheck: {path: /healthz, interval: 500ms, timeout: 2s, status: 204}
+        passiveHealthCheck: {maxFailedAttempts: 3, failureWindow: 1m}
+    bad:
+      loadBalancer:
+        servers: [{url: "http://127.0.0.1:1"}]
+        healthCheck: {path: /h, interval: 10 parsecs}
+"#,
+    );
+    let ServiceConfig::LoadBalancer(lb) = &p.config.services["s@file"] else {
+        panic!("load balancer expected");
+    };
+    let h = lb.health_check.as_ref().expect("health check");
+    assert_eq!(
+        (
+            h.path.as_str(),
+            h.interval.as_millis(),
+            h.timeout.as_secs(),
+            h.status
+        ),
+        ("/healthz", 500, 2, Some(204))
+    );
+    let s = lb.sticky.as_ref().expect("sticky");
+    assert_eq!(
+        (s.name.as_str(), s.http_only, s.same_site.as_str()),
+        ("pin", true, "Strict")
+    );
+    let passive = lb.passive.as_ref().expect("passive");
+    assert_eq!((passive.max_failures, passive.cooldown.as_secs()), (3, 60));
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    assert!(
+        p.diagnostics[0].contains("invalid duration"),
+        "{:?}",
+        p.diagnostics
+    );
+}

@@ -4,6 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +17,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A backend that names itself `name` in every answer. It stops with the test's runtime.
 pub(crate) async fn start(name: &'static str) -> SocketAddr {
+    start_flagged(name).await.0
+}
+
+/// A backend whose `/health` answers 200 while the flag is true, 503 otherwise.
+pub(crate) async fn start_flagged(name: &'static str) -> (SocketAddr, Arc<AtomicBool>) {
+    let healthy = Arc::new(AtomicBool::new(true));
+    let flag = healthy.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind backend");
@@ -24,22 +33,31 @@ pub(crate) async fn start(name: &'static str) -> SocketAddr {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
+            let flag = flag.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| answer(name, req));
+                let svc = hyper::service::service_fn(move |req| answer(name, flag.clone(), req));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                     .await;
             });
         }
     });
-    addr
+    (addr, healthy)
 }
 
 async fn answer(
     name: &'static str,
+    healthy: Arc<AtomicBool>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
+    if path == "/health" {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"health\n")));
+        if !healthy.load(Ordering::Relaxed) {
+            *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+        }
+        return Ok(r);
+    }
     if path.starts_with("/slow") {
         let ms = req
             .uri()

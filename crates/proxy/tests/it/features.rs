@@ -490,3 +490,134 @@ async fn metrics_use_traefik_families() {
         "{m}"
     );
 }
+
+/// Which backend answered each of `n` requests (one curl, keep-alive), optionally with a
+/// cookie jar.
+async fn spread(web: std::net::SocketAddr, n: usize, jar: Option<&str>) -> Vec<String> {
+    let url = format!("http://{web}/");
+    let mut args: Vec<String> = vec!["-H".into(), "Host: x".into()];
+    if let Some(j) = jar {
+        args.extend(["-b".into(), j.into(), "-c".into(), j.into()]);
+    }
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut a = args.clone();
+        a.push(url.clone());
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = curl(&refs).await;
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.push(
+            text.lines()
+                .find_map(|l| l.strip_prefix("backend="))
+                .unwrap_or(if text.contains("502") { "502" } else { "?" })
+                .to_string(),
+        );
+    }
+    out
+}
+
+fn lb(backends: &[std::net::SocketAddr]) -> proxy::config::LoadBalancerConfig {
+    match service(backends) {
+        ServiceConfig::LoadBalancer(lb) => lb,
+        ServiceConfig::Weighted(_) => unreachable!("service() builds a load balancer"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_health_checks_take_failing_servers_out_and_back() {
+    let (a, a_ok) = backend::start_flagged("a").await;
+    let b = backend::start("b").await;
+    let p = start_proxy().await;
+    let mut cfg = simple("PathPrefix(`/`)", a);
+    let mut l = lb(&[a, b]);
+    l.health_check = Some(proxy::config::HealthCheck {
+        path: "/health".into(),
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(1),
+        hostname: None,
+        port: None,
+        status: None,
+    });
+    cfg.services
+        .insert("s".into(), ServiceConfig::LoadBalancer(l));
+    assert_eq!(p.apply(&cfg), vec![]);
+    let web = p.local_addr("web").expect("web");
+    let seen = spread(web, 6, None).await;
+    assert!(
+        seen.contains(&"a".to_string()) && seen.contains(&"b".to_string()),
+        "{seen:?}"
+    );
+    a_ok.store(false, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(spread(web, 6, None).await, vec!["b"; 6]);
+    // A reload that keeps the service keeps its health state and its probe.
+    assert_eq!(p.apply(&cfg), vec![]);
+    assert_eq!(spread(web, 4, None).await, vec!["b"; 4]);
+    a_ok.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(spread(web, 6, None).await.contains(&"a".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_connections_eject_a_server_for_a_while() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let b = backend::start("b").await;
+    let p = start_proxy().await;
+    let mut cfg = simple("PathPrefix(`/`)", b);
+    let mut l = lb(&[dead, b]);
+    l.passive = Some(proxy::config::PassiveHealthCheck {
+        max_failures: 1,
+        cooldown: Duration::from_millis(600),
+    });
+    cfg.services
+        .insert("s".into(), ServiceConfig::LoadBalancer(l));
+    p.apply(&cfg);
+    let web = p.local_addr("web").expect("web");
+    let first = spread(web, 8, None).await;
+    assert_eq!(first.iter().filter(|s| *s == "502").count(), 1, "{first:?}");
+    assert_eq!(first.iter().filter(|s| *s == "b").count(), 7, "{first:?}");
+    // After the cooldown the server is tried again (and ejected again).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = spread(web, 4, None).await;
+    assert_eq!(again.iter().filter(|s| *s == "502").count(), 1, "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_cookies_pin_a_client_to_its_server() {
+    let a = backend::start("a").await;
+    let b = backend::start("b").await;
+    let p = start_proxy().await;
+    let mut cfg = simple("PathPrefix(`/`)", a);
+    let mut l = lb(&[a, b]);
+    l.sticky = Some(proxy::config::StickyCookie {
+        name: "lb".into(),
+        secure: false,
+        http_only: true,
+        same_site: "Lax".into(),
+        max_age: 60,
+    });
+    cfg.services
+        .insert("s".into(), ServiceConfig::LoadBalancer(l));
+    p.apply(&cfg);
+    let web = p.local_addr("web").expect("web");
+    let out = curl(&["-i", "-H", "Host: x", &format!("http://{web}/")]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.contains("set-cookie: lb="), "{text}");
+    assert!(
+        text.contains("max-age=60; httponly; samesite=lax"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jar = dir.path().join("jar").display().to_string();
+    let seen = spread(web, 8, Some(&jar)).await;
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+    // Without the cookie, requests spread again.
+    let seen = spread(web, 4, None).await;
+    assert!(
+        seen.contains(&"a".to_string()) && seen.contains(&"b".to_string()),
+        "{seen:?}"
+    );
+}

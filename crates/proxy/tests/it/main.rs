@@ -61,6 +61,7 @@ pub(crate) fn service(backends: &[SocketAddr]) -> ServiceConfig {
             .collect(),
         strategy: Strategy::WeightedRoundRobin,
         pass_host_header: true,
+        ..Default::default()
     })
 }
 

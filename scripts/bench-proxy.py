@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""HTTP proxy benchmark: edgeplane, nginx and HAProxy in front of the same backend, each
+pinned to the same CPU with one worker, measured in turn in one run by the same clients
+(pinned to the other CPU): wrk (HTTP/1.1 keep-alive: requests/s, p50/p99), h2load (HTTPS with
+HTTP/2 by ALPN) and openssl s_time (new TLS handshakes/s). Then edgeplane alone with 10, 10k
+and 100k routers: requests/s, resident memory, and the time from a one-router change in the
+manifest directory to that router answering.
+
+Writes the tables into docs/benchmarks.md between the proxy-bench markers. A benchmark, not a
+test: it asserts only that every proxy answers.
+
+usage: scripts/bench-proxy.py [--seconds N] [--no-build] [--no-write] [--no-scale]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROXY_CPU = "0"
+CLIENT_CPU = "1"
+BINARY = ROOT / "target" / "release" / "edgeplane"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_http(url, host=None, timeout=60, expect=200):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            req = urllib.request.Request(url, headers={"Host": host} if host else {})
+            with urllib.request.urlopen(req, timeout=2) as r:
+                if r.status == expect:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    sys.exit(f"{url} did not answer {expect}")
+
+
+def spawn(cmd, log, cpu=PROXY_CPU, env=None):
+    return subprocess.Popen(["taskset", "-c", cpu, *map(str, cmd)], stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+def make_cert(work: Path):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=bench.test", "-addext", "subjectAltName=DNS:bench.test",
+                    "-keyout", work / "key.pem", "-out", work / "cert.pem"], check=True, capture_output=True)
+
+
+def start_backend(work: Path, port: int):
+    conf = work / "backend.conf"
+    conf.write_text(f"""
+worker_processes 1; daemon off; pid {work}/backend.pid; error_log {work}/backend.err;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{port} reuseport; location / {{ return 200 "ok\\n"; }} }} }}
+""")
+    return spawn(["nginx", "-c", conf, "-p", work], open(work / "backend.log", "w"), cpu=CLIENT_CPU)
+
+
+def start_edgeplane(work: Path, port: int, tls_port: int, backend: int, routers: int = 1):
+    data = work / f"edgeplane-data-{port}"
+    manifests = work / f"edgeplane.d-{port}"
+    manifests.mkdir()
+    write_routers(manifests / "routes.yaml", backend, routers)
+    cert, key = (work / "cert.pem").read_text(), (work / "key.pem").read_text()
+    indent = lambda s: "\n".join("    " + l for l in s.strip().splitlines())
+    (manifests / "tls.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: bench-tls}\ntype: kubernetes.io/tls\nstringData:\n"
+        f"  tls.crt: |\n{indent(cert)}\n  tls.key: |\n{indent(key)}\n")
+    log = open(work / f"edgeplane-{port}.log", "w")
+    proc = spawn([BINARY, "--data-dir", data, "serve", "--web-listen", f"127.0.0.1:{port}",
+                  "--websecure-listen", f"127.0.0.1:{tls_port}", "--admin-listen", "127.0.0.1:0",
+                  "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--udp-workers", "1",
+                  "--manifests", manifests], log, env={"EDGEPLANE_LOG": "warn"})
+    return proc, manifests
+
+
+def write_routers(path: Path, backend: int, n: int):
+    lines = ["http:", "  services:", "    s:", "      loadBalancer:",
+             f"        servers: [{{url: 'http://127.0.0.1:{backend}'}}]", "  routers:"]
+    lines += ["    all:", "      rule: PathPrefix(`/`)", "      priority: 1", "      service: s",
+              "    all-tls:", "      rule: PathPrefix(`/`)", "      priority: 1", "      service: s", "      tls: {}"]
+    for i in range(n - 1):
+        lines += [f"    r{i}:", f"      rule: Host(`h{i}.bench.test`) && PathPrefix(`/`)", "      service: s"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def start_nginx(work: Path, port: int, tls_port: int, backend: int):
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000;
+  upstream b {{ server 127.0.0.1:{backend}; keepalive 128; }}
+  server {{ listen 127.0.0.1:{port}; listen 127.0.0.1:{tls_port} ssl http2;
+    ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem;
+    location / {{ proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }} }}
+""")
+    return spawn(["nginx", "-c", conf, "-p", work], open(work / "nginx.log", "w"))
+
+
+def start_haproxy(work: Path, port: int, tls_port: int, backend: int):
+    pem = work / "haproxy.pem"
+    pem.write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
+    conf = work / "haproxy.cfg"
+    conf.write_text(f"""
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option forwardfor
+  http-reuse always
+frontend f
+  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{tls_port} ssl crt {pem} alpn h2,http/1.1
+  default_backend b
+backend b
+  server s1 127.0.0.1:{backend}
+""")
+    return spawn(["haproxy", "-f", conf, "-db"], open(work / "haproxy.log", "w"))
+
+
+def client(cmd, timeout=600):
+    out = subprocess.run(["taskset", "-c", CLIENT_CPU, *map(str, cmd)], capture_output=True, text=True, timeout=timeout)
+    return out.stdout + out.stderr
+
+
+def to_ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(port, seconds, host="bench.test", conns=64):
+    text = client(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-H", f"Host: {host}", f"http://127.0.0.1:{port}/"])
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    lat = {m.group(1): to_ms(m.group(2), m.group(3)) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", text, re.M)}
+    errors = re.search(r"Socket errors.*|Non-2xx.*", text)
+    return rps, lat.get("50", 0), lat.get("99", 0), errors.group(0) if errors else ""
+
+
+def h2load(port, seconds):
+    text = client(["h2load", "-c16", "-m10", f"-D{seconds}", f"https://127.0.0.1:{port}/"])
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+    proto = re.search(r"Application protocol: (\S+)", text)
+    return (float(m.group(1)) if m else 0.0), (proto.group(1) if proto else "?")
+
+
+def handshakes(port, seconds):
+    text = client(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(seconds)])
+    m = re.search(r"(\d+) connections in ([\d.]+)s", text)
+    return int(m.group(1)) / float(m.group(2)) if m else 0.0
+
+
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def version(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    return (out.stdout + out.stderr).strip().splitlines()[0]
+
+
+def scale(work: Path, backend: int, seconds: int):
+    rows = []
+    for n in [10, 10_000, 100_000]:
+        port, tls_port = free_port(), free_port()
+        proc, manifests = start_edgeplane(work, port, tls_port, backend, routers=n)
+        try:
+            host = f"h{n // 2}.bench.test" if n > 1 else "bench.test"
+            wait_http(f"http://127.0.0.1:{port}/", host=host, timeout=300)
+            wrk(port, 2, host=host)
+            rps, p50, p99, errors = wrk(port, seconds, host=host)
+            rss = rss_mib(proc.pid)
+            # One changed router: a new file with one router for a new host.
+            start = time.time()
+            (manifests / "one.yaml").write_text(
+                "http:\n  routers:\n    added:\n      rule: Host(`added.bench.test`)\n      service: s\n")
+            wait_http(f"http://127.0.0.1:{port}/x", host="added.bench.test", timeout=300)
+            change = (time.time() - start) * 1000
+        finally:
+            stop(proc)
+        print(f"edgeplane {n:>7} routers: {rps:10.0f} req/s  p99 {p99:.2f} ms  RSS {rss:.0f} MiB  change served in {change:.0f} ms {errors}", flush=True)
+        rows.append((n, rps, p50, p99, rss, change))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-scale", action="store_true")
+    args = ap.parse_args()
+    for tool in ["nginx", "haproxy", "wrk", "h2load", "openssl", "taskset"]:
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: run scripts/install-test-deps.sh --bench")
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "edgeplane"], cwd=ROOT, check=True)
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        make_cert(work)
+        backend = free_port()
+        be = start_backend(work, backend)
+        try:
+            wait_http(f"http://127.0.0.1:{backend}/")
+            for name, start in [("edgeplane", start_edgeplane), ("nginx " + version(["nginx", "-v"]).split("/")[-1], start_nginx),
+                                ("HAProxy " + version(["haproxy", "-v"]).split()[2], start_haproxy)]:
+                port, tls_port = free_port(), free_port()
+                proc = start(work, port, tls_port, backend)
+                proc = proc[0] if isinstance(proc, tuple) else proc
+                try:
+                    wait_http(f"http://127.0.0.1:{port}/", host="bench.test")
+                    wrk(port, 2)  # warm-up
+                    rps, p50, p99, errors = wrk(port, args.seconds)
+                    h2, proto = h2load(tls_port, args.seconds)
+                    hs = handshakes(tls_port, max(3, args.seconds // 2))
+                finally:
+                    stop(proc)
+                print(f"{name:16} {rps:10.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  h2 {h2:10.0f} req/s ({proto})  "
+                      f"TLS {hs:8.0f} handshakes/s {errors}", flush=True)
+                results.append((name, rps, p50, p99, h2, proto, hs, errors))
+            rows = [] if args.no_scale else scale(work, backend, args.seconds)
+        finally:
+            stop(be)
+
+    cpu = "unknown"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except Exception:
+        pass
+    base = results[0]
+    lines = [
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs ({cpu}). "
+        f"Backend: nginx returning a 3-byte body, pinned to CPU {CLIENT_CPU}. Each proxy pinned to CPU {PROXY_CPU} "
+        f"with one worker (edgeplane's runtime sees one CPU); clients pinned to CPU {CLIENT_CPU}: "
+        f"wrk -t1 -c64 {args.seconds} s (HTTP/1.1 keep-alive), h2load -c16 -m10 {args.seconds} s (HTTPS, ALPN), "
+        f"openssl s_time -new (ECDSA P-256, TLS 1.3, new handshake per connection).",
+        "",
+        "| proxy | HTTP/1.1 req/s | vs edgeplane | p50 ms | p99 ms | HTTPS h2 req/s | TLS handshakes/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, rps, p50, p99, h2, proto, hs, errors in results:
+        lines.append(f"| {name} | {rps:,.0f} | {rps / base[1]:.2f}x | {p50:.2f} | {p99:.2f} | {h2:,.0f} ({proto}) | {hs:,.0f} |")
+    for other in results[1:]:
+        lines.append("")
+        lines.append(f"edgeplane / {other[0]}: HTTP/1.1 **{base[1] / other[1]:.2f}**, p99 **{base[3] / other[3]:.2f}** "
+                     f"(below 1 is better), h2 **{base[4] / other[4]:.2f}**, handshakes **{base[6] / other[6]:.2f}**.")
+    if rows:
+        lines += ["", "Routing scale (edgeplane; one router hit among N; change = a new file with one router, "
+                  "until it answers; the directory is polled every second and re-read whole):", "",
+                  "| routers | req/s | p99 ms | RSS MiB | change served in |", "|---:|---:|---:|---:|---:|"]
+        for n, rps, p50, p99, rss, change in rows:
+            lines.append(f"| {n:,} | {rps:,.0f} | {p99:.2f} | {rss:.0f} | {change:,.0f} ms |")
+        lines.append("")
+        lines.append(f"Throughput at 100k routers vs 10: **{rows[-1][1] / rows[0][1]:.2f}**.")
+    table = "\n".join(lines)
+    print("\n" + table)
+    if not args.no_write:
+        doc = ROOT / "docs" / "benchmarks.md"
+        text = doc.read_text()
+        start, end = "<!-- proxy-bench:start -->", "<!-- proxy-bench:end -->"
+        if start not in text:
+            text += f"\n## HTTP proxy: edgeplane vs nginx vs HAProxy\n\n`scripts/bench-proxy.py`.\n\n{start}\n{end}\n"
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        doc.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+        print(f"\nwritten to {doc}")
+
+
+if __name__ == "__main__":
+    main()
