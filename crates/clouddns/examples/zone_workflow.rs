@@ -72,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         region: "us-east-1".into(),
     };
     for plan in [&parent, &child] {
-        let status = reconcile(&provider, plan, Some(&secrets)).await;
+        let status = reconcile(&provider, plan, Some(&secrets), |w| println!("  {w}")).await;
         println!(
             "{} ({}): ready={}",
             plan.domain,

@@ -195,6 +195,25 @@ impl DnsProvider for EmbeddedProvider {
         })
     }
 
+    async fn user_exists(&self, user: &str) -> Result<bool, ProviderError> {
+        let user = user.to_string();
+        on_ids(self.ids()?, move |ids| Ok(ids.user(&user)?.is_some())).await
+    }
+
+    async fn get_user_policy(
+        &self,
+        user: &str,
+        policy: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        let (user, policy) = (user.to_string(), policy.to_string());
+        on_ids(self.ids()?, move |ids| {
+            Ok(ids
+                .user(&user)?
+                .and_then(|mut u| u.policies.remove(&policy)))
+        })
+        .await
+    }
+
     async fn ensure_user(&self, user: &str) -> Result<(), ProviderError> {
         let user = user.to_string();
         match on_ids(self.ids()?, move |ids| {

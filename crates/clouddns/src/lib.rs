@@ -75,8 +75,17 @@ pub trait DnsProvider {
     /// The status of a change.
     async fn change_status(&self, change_id: &str) -> Result<ChangeStatus, ProviderError>;
 
+    /// Whether an IAM user exists (GetUser).
+    async fn user_exists(&self, user: &str) -> Result<bool, ProviderError>;
     /// Creates an IAM user unless it exists.
     async fn ensure_user(&self, user: &str) -> Result<(), ProviderError>;
+    /// The document of a user's inline policy, decoded (GetUserPolicy); `None` when the user
+    /// has no policy of that name.
+    async fn get_user_policy(
+        &self,
+        user: &str,
+        policy: &str,
+    ) -> Result<Option<String>, ProviderError>;
     /// Sets an inline policy of a user.
     async fn put_user_policy(
         &self,

@@ -268,6 +268,37 @@ impl DnsProvider for Route53Provider {
         })
     }
 
+    async fn user_exists(&self, user: &str) -> Result<bool, ProviderError> {
+        match self.iam.get_user().user_name(user).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(e) {
+                ProviderError::NotFound(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn get_user_policy(
+        &self,
+        user: &str,
+        policy: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        match self
+            .iam
+            .get_user_policy()
+            .user_name(user)
+            .policy_name(policy)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(policy_text(out.policy_document()))),
+            Err(e) => match classify(e) {
+                ProviderError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn ensure_user(&self, user: &str) -> Result<(), ProviderError> {
         match self
             .iam
@@ -366,6 +397,34 @@ impl DnsProvider for Route53Provider {
             .map_err(classify)?;
         Ok(())
     }
+}
+
+/// A policy document as GetUserPolicy returns it: IAM URL-encodes it (RFC 3986), some
+/// compatible services send it as is.
+fn policy_text(doc: &str) -> String {
+    if doc.trim_start().starts_with('{') {
+        return doc.to_string();
+    }
+    let mut out = Vec::with_capacity(doc.len());
+    let bytes = doc.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| doc.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Splits changes into batches within Route53's limits, keeping their order.
@@ -546,6 +605,22 @@ mod tests {
         let sizes: Vec<usize> = split_batches(&upserts).iter().map(|b| b.len()).collect();
         assert_eq!(sizes, [500, 500, 200], "UPSERT counts twice");
         assert!(split_batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn policy_documents_are_decoded_when_url_encoded() {
+        for (given, want) in [
+            (r#"{"Version":"2012-10-17"}"#, r#"{"Version":"2012-10-17"}"#),
+            (
+                "%7B%22Version%22%3A%222012-10-17%22%7D",
+                r#"{"Version":"2012-10-17"}"#,
+            ),
+            ("%7B%22a%22%3A%22b%20c%22%7D", r#"{"a":"b c"}"#),
+            ("%7B%2", "{%2"),
+            ("", ""),
+        ] {
+            assert_eq!(policy_text(given), want, "{given}");
+        }
     }
 
     #[test]

@@ -293,7 +293,10 @@ pub async fn apply_records<P: DnsProvider>(
             }
             continue;
         }
-        if by_key.get(&(set.name.clone(), set.rtype)) == Some(&set) {
+        if by_key
+            .get(&(set.name.clone(), set.rtype))
+            .is_some_and(|c| same_set(c, set))
+        {
             continue;
         }
         changes.push(Change {
@@ -415,7 +418,7 @@ pub async fn delegate<P: DnsProvider>(
         reason: e.to_string(),
     })?;
     let current = p.list_record_sets(&parent_id).await?;
-    if current.iter().any(|s| s == &set) {
+    if current.iter().any(|s| same_set(s, &set)) {
         return Ok(Vec::new());
     }
     Ok(p.change_record_sets(
@@ -428,24 +431,82 @@ pub async fn delegate<P: DnsProvider>(
     .await?)
 }
 
-/// Waits until every change is INSYNC, calling `progress(done, total)` on each poll.
+/// Whether two record sets hold the same data: a service may return a set's values in any
+/// order (Route53 does not keep them sorted), so values compare as a set.
+pub fn same_set(a: &RecordSet, b: &RecordSet) -> bool {
+    a.name == b.name
+        && a.rtype == b.rtype
+        && a.ttl == b.ttl
+        && a.set_identifier == b.set_identifier
+        && a.policy == b.policy
+        && a.health_check_id == b.health_check_id
+        && a.alias == b.alias
+        && a.records.len() == b.records.len()
+        && a.records.iter().all(|r| b.records.contains(r))
+        && b.records.iter().all(|r| a.records.contains(r))
+}
+
+/// Where a wait for INSYNC stands, reported after each poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitProgress {
+    /// Changes not served yet.
+    pub pending: Vec<String>,
+    /// Changes served.
+    pub insync: Vec<String>,
+    /// Time since the wait began.
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for WaitProgress {
+    /// `waiting for change C1 to be INSYNC (1.2 s)`, then `change C1 is INSYNC (1.4 s)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        let list = |ids: &[String]| {
+            let noun = if ids.len() == 1 { "change" } else { "changes" };
+            format!("{noun} {}", ids.join(", "))
+        };
+        if self.pending.is_empty() {
+            let verb = if self.insync.len() == 1 { "is" } else { "are" };
+            write!(f, "{} {verb} INSYNC ({secs:.1} s)", list(&self.insync))
+        } else {
+            write!(
+                f,
+                "waiting for {} to be INSYNC ({secs:.1} s)",
+                list(&self.pending)
+            )
+        }
+    }
+}
+
+/// Waits until every change is INSYNC, reporting `progress` after each poll (nothing when there
+/// are no changes to wait for).
 pub async fn wait_insync<P: DnsProvider>(
     p: &P,
     change_ids: &[String],
     timeout: Duration,
-    mut progress: impl FnMut(usize, usize),
+    mut progress: impl FnMut(&WaitProgress),
 ) -> Result<(), WorkflowError> {
+    if change_ids.is_empty() {
+        return Ok(());
+    }
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {
-        let mut done = 0;
+        let mut state = WaitProgress {
+            pending: Vec::new(),
+            insync: Vec::new(),
+            elapsed: Duration::ZERO,
+        };
         for id in change_ids {
             if p.change_status(id).await? == ChangeStatus::InSync {
-                done += 1;
+                state.insync.push(id.clone());
+            } else {
+                state.pending.push(id.clone());
             }
         }
-        progress(done, change_ids.len());
-        if done == change_ids.len() {
+        state.elapsed = started.elapsed();
+        progress(&state);
+        if state.pending.is_empty() {
             return Ok(());
         }
         if started.elapsed() > timeout {
@@ -462,6 +523,47 @@ pub fn acme_policy(zone_id: &str) -> String {
     format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["route53:ChangeResourceRecordSets","route53:ListResourceRecordSets"],"Resource":"arn:aws:route53:::hostedzone/{zone_id}","Condition":{{"ForAllValues:StringLike":{{"route53:ChangeResourceRecordSetsNormalizedRecordNames":["_acme-challenge.*"]}},"ForAllValues:StringEquals":{{"route53:ChangeResourceRecordSetsRecordTypes":["TXT"]}}}}}},{{"Effect":"Allow","Action":"route53:GetChange","Resource":"arn:aws:route53:::change/*"}},{{"Effect":"Allow","Action":"route53:ListHostedZonesByName","Resource":"*"}}]}}"#
     )
+}
+
+/// The name of the ACME identity's inline policy.
+pub const ACME_POLICY_NAME: &str = "acme-dns01";
+
+/// Whether two IAM policy documents grant the same: both parsed as IAM reads them (a single
+/// value or a list, one statement or a list), then compared with the order of statements,
+/// actions, resources, conditions and values ignored. A document that does not parse equals
+/// nothing, so it is replaced.
+pub fn same_policy(a: &str, b: &str) -> bool {
+    fn canonical(text: &str) -> Option<Vec<String>> {
+        let policy = api::policy::Policy::parse(text).ok()?;
+        let mut statements: Vec<String> = policy
+            .statements
+            .into_iter()
+            .map(|mut s| {
+                for list in [&mut s.actions, &mut s.resources] {
+                    list.sort();
+                    list.dedup();
+                }
+                for c in &mut s.conditions {
+                    c.values.sort();
+                    c.values.dedup();
+                }
+                let mut conditions: Vec<String> =
+                    s.conditions.iter().map(|c| format!("{c:?}")).collect();
+                conditions.sort();
+                format!(
+                    "{:?} {:?} {} {:?} {} {conditions:?}",
+                    s.effect, s.actions, s.not_action, s.resources, s.not_resource
+                )
+            })
+            .collect();
+        statements.sort();
+        statements.dedup();
+        Some(statements)
+    }
+    match (canonical(a), canonical(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// The IAM user of a zone's ACME identity: `cert-manager-<zone with dashes>`, at most 64.
@@ -501,9 +603,15 @@ pub async fn ensure_identity<P: DnsProvider>(
     use model::secret::{SecretSpec, SecretType, SecretValue};
     use store::secrets::{Caller, SecretStoreError};
     let user = identity_user(&zone.name);
-    p.ensure_user(&user).await?;
-    p.put_user_policy(&user, "acme-dns01", &acme_policy(&zone.id))
-        .await?;
+    // Read first, write only what differs: an unchanged identity costs no mutating call.
+    if !p.user_exists(&user).await? {
+        p.ensure_user(&user).await?;
+    }
+    let policy = acme_policy(&zone.id);
+    let current = p.get_user_policy(&user, ACME_POLICY_NAME).await?;
+    if !current.is_some_and(|c| same_policy(&c, &policy)) {
+        p.put_user_policy(&user, ACME_POLICY_NAME, &policy).await?;
+    }
     let keys = p.list_access_keys(&user).await?;
     let stored = match secrets.get(&Caller::admin(), secret, None) {
         Ok((_, spec)) => spec
@@ -615,13 +723,44 @@ impl ZoneStatus {
     }
 }
 
+/// How long a reconcile waits for its changes to be INSYNC.
+pub const INSYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Runs every step of the workflow for `plan` and reports each as a condition: Zone, Delegated,
-/// RecordsSynced, CredentialsReady. A failed step is reported, and the steps that do not need
-/// it still run. Safe to repeat: a second run with nothing changed makes no mutating call.
+/// RecordsSynced, CredentialsReady, and Ready (true when all the others are). A failed step is
+/// reported, and the steps that do not need it still run. Waits for the delegation and the
+/// records to be INSYNC, reporting each poll to `progress`. Safe to repeat: a second run with
+/// nothing changed makes no mutating call.
 pub async fn reconcile<P: DnsProvider>(
     p: &P,
     plan: &ZonePlan,
     secrets: Option<&store::secrets::Secrets>,
+    mut progress: impl FnMut(&WaitProgress),
+) -> ZoneStatus {
+    let mut status = reconcile_steps(p, plan, secrets, &mut progress).await;
+    let failed: Vec<&str> = status
+        .conditions
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.kind)
+        .collect();
+    status.conditions.push(Condition {
+        kind: "Ready",
+        ok: failed.is_empty(),
+        reason: if failed.is_empty() {
+            "all conditions hold".to_string()
+        } else {
+            format!("not ready: {}", failed.join(", "))
+        },
+    });
+    status
+}
+
+async fn reconcile_steps<P: DnsProvider>(
+    p: &P,
+    plan: &ZonePlan,
+    secrets: Option<&store::secrets::Secrets>,
+    progress: &mut impl FnMut(&WaitProgress),
 ) -> ZoneStatus {
     let mut status = ZoneStatus::default();
     let cond = |kind: &'static str, r: Result<String, WorkflowError>| match r {
@@ -649,19 +788,22 @@ pub async fn reconcile<P: DnsProvider>(
         .conditions
         .push(cond("Zone", Ok(format!("hosted zone {}", zone.id))));
     if let Some(parent) = &plan.parent {
-        let r = delegate(p, parent, &zone).await.map(|ids| {
-            if ids.is_empty() {
+        let r = async {
+            let ids = delegate(p, parent, &zone).await?;
+            wait_insync(p, &ids, INSYNC_TIMEOUT, &mut *progress).await?;
+            Ok(if ids.is_empty() {
                 "delegation in place".to_string()
             } else {
                 "delegation updated".to_string()
-            }
-        });
+            })
+        }
+        .await;
         status.conditions.push(cond("Delegated", r));
     }
     let records = async {
         let desired = address_records(&zone.name, &plan.network, &plan.records)?;
         let report = apply_records(p, &zone.id, &plan.owner, &desired).await?;
-        wait_insync(p, &report.change_ids, Duration::from_secs(120), |_, _| {}).await?;
+        wait_insync(p, &report.change_ids, INSYNC_TIMEOUT, &mut *progress).await?;
         if let Some(e) = report.skipped.first() {
             return Err(e.clone());
         }
@@ -752,7 +894,7 @@ pub async fn teardown<P: DnsProvider>(
                 for k in keys {
                     p.delete_access_key(&user, &k).await?;
                 }
-                match p.delete_user_policy(&user, "acme-dns01").await {
+                match p.delete_user_policy(&user, ACME_POLICY_NAME).await {
                     Ok(()) | Err(ProviderError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -779,3 +921,6 @@ pub async fn teardown<P: DnsProvider>(
     }
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests;

@@ -283,6 +283,7 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
                             &provider,
                             &plan,
                             Some(&secrets),
+                            |_| {},
                         ));
                         if !status.ready() {
                             failures += 1;

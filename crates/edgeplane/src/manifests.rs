@@ -114,7 +114,7 @@ async fn reconcile_all(
             match result {
                 Ok(plan) => {
                     let status =
-                        clouddns::workflow::reconcile(provider, &plan, Some(secrets)).await;
+                        clouddns::workflow::reconcile(provider, &plan, Some(secrets), |_| {}).await;
                     let conditions: Vec<String> = status
                         .conditions
                         .iter()

@@ -1,6 +1,7 @@
 //! The Route53 provider, on the official AWS SDK, against edgeplane's own Route53/IAM API served
 //! in-process on a loopback port (real HTTP, real SigV4); and the zone workflow on both backends.
 
+mod counting;
 mod workflow;
 
 use std::net::SocketAddr;
@@ -41,7 +42,10 @@ async fn start_api_limited(rate: Option<f64>) -> Api {
     let router = api::route53::router(api::route53::Route53State {
         store,
         identities,
-        name_servers: vec![DomainName::parse("ns1.example.net").expect("ns")],
+        name_servers: vec![
+            DomainName::parse("ns1.example.net").expect("ns"),
+            DomainName::parse("ns2.example.net").expect("ns"),
+        ],
         limiter: rate.map(|r| std::sync::Arc::new(api::route53::RateLimiter::new(r))),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -59,8 +63,13 @@ async fn start_api_limited(rate: Option<f64>) -> Api {
 }
 
 async fn provider(api: &Api, creds: (String, String)) -> Route53Provider {
+    provider_at(api.addr, creds).await
+}
+
+/// An SDK provider for the endpoint at `addr` (the API itself, or a forwarder before it).
+async fn provider_at(addr: SocketAddr, creds: (String, String)) -> Route53Provider {
     Route53Provider::new(Route53Options {
-        endpoint: Some(format!("http://{}", api.addr)),
+        endpoint: Some(format!("http://{addr}")),
         credentials: Some(creds),
         max_attempts: Some(2),
         ..Route53Options::default()
@@ -89,7 +98,7 @@ async fn the_sdk_provider_manages_zones_and_large_batches() {
         .await
         .expect("create");
     assert!(zone.id.starts_with('Z'));
-    assert_eq!(zone.name_servers, ["ns1.example.net"]);
+    assert_eq!(zone.name_servers, ["ns1.example.net", "ns2.example.net"]);
     assert!(matches!(
         p.create_zone(&n("other.example"), "sdk-1", None).await,
         Err(ProviderError::AlreadyExists(_))
@@ -232,9 +241,12 @@ async fn iam_through_the_sdk_scopes_a_key_to_acme_challenges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_through_the_sdk_against_edgeplane() {
     let api = start_api().await;
-    let p = provider(&api, api.admin.clone()).await;
+    // Every request passes a counting forwarder, so the suite sees what reaches the API.
+    let (counted, calls) = counting::forwarder(api.addr).await;
+    let p = provider_at(counted, api.admin.clone()).await;
     workflow::suite(&p).await;
     let local = local_secrets();
+    workflow::reconcile_suite(&p, &local.1, &calls).await;
     let (zone, id, secret) = workflow::identity_suite(&p, &local.1).await;
     // The stored key writes its challenge and nothing else (edgeplane enforces the policy).
     let scoped = provider(&api, (id, secret)).await;
@@ -308,13 +320,29 @@ async fn workflow_on_the_embedded_backend_served_over_dns() {
         &dir.path().join("audit.log"),
     )
     .expect("secrets");
-    let p = clouddns::embedded::EmbeddedProvider::new(
-        store.clone(),
-        vec![n("ns1.example.net"), n("ns2.example.net")],
-    )
-    .with_identities(Identities::new(secrets.clone()).expect("identities"));
+    let p = counting::Counting::new(
+        clouddns::embedded::EmbeddedProvider::new(
+            store.clone(),
+            vec![n("ns1.example.net"), n("ns2.example.net")],
+        )
+        .with_identities(Identities::new(secrets.clone()).expect("identities")),
+    );
     let zone = workflow::suite(&p).await;
     workflow::identity_suite(&p, &secrets).await;
+    // A slow service: the first polls answer PENDING, and the wait says what it waits for.
+    p.pending_for(2);
+    let progress = workflow::reconcile_suite(&p, &secrets, &p.calls).await;
+    assert!(
+        progress[0].starts_with("waiting for change C")
+            && progress[0].ends_with("to be INSYNC (0.0 s)"),
+        "{progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.starts_with("change C") && l.contains(" is INSYNC (")),
+        "{progress:?}"
+    );
     // What the workflow wrote is what the DNS server answers.
     let server = dns::DnsServer::start(
         dns::DnsConfig {
@@ -408,16 +436,13 @@ fn start_moto() -> Moto {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_through_the_sdk_against_moto() {
     let moto = start_moto();
-    let p = Route53Provider::new(Route53Options {
-        endpoint: Some(format!("http://127.0.0.1:{}", moto.1)),
-        credentials: Some(("testing".into(), "testing".into())),
-        max_attempts: Some(2),
-        ..Route53Options::default()
-    })
-    .await;
+    let (counted, calls) =
+        counting::forwarder(std::net::SocketAddr::from(([127, 0, 0, 1], moto.1))).await;
+    let p = provider_at(counted, ("testing".into(), "testing".into())).await;
     workflow::suite(&p).await;
     let local = local_secrets();
     workflow::identity_suite(&p, &local.1).await;
+    workflow::reconcile_suite(&p, &local.1, &calls).await;
     workflow::teardown_suite(&p, &local.1).await;
 }
 

@@ -151,7 +151,7 @@ pub(crate) async fn suite<P: DnsProvider>(p: &P) -> String {
         "{report:?}"
     );
     let mut polls = 0;
-    wait_insync(p, &report.change_ids, Duration::from_secs(30), |_, _| {
+    wait_insync(p, &report.change_ids, Duration::from_secs(30), |_| {
         polls += 1
     })
     .await
@@ -333,4 +333,162 @@ pub(crate) async fn teardown_suite<P: DnsProvider>(p: &P, secrets: &store::secre
         .await
         .expect("find")
         .is_empty());
+}
+
+/// A DNSZone below a name that is not hosted: `a.b.example.com` with parent `b.example.com`,
+/// whose delegation lands in `example.com`, the longest hosted suffix.
+fn deep_plan() -> clouddns::workflow::ZonePlan {
+    clouddns::workflow::ZonePlan {
+        owner: "default/deep".into(),
+        domain: n("a.b.example.com"),
+        parent: Some(ParentRef::Domain(n("b.example.com"))),
+        network: Network {
+            elb_eips: vec![
+                "203.0.113.9".into(),
+                "203.0.113.1".into(),
+                "2001:db8::9".into(),
+                "2001:db8::1".into(),
+            ],
+            internal_elb_ips: vec![],
+        },
+        records: vec![
+            RecordSpec {
+                name: "@".into(),
+                from_network: NetworkKind::Public,
+                ttl: 60,
+            },
+            RecordSpec {
+                name: "www".into(),
+                from_network: NetworkKind::Public,
+                ttl: 60,
+            },
+        ],
+        acme_secret: Some(model::secret::SecretRef::new("default", "route53-deep").expect("ref")),
+        region: "us-east-1".into(),
+    }
+}
+
+/// The whole reconcile, twice, counting what it asks of the service: the first run creates
+/// the zone, delegates it from the longest hosted suffix of its parent, writes its records and
+/// its identity; the second, with nothing changed (and the service holding the values in
+/// another order), makes no mutating call at all. Then the DNSZone is torn down. Returns the
+/// progress the first run reported.
+pub(crate) async fn reconcile_suite<P: DnsProvider>(
+    p: &P,
+    secrets: &store::secrets::Secrets,
+    calls: &crate::counting::Calls,
+) -> Vec<String> {
+    use clouddns::workflow::{reconcile, teardown};
+    let parent = ensure_zone(p, "platform", &n("example.com"))
+        .await
+        .expect("parent");
+    assert!(
+        p.find_zones(&n("b.example.com"))
+            .await
+            .expect("find")
+            .is_empty(),
+        "b.example.com is not hosted"
+    );
+    let plan = deep_plan();
+    calls.take();
+    let mut progress = Vec::new();
+    let first = reconcile(p, &plan, Some(secrets), |w| progress.push(w.to_string())).await;
+    let kinds: Vec<(&str, bool)> = first.conditions.iter().map(|c| (c.kind, c.ok)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("Zone", true),
+            ("Delegated", true),
+            ("RecordsSynced", true),
+            ("CredentialsReady", true),
+            ("Ready", true)
+        ],
+        "{first:?}"
+    );
+    let made = calls.take_mutating();
+    for op in [
+        "CreateHostedZone",
+        "ChangeResourceRecordSets",
+        "CreateUser",
+        "PutUserPolicy",
+        "CreateAccessKey",
+    ] {
+        assert!(made.iter().any(|m| m == op), "{op} not seen in {made:?}");
+    }
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.ends_with(" s)") && l.contains("INSYNC")),
+        "{progress:?}"
+    );
+    // The delegation is in example.com, found by walking up from b.example.com.
+    let zone = first.zone_id.clone().expect("zone id");
+    let parent_sets = p.list_record_sets(&parent.id).await.expect("list");
+    let delegation = parent_sets
+        .iter()
+        .find(|s| s.name == n("a.b.example.com") && s.rtype == RecordType::NS)
+        .expect("delegation in example.com")
+        .clone();
+    assert_eq!(delegation.records.len(), first.name_servers.len());
+
+    // The service may hand values back in any order: store every multi-valued set this
+    // workflow wrote in reverse, and it must still see nothing to change.
+    let mut reversed = Vec::new();
+    for s in p.list_record_sets(&zone).await.expect("list") {
+        if matches!(s.rtype, RecordType::A | RecordType::AAAA) && s.records.len() > 1 {
+            reversed.push(s);
+        }
+    }
+    assert_eq!(reversed.len(), 4, "apex and www, A and AAAA: {reversed:?}");
+    let reverse = |mut s: RecordSet| {
+        s.records.reverse();
+        Change {
+            action: ChangeAction::Upsert,
+            set: s,
+        }
+    };
+    p.change_record_sets(
+        &zone,
+        &reversed.into_iter().map(reverse).collect::<Vec<_>>(),
+    )
+    .await
+    .expect("reverse records");
+    if delegation.records.len() > 1 {
+        p.change_record_sets(&parent.id, &[reverse(delegation)])
+            .await
+            .expect("reverse delegation");
+    }
+
+    calls.take();
+    let second = reconcile(p, &plan, Some(secrets), |_| {}).await;
+    assert!(second.ready(), "{second:?}");
+    let reasons: Vec<&str> = second
+        .conditions
+        .iter()
+        .map(|c| c.reason.as_str())
+        .collect();
+    assert_eq!(
+        reasons[1..3],
+        ["delegation in place", "0 upserted, 0 deleted"]
+    );
+    let made = calls.take_mutating();
+    assert!(
+        made.is_empty(),
+        "a second apply made mutating calls: {made:?}"
+    );
+
+    let done = teardown(p, &plan, Some(secrets)).await.expect("teardown");
+    assert_eq!(done.len(), 5, "{done:?}");
+    assert!(p
+        .find_zones(&n("a.b.example.com"))
+        .await
+        .expect("find")
+        .is_empty());
+    assert!(!p
+        .list_record_sets(&parent.id)
+        .await
+        .expect("list")
+        .iter()
+        .any(|s| s.name == n("a.b.example.com")));
+    progress
 }
