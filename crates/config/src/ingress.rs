@@ -23,6 +23,10 @@ pub struct ProxyPlan {
     /// TLS secrets routers ask for that no `Secret` manifest provides: `(namespace, name)`,
     /// to be read from the secret store.
     pub secret_refs: Vec<(String, String)>,
+    /// Client CA secrets of TLS options that no `Secret` manifest provides:
+    /// `(option, namespace, name)`; their `ca.crt` (or `tls.ca`, `tls.crt`) is to be added
+    /// to the option's `client_auth.ca_pems`.
+    pub ca_refs: Vec<(String, String, String)>,
     pub diagnostics: Vec<String>,
 }
 
@@ -352,6 +356,44 @@ struct HeadersDoc {
     custom_response_headers: BTreeMap<String, String>,
 }
 
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TlsOptionSpec {
+    #[serde(default)]
+    min_version: Option<String>,
+    #[serde(default)]
+    max_version: Option<String>,
+    #[serde(default)]
+    cipher_suites: Vec<String>,
+    #[serde(default)]
+    curve_preferences: Vec<String>,
+    #[serde(default)]
+    alpn_protocols: Vec<String>,
+    #[serde(default)]
+    sni_strict: bool,
+    #[serde(default)]
+    client_auth: Option<ClientAuthDoc>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    prefer_server_cipher_suites: Option<bool>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    disable_session_tickets: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClientAuthDoc {
+    /// Kubernetes: names of Secrets holding the CA certificates.
+    #[serde(default)]
+    secret_names: Vec<String>,
+    /// File provider: CA certificate files.
+    #[serde(default)]
+    ca_files: Vec<String>,
+    #[serde(default)]
+    client_auth_type: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TraefikServiceSpec {
@@ -429,8 +471,20 @@ struct FileDoc {
     #[serde(default)]
     http: Option<FileHttp>,
     #[serde(default)]
+    tls: Option<FileTls>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    #[serde(default)]
+    options: BTreeMap<String, TlsOptionSpec>,
+    #[serde(default)]
     #[allow(dead_code)]
-    tls: Option<serde::de::IgnoredAny>,
+    certificates: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    stores: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
@@ -526,7 +580,8 @@ enum Item {
     Service(Meta, K8sServiceSpec),
     EndpointSlice(EndpointSliceDoc),
     Secret(SecretDoc),
-    File(FileHttp),
+    TlsOption(Meta, TlsOptionSpec),
+    File(FileHttp, FileTls),
 }
 
 /// Reads every proxy resource of these files.
@@ -545,15 +600,27 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
     let mut k8s_services = BTreeMap::new();
     let mut slices: Vec<&EndpointSliceDoc> = Vec::new();
     let mut tls_secrets = BTreeMap::new();
+    let mut ca_secrets: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
     for (at, item) in items.iter() {
         match item {
             Item::Service(m, s) => {
                 k8s_services.insert((m.ns().to_string(), m.name.clone()), s);
             }
             Item::EndpointSlice(e) => slices.push(e),
+            Item::Secret(s)
+                if ca_of(s).is_some() && s.secret_type.as_deref() != Some("kubernetes.io/tls") =>
+            {
+                if let Some(ca) = ca_of(s) {
+                    ca_secrets.insert((s.metadata.ns().to_string(), s.metadata.name.clone()), ca);
+                }
+            }
             Item::Secret(s) => match tls_secret(s) {
                 Ok(Some(pem)) => {
-                    tls_secrets.insert((s.metadata.ns().to_string(), s.metadata.name.clone()), pem);
+                    let key = (s.metadata.ns().to_string(), s.metadata.name.clone());
+                    if let Some(ca) = ca_of(s) {
+                        ca_secrets.insert(key.clone(), ca);
+                    }
+                    tls_secrets.insert(key, pem);
                 }
                 Ok(None) => {}
                 Err(e) => plan.diagnostics.push(format!(
@@ -626,7 +693,37 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
                     }
                 }
             }
-            Item::File(http) => file_provider(http, cfg, &mut plan.diagnostics, at),
+            Item::File(http, tls) => {
+                file_provider(http, cfg, &mut plan.diagnostics, at);
+                for (name, spec) in &tls.options {
+                    match tls_option(spec, "default", &ca_secrets) {
+                        Ok((opt, missing)) => {
+                            if !missing.is_empty() {
+                                plan.diagnostics.push(format!("{at}: TLS option {name}: file-provider clientAuth reads caFiles; secretNames are not looked up here"));
+                                continue;
+                            }
+                            cfg.tls_options
+                                .insert(option_name(file_name(name), name), opt);
+                        }
+                        Err(e) => plan
+                            .diagnostics
+                            .push(format!("{at}: TLS option {name}: {e}")),
+                    }
+                }
+            }
+            Item::TlsOption(m, spec) => match tls_option(spec, m.ns(), &ca_secrets) {
+                Ok((opt, missing)) => {
+                    let name = option_name(crd_name(m.ns(), &m.name), &m.name);
+                    for (ns, secret) in missing {
+                        plan.ca_refs.push((name.clone(), ns, secret));
+                    }
+                    cfg.tls_options.insert(name, opt);
+                }
+                Err(e) => {
+                    plan.diagnostics
+                        .push(format!("{at}: TLSOption {}/{}: {e}", m.ns(), m.name))
+                }
+            },
             _ => {}
         }
     }
@@ -666,6 +763,10 @@ fn parse_item(doc: &str) -> Result<Option<Item>, String> {
             let d: Doc<MiddlewareSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
             Item::Middleware(d.metadata, d.spec)
         }
+        Some("TLSOption") if traefik => {
+            let d: Doc<TlsOptionSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            Item::TlsOption(d.metadata, d.spec)
+        }
         Some("TraefikService") if traefik => {
             let d: Doc<TraefikServiceSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
             Item::TraefikService(d.metadata, d.spec)
@@ -683,7 +784,7 @@ fn parse_item(doc: &str) -> Result<Option<Item>, String> {
         Some(_) => return Ok(None),
         None if head.http.is_some() || head.tls.is_some() => {
             let d: FileDoc = serde_saphyr::from_str(doc).map_err(parse_err)?;
-            Item::File(d.http.unwrap_or_default())
+            Item::File(d.http.unwrap_or_default(), d.tls.unwrap_or_default())
         }
         None => return Ok(None),
     }))
@@ -694,6 +795,15 @@ fn crd_name(ns: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{ns}-{name}@kubernetescrd")
+    }
+}
+
+/// A TLS option named `default` is the default, whatever provider it comes from.
+fn option_name(qualified: String, bare: &str) -> String {
+    if bare == "default" || bare.starts_with("default@") {
+        "default".to_string()
+    } else {
+        qualified
     }
 }
 
@@ -871,10 +981,12 @@ fn ingress_route(
         }
     };
     let tls = spec.tls.as_ref().map(|t| RouterTls {
-        options: t
-            .options
-            .as_ref()
-            .map(|o| crd_name(o.namespace.as_deref().unwrap_or(m.ns()), &o.name)),
+        options: t.options.as_ref().map(|o| {
+            option_name(
+                crd_name(o.namespace.as_deref().unwrap_or(m.ns()), &o.name),
+                &o.name,
+            )
+        }),
         cert_resolver: t.cert_resolver.clone(),
     });
     Ok(RouterConfig {
@@ -924,6 +1036,67 @@ fn middleware(spec: &MiddlewareSpec) -> Result<MiddlewareConfig, String> {
         ),
         _ => Err("a middleware has exactly one type".to_string()),
     }
+}
+
+/// The CA certificate a Secret holds (`ca.crt`, else `tls.ca`), for client authentication.
+fn ca_of(s: &SecretDoc) -> Option<Vec<u8>> {
+    for k in ["ca.crt", "tls.ca"] {
+        if let Some(v) = s.string_data.get(k) {
+            return Some(v.as_bytes().to_vec());
+        }
+        if let Some(v) = s.data.get(k) {
+            let clean: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+            return model::base64::decode(clean.as_bytes());
+        }
+    }
+    None
+}
+
+/// A TLS option, with the client CA secrets not found among the manifests.
+fn tls_option(
+    spec: &TlsOptionSpec,
+    ns: &str,
+    ca_secrets: &BTreeMap<(String, String), Vec<u8>>,
+) -> Result<(proxy::config::TlsOptions, Vec<(String, String)>), String> {
+    let mut missing = Vec::new();
+    let client_auth = match &spec.client_auth {
+        None => None,
+        Some(c) => {
+            let mode = c
+                .client_auth_type
+                .clone()
+                .unwrap_or_else(|| "RequireAndVerifyClientCert".to_string());
+            if mode == "NoClientCert" {
+                None
+            } else {
+                let mut ca_pems = Vec::new();
+                for name in &c.secret_names {
+                    match ca_secrets.get(&(ns.to_string(), name.clone())) {
+                        Some(pem) => ca_pems.push(pem.clone()),
+                        None => missing.push((ns.to_string(), name.clone())),
+                    }
+                }
+                for f in &c.ca_files {
+                    ca_pems.push(
+                        std::fs::read(f).map_err(|e| format!("clientAuth.caFiles {f}: {e}"))?,
+                    );
+                }
+                Some(proxy::config::ClientAuth { mode, ca_pems })
+            }
+        }
+    };
+    Ok((
+        proxy::config::TlsOptions {
+            min_version: spec.min_version.clone(),
+            max_version: spec.max_version.clone(),
+            cipher_suites: spec.cipher_suites.clone(),
+            curve_preferences: spec.curve_preferences.clone(),
+            alpn_protocols: spec.alpn_protocols.clone(),
+            sni_strict: spec.sni_strict,
+            client_auth,
+        },
+        missing,
+    ))
 }
 
 fn tls_secret(s: &SecretDoc) -> Result<Option<CertificatePem>, String> {
@@ -1001,7 +1174,7 @@ fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<Strin
                 middlewares: r.middlewares.iter().map(|m| file_name(m)).collect(),
                 service: file_name(&r.service),
                 tls: r.tls.as_ref().map(|t| RouterTls {
-                    options: t.options.as_ref().map(|o| file_name(o)),
+                    options: t.options.as_ref().map(|o| option_name(file_name(o), o)),
                     cert_resolver: t.cert_resolver.clone(),
                 }),
             },

@@ -41,11 +41,31 @@ pub(crate) async fn apply(
     let mut plan = config::ingress::load(&inputs);
     let mut versions = SecretVersions::new();
     let refs = std::mem::take(&mut plan.secret_refs);
-    let wanted = refs.clone();
+    let ca_refs = std::mem::take(&mut plan.ca_refs);
+    let mut wanted = refs.clone();
+    wanted.extend(ca_refs.iter().map(|(_, ns, n)| (ns.clone(), n.clone())));
     let secrets = secrets.clone();
-    let loaded = tokio::task::spawn_blocking(move || load_secrets(&secrets, &refs))
-        .await
-        .unwrap_or_default();
+    let (loaded, cas) = tokio::task::spawn_blocking(move || {
+        (load_secrets(&secrets, &refs), load_cas(&secrets, &ca_refs))
+    })
+    .await
+    .unwrap_or_default();
+    for (option, key, version, ca) in cas {
+        match ca {
+            Ok(pem) => {
+                versions.insert(key, version);
+                if let Some(auth) = plan
+                    .config
+                    .tls_options
+                    .get_mut(&option)
+                    .and_then(|o| o.client_auth.as_mut())
+                {
+                    auth.ca_pems.push(pem);
+                }
+            }
+            Err(e) => plan.diagnostics.push(e),
+        }
+    }
     for (key, version, cert) in loaded {
         match cert {
             Ok(c) => {
@@ -70,6 +90,36 @@ pub(crate) async fn apply(
 }
 
 type Loaded = Vec<((String, String), u64, Result<CertificatePem, String>)>;
+type LoadedCas = Vec<(String, (String, String), u64, Result<Vec<u8>, String>)>;
+
+/// Client CA certificates of TLS options: `ca.crt`, else `tls.ca`, else `tls.crt`.
+fn load_cas(secrets: &Secrets, refs: &[(String, String, String)]) -> LoadedCas {
+    let caller = proxy_caller();
+    refs.iter()
+        .map(|(option, ns, name)| {
+            let key = (ns.clone(), name.clone());
+            let got = SecretRef::new(ns, name)
+                .map_err(|e| e.to_string())
+                .and_then(|r| secrets.get(&caller, &r, None).map_err(|e| e.to_string()));
+            match got {
+                Err(e) => (
+                    option.clone(),
+                    key,
+                    0,
+                    Err(format!("client CA secret {ns}/{name}: {e}")),
+                ),
+                Ok((info, spec)) => {
+                    let pem = ["ca.crt", "tls.ca", "tls.crt"]
+                        .iter()
+                        .find_map(|k| spec.data.get(*k))
+                        .map(|v| v.expose().to_vec())
+                        .ok_or_else(|| format!("client CA secret {ns}/{name} has no ca.crt"));
+                    (option.clone(), key, info.version, pem)
+                }
+            }
+        })
+        .collect()
+}
 
 fn load_secrets(secrets: &Secrets, refs: &[(String, String)]) -> Loaded {
     let caller = proxy_caller();

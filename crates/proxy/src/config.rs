@@ -13,6 +13,34 @@ pub struct DynamicConfig {
     pub middlewares: BTreeMap<String, MiddlewareConfig>,
     /// Certificates offered by SNI, in PEM; the first whose names match a handshake is used.
     pub certificates: Vec<CertificatePem>,
+    /// TLS options by name; `default` applies to every handshake no router's options claim.
+    pub tls_options: BTreeMap<String, TlsOptions>,
+}
+
+/// Traefik's TLSOption: what a TLS handshake may negotiate.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsOptions {
+    /// `VersionTLS12` or `VersionTLS13` (older versions are not offered at all).
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
+    /// IANA or Go names of TLS 1.2 suites (TLS 1.3 suites may be listed too).
+    pub cipher_suites: Vec<String>,
+    /// `CurveP256`, `CurveP384`, `X25519`, `X25519MLKEM768`.
+    pub curve_preferences: Vec<String>,
+    /// Default `h2`, `http/1.1`.
+    pub alpn_protocols: Vec<String>,
+    /// Refuse handshakes without SNI or for a name no certificate covers.
+    pub sni_strict: bool,
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Client certificate authentication (mTLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// `RequireAndVerifyClientCert` or `VerifyClientCertIfGiven`.
+    pub mode: String,
+    /// CA certificates (PEM) client certificates must chain to.
+    pub ca_pems: Vec<Vec<u8>>,
 }
 
 /// A router: a rule over requests on some entry points, middlewares, and a service.

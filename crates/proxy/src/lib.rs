@@ -32,7 +32,7 @@ pub use server::{EntryPointConfig, Redirect};
 
 use crate::config::{Diagnostic, DynamicConfig};
 use crate::runtime::{EntryPointInfo, Runtime};
-use crate::tls::{CertStore, SniResolver};
+use crate::tls::{CertStore, TlsPolicy};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,7 @@ pub struct Proxy {
     entry_points: Vec<EntryPointInfo>,
     addrs: Vec<(String, SocketAddr)>,
     certs: Arc<ArcSwap<CertStore>>,
+    tls_policy: Arc<ArcSwap<TlsPolicy>>,
     default_cert: Arc<rustls::sign::CertifiedKey>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -68,17 +69,8 @@ impl Proxy {
         let certs = Arc::new(ArcSwap::from_pointee(
             CertStore::build(&[], Some(default_cert.clone())).0,
         ));
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut tls_config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ProxyError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SniResolver {
-                store: certs.clone(),
-            }));
-        tls_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
-
+        let (policy, _) = TlsPolicy::build(&Default::default(), &[], &certs);
+        let tls_policy = Arc::new(ArcSwap::from_pointee(policy));
         let shared = Arc::new(forward::Shared::new(metrics::Metrics::default()));
         let (stop, stop_rx) = watch::channel(false);
         let mut bound = Vec::new();
@@ -103,7 +95,7 @@ impl Proxy {
                 name: ep.name.clone(),
                 tls: ep.tls,
             });
-            let tls = ep.tls.then(|| acceptor.clone());
+            let tls = ep.tls.then(|| tls_policy.clone());
             tasks.push(tokio::spawn(server::serve(
                 server::EntryPoint {
                     config: ep,
@@ -119,6 +111,7 @@ impl Proxy {
             entry_points: infos,
             addrs,
             certs,
+            tls_policy,
             default_cert,
             stop,
             tasks: Mutex::new(tasks),
@@ -134,6 +127,9 @@ impl Proxy {
         let (certs, cert_diags) =
             CertStore::build(&config.certificates, Some(self.default_cert.clone()));
         runtime.diagnostics.extend(cert_diags);
+        let claims = tls_claims(config);
+        let (policy, tls_diags) = TlsPolicy::build(&config.tls_options, &claims, &self.certs);
+        runtime.diagnostics.extend(tls_diags);
         let diags = runtime.diagnostics.clone();
         for (name, svc) in &runtime.services {
             let reused = previous
@@ -146,6 +142,7 @@ impl Proxy {
         }
         let loaded = certs.loaded.clone();
         self.certs.store(Arc::new(certs));
+        self.tls_policy.store(Arc::new(policy));
         self.shared.runtime.store(Arc::new(runtime));
         self.shared.metrics.reloaded(diags.is_empty(), loaded);
         for d in &diags {
@@ -186,4 +183,22 @@ impl Proxy {
             let _ = t.await;
         }
     }
+}
+
+/// The hosts each router's TLS options claim: `(host, option, router)`.
+fn tls_claims(config: &DynamicConfig) -> Vec<(rule::HostPattern, String, String)> {
+    let mut out = Vec::new();
+    for (name, r) in &config.routers {
+        let Some(option) = r.tls.as_ref().and_then(|t| t.options.clone()) else {
+            continue;
+        };
+        // A rule that does not parse is reported by the runtime; it claims nothing.
+        let Ok(rule) = rule::Rule::parse(&r.rule) else {
+            continue;
+        };
+        for h in rule.expr().required_hosts().unwrap_or_default() {
+            out.push((h, option.clone(), name.clone()));
+        }
+    }
+    out
 }

@@ -66,7 +66,7 @@ pub(crate) struct EntryPoint {
 pub(crate) async fn serve(
     ep: EntryPoint,
     shared: Arc<Shared>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<arc_swap::ArcSwap<crate::tls::TlsPolicy>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let config = Arc::new(ep.config);
@@ -126,10 +126,18 @@ pub(crate) async fn serve(
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(config.read_header_timeout, acceptor.accept(tcp))
-                            .await;
+                Some(policy) => {
+                    // Read the ClientHello first: the server name picks the TLS options.
+                    let handshake = tokio::time::timeout(config.read_header_timeout, async move {
+                        let start = tokio_rustls::LazyConfigAcceptor::new(
+                            rustls::server::Acceptor::default(),
+                            tcp,
+                        )
+                        .await?;
+                        let tls_config = policy.load().for_sni(start.client_hello().server_name());
+                        start.into_stream(tls_config).await
+                    })
+                    .await;
                     let stream = match handshake {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {

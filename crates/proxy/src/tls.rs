@@ -171,3 +171,290 @@ pub fn self_signed_default() -> Result<Arc<CertifiedKey>, String> {
     };
     load(&pem).map(|(k, _, _)| Arc::new(k))
 }
+
+/// Server configurations by SNI, compiled from TLS options and the routers that name them.
+#[derive(Debug, Clone)]
+pub struct TlsPolicy {
+    exact: HashMap<String, Arc<rustls::ServerConfig>>,
+    wildcard: HashMap<String, Arc<rustls::ServerConfig>>,
+    default: Arc<rustls::ServerConfig>,
+}
+
+impl TlsPolicy {
+    /// One configuration for every handshake.
+    pub fn uniform(default: Arc<rustls::ServerConfig>) -> TlsPolicy {
+        TlsPolicy {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default,
+        }
+    }
+
+    /// The configuration for a handshake's server name.
+    pub fn for_sni(&self, sni: Option<&str>) -> Arc<rustls::ServerConfig> {
+        if let Some(name) = sni {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(c) = self.exact.get(&name) {
+                return c.clone();
+            }
+            if let Some(c) = name
+                .split_once('.')
+                .and_then(|(_, parent)| self.wildcard.get(parent))
+            {
+                return c.clone();
+            }
+        }
+        self.default.clone()
+    }
+
+    /// Builds the policy: each named option compiled once, hosts mapped to the options their
+    /// routers name. An option that cannot be built, or a host two options claim, yields a
+    /// diagnostic; such hosts get the default.
+    pub fn build(
+        options: &std::collections::BTreeMap<String, crate::config::TlsOptions>,
+        claims: &[(crate::rule::HostPattern, String, String)],
+        store: &Arc<ArcSwap<CertStore>>,
+    ) -> (TlsPolicy, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        let mut compiled: HashMap<String, Arc<rustls::ServerConfig>> = HashMap::new();
+        for (name, opt) in options {
+            match server_config(opt, store) {
+                Ok(c) => {
+                    compiled.insert(name.clone(), c);
+                }
+                Err(message) => diags.push(Diagnostic {
+                    kind: "tlsoption",
+                    name: name.clone(),
+                    message,
+                }),
+            }
+        }
+        let default = match compiled.get("default") {
+            Some(c) => c.clone(),
+            None => match server_config(&crate::config::TlsOptions::default(), store) {
+                Ok(c) => c,
+                Err(message) => {
+                    // The built-in defaults always build; keep serving with no ALPN tweaks.
+                    diags.push(Diagnostic {
+                        kind: "tlsoption",
+                        name: "default".into(),
+                        message,
+                    });
+                    Arc::new(fallback_config(store))
+                }
+            },
+        };
+        let mut policy = TlsPolicy::uniform(default);
+        let mut owner: HashMap<String, String> = HashMap::new();
+        let mut conflicted = std::collections::HashSet::new();
+        for (host, option, router) in claims {
+            let Some(cfg) = compiled.get(option) else {
+                diags.push(Diagnostic {
+                    kind: "router",
+                    name: router.clone(),
+                    message: format!(
+                        "TLS option {option:?} does not exist or is invalid; the default applies"
+                    ),
+                });
+                continue;
+            };
+            let key = host.to_string();
+            match owner.get(&key) {
+                Some(o) if o != option => {
+                    conflicted.insert(key.clone());
+                    diags.push(Diagnostic {
+                        kind: "router",
+                        name: router.clone(),
+                        message: format!(
+                            "host {key} has TLS options {o:?} and {option:?}; the default applies"
+                        ),
+                    });
+                    continue;
+                }
+                _ => {}
+            }
+            owner.insert(key, option.clone());
+            match host {
+                crate::rule::HostPattern::Exact(h) => {
+                    policy.exact.insert(h.clone(), cfg.clone());
+                }
+                crate::rule::HostPattern::OneLabel(s) | crate::rule::HostPattern::AnyLabels(s) => {
+                    policy.wildcard.insert(s.clone(), cfg.clone());
+                }
+            }
+        }
+        for key in conflicted {
+            match key.strip_prefix("*.").or_else(|| key.strip_prefix("**.")) {
+                Some(s) => policy.wildcard.remove(s),
+                None => policy.exact.remove(&key),
+            };
+        }
+        (policy, diags)
+    }
+}
+
+/// The resolver of one TLS option: the shared certificates, strict or not about SNI.
+#[derive(Debug)]
+struct OptionResolver {
+    store: Arc<ArcSwap<CertStore>>,
+    sni_strict: bool,
+}
+
+impl ResolvesServerCert for OptionResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let store = self.store.load();
+        match hello.server_name() {
+            Some(name) if self.sni_strict && !store.covers(name) => None,
+            None if self.sni_strict => None,
+            sni => store.find(sni),
+        }
+    }
+}
+
+fn fallback_config(store: &Arc<ArcSwap<CertStore>>) -> rustls::ServerConfig {
+    let mut c = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver {
+            store: store.clone(),
+        }));
+    c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    c
+}
+
+/// Compiles one TLS option into a rustls server configuration.
+pub fn server_config(
+    opt: &crate::config::TlsOptions,
+    store: &Arc<ArcSwap<CertStore>>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let base = rustls::crypto::aws_lc_rs::default_provider();
+    let version = |v: &Option<String>, default: u8| -> Result<u8, String> {
+        match v.as_deref() {
+            None | Some("") => Ok(default),
+            // rustls offers no TLS 1.0 or 1.1: a lower minimum means 1.2.
+            Some("VersionTLS10" | "VersionTLS11" | "VersionTLS12") => Ok(12),
+            Some("VersionTLS13") => Ok(13),
+            Some(other) => Err(format!(
+                "unknown TLS version {other:?} (VersionTLS12, VersionTLS13)"
+            )),
+        }
+    };
+    let min = version(&opt.min_version, 12)?;
+    let max = version(&opt.max_version, 13)?;
+    if min > max {
+        return Err("minVersion is above maxVersion".to_string());
+    }
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if min <= 12 && max >= 12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if max >= 13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    let mut suites = base.cipher_suites.clone();
+    if !opt.cipher_suites.is_empty() {
+        let wanted: Vec<String> = opt
+            .cipher_suites
+            .iter()
+            .map(|n| {
+                // Go names the ChaCha20 suites without the hash.
+                if n.ends_with("CHACHA20_POLY1305") {
+                    format!("{n}_SHA256")
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        for w in &wanted {
+            if !base
+                .cipher_suites
+                .iter()
+                .any(|s| format!("{:?}", s.suite()) == *w)
+            {
+                return Err(format!("unknown or unsupported cipher suite {w:?}"));
+            }
+        }
+        let lists_tls13 = wanted.iter().any(|w| !w.contains("_WITH_"));
+        suites.retain(|s| {
+            let name = format!("{:?}", s.suite());
+            let is13 = matches!(s, rustls::SupportedCipherSuite::Tls13(_));
+            wanted.contains(&name) || (is13 && !lists_tls13)
+        });
+    }
+    let mut groups = base.kx_groups.clone();
+    if !opt.curve_preferences.is_empty() {
+        let mut ordered = Vec::new();
+        for c in &opt.curve_preferences {
+            let name = match c.as_str() {
+                "CurveP256" | "secp256r1" | "P256" => "secp256r1",
+                "CurveP384" | "secp384r1" | "P384" => "secp384r1",
+                "CurveP521" | "secp521r1" | "P521" => "secp521r1",
+                "X25519" | "x25519" => "X25519",
+                "X25519MLKEM768" => "X25519MLKEM768",
+                other => return Err(format!("unknown curve {other:?}")),
+            };
+            let g = base
+                .kx_groups
+                .iter()
+                .find(|g| format!("{:?}", g.name()) == name)
+                .ok_or_else(|| format!("curve {c:?} is not supported"))?;
+            ordered.push(*g);
+        }
+        groups = ordered;
+    }
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites,
+        kx_groups: groups,
+        ..base
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("inconsistent TLS option: {e}"))?;
+    let resolver = Arc::new(OptionResolver {
+        store: store.clone(),
+        sni_strict: opt.sni_strict,
+    });
+    let mut config = match &opt.client_auth {
+        None => builder.with_no_client_auth().with_cert_resolver(resolver),
+        Some(auth) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for pem in &auth.ca_pems {
+                for der in CertificateDer::pem_slice_iter(pem) {
+                    let der = der.map_err(|e| format!("unreadable client CA: {e}"))?;
+                    roots
+                        .add(der)
+                        .map_err(|e| format!("unusable client CA: {e}"))?;
+                }
+            }
+            if roots.is_empty() {
+                return Err("clientAuth needs at least one CA certificate".to_string());
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            );
+            let verifier = match auth.mode.as_str() {
+                "RequireAndVerifyClientCert" => verifier,
+                "VerifyClientCertIfGiven" => verifier.allow_unauthenticated(),
+                other => {
+                    return Err(format!(
+                        "clientAuthType {other:?} is not supported (RequireAndVerifyClientCert, VerifyClientCertIfGiven)"
+                    ))
+                }
+            }
+            .build()
+            .map_err(|e| format!("client verifier: {e}"))?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_cert_resolver(resolver)
+        }
+    };
+    config.alpn_protocols = if opt.alpn_protocols.is_empty() {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        opt.alpn_protocols
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect()
+    };
+    Ok(Arc::new(config))
+}

@@ -257,3 +257,64 @@ http:
         p.diagnostics
     );
 }
+
+#[test]
+fn tls_options_from_crds_and_the_file_provider() {
+    let p = plan(
+        r#"
+apiVersion: traefik.io/v1alpha1
+kind: TLSOption
+metadata: {name: mtls, namespace: apps}
+spec:
+  minVersion: VersionTLS13
+  sniStrict: true
+  alpnProtocols: [http/1.1]
+  clientAuth:
+    secretNames: [client-ca, store-ca]
+    clientAuthType: VerifyClientCertIfGiven
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: client-ca, namespace: apps}
+stringData: {ca.crt: CA-PEM}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TLSOption
+metadata: {name: default, namespace: kube-system}
+spec: {cipherSuites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: r, namespace: apps}
+spec:
+  routes: [{match: Host(`a.test`), services: [{name: svc, kind: TraefikService}]}]
+  tls: {options: {name: mtls}}
+---
+tls:
+  options:
+    modern: {minVersion: VersionTLS13}
+"#,
+    );
+    assert_eq!(p.diagnostics, Vec::<String>::new());
+    let o = &p.config.tls_options["apps-mtls@kubernetescrd"];
+    assert_eq!(o.min_version.as_deref(), Some("VersionTLS13"));
+    assert!(o.sni_strict);
+    let auth = o.client_auth.as_ref().expect("client auth");
+    assert_eq!(auth.mode, "VerifyClientCertIfGiven");
+    assert_eq!(auth.ca_pems, vec![b"CA-PEM".to_vec()]);
+    assert_eq!(
+        p.ca_refs,
+        [(
+            "apps-mtls@kubernetescrd".to_string(),
+            "apps".to_string(),
+            "store-ca".to_string()
+        )]
+    );
+    assert!(p.config.tls_options.contains_key("default"));
+    assert!(p.config.tls_options.contains_key("modern@file"));
+    let r = &p.config.routers["apps-r-0@kubernetescrd"];
+    assert_eq!(
+        r.tls.as_ref().and_then(|t| t.options.as_deref()),
+        Some("apps-mtls@kubernetescrd")
+    );
+}

@@ -190,3 +190,205 @@ async fn a_broken_certificate_is_reported_and_others_still_load() {
         .0
     );
 }
+
+fn with_option(
+    backend: SocketAddr,
+    certs: Vec<CertificatePem>,
+    host_rule: &str,
+    opt: proxy::config::TlsOptions,
+) -> DynamicConfig {
+    let mut cfg = tls_config(backend, certs);
+    let mut strict = router(host_rule, "s");
+    strict.tls = Some(RouterTls {
+        options: Some("strict".into()),
+        cert_resolver: None,
+    });
+    cfg.routers.insert("strict".into(), strict);
+    cfg.tls_options.insert("strict".into(), opt);
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_options_versions_alpn_and_sni_strict_per_host() {
+    let a = backend::start("a").await;
+    let p = crate::start_proxy().await;
+    let ca = Ca::new("CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_path = ca.write(dir.path(), "ca.pem");
+    let opt = proxy::config::TlsOptions {
+        min_version: Some("VersionTLS13".into()),
+        alpn_protocols: vec!["http/1.1".into()],
+        sni_strict: true,
+        ..Default::default()
+    };
+    let cfg = with_option(
+        a,
+        vec![ca.issue(&["app.test", "strict.test"], "apps/app")],
+        "Host(`strict.test`)",
+        opt,
+    );
+    assert_eq!(p.apply(&cfg), vec![]);
+    let secure = p.local_addr("websecure").expect("websecure");
+    // strict.test: TLS 1.3 only, HTTP/1.1 only.
+    let (ok, _) = https(secure, "strict.test", &ca_path, &["--tls-max", "1.2"]).await;
+    assert!(!ok, "TLS 1.2 must be refused for strict.test");
+    let (ok, out) = https(secure, "strict.test", &ca_path, &[]).await;
+    assert!(ok && out.ends_with("version=1.1"), "{out}");
+    // app.test keeps the defaults: TLS 1.2 and HTTP/2 work.
+    let (ok, out) = https(secure, "app.test", &ca_path, &["--tls-max", "1.2"]).await;
+    assert!(ok && out.ends_with("version=2"), "{out}");
+
+    // sniStrict as the default option: no SNI, or an unknown name, gets no certificate.
+    let mut cfg = tls_config(a, vec![ca.issue(&["app.test"], "apps/app")]);
+    cfg.tls_options.insert(
+        "default".into(),
+        proxy::config::TlsOptions {
+            sni_strict: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(p.apply(&cfg), vec![]);
+    let no_sni = curl(&["-k", &format!("https://127.0.0.1:{}/", secure.port())]).await;
+    assert!(!no_sni.status.success());
+    let unknown = curl(&[
+        "-k",
+        "--resolve",
+        &format!("other.test:{}:127.0.0.1", secure.port()),
+        &format!("https://other.test:{}/", secure.port()),
+    ])
+    .await;
+    assert!(!unknown.status.success());
+    assert!(https(secure, "app.test", &ca_path, &[]).await.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cipher_suites_and_curves_are_restricted() {
+    crate::require("openssl");
+    let a = backend::start("a").await;
+    let p = crate::start_proxy().await;
+    let ca = Ca::new("CA");
+    let opt = proxy::config::TlsOptions {
+        max_version: Some("VersionTLS12".into()),
+        cipher_suites: vec!["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".into()],
+        curve_preferences: vec!["CurveP384".into()],
+        ..Default::default()
+    };
+    let cfg = with_option(
+        a,
+        vec![ca.issue(&["app.test", "strict.test"], "apps/app")],
+        "Host(`strict.test`)",
+        opt,
+    );
+    assert_eq!(p.apply(&cfg), vec![]);
+    let secure = p.local_addr("websecure").expect("websecure");
+    let s_client = |cipher: &'static str, curve: &'static str| {
+        let addr = format!("127.0.0.1:{}", secure.port());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new("openssl")
+                    .args([
+                        "s_client",
+                        "-connect",
+                        &addr,
+                        "-servername",
+                        "strict.test",
+                        "-tls1_2",
+                        "-cipher",
+                        cipher,
+                        "-curves",
+                        curve,
+                    ])
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .expect("openssl")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let good = s_client("ECDHE-ECDSA-AES256-GCM-SHA384", "P-384:P-256").await;
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        text.contains("Cipher is ECDHE-ECDSA-AES256-GCM-SHA384"),
+        "{text}{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let bad_cipher = s_client("ECDHE-ECDSA-AES128-GCM-SHA256", "P-384:P-256").await;
+    assert!(!String::from_utf8_lossy(&bad_cipher.stdout).contains("Cipher is ECDHE"));
+    let bad_curve = s_client("ECDHE-ECDSA-AES256-GCM-SHA384", "X25519:P-256").await;
+    assert!(!String::from_utf8_lossy(&bad_curve.stdout).contains("Cipher is ECDHE"));
+
+    // A broken option is reported; the routers naming it get the default options.
+    let mut cfg = cfg;
+    if let Some(o) = cfg.tls_options.get_mut("strict") {
+        o.cipher_suites = vec!["TLS_RSA_WITH_RC4_128_SHA".into()];
+    }
+    let diags = p.apply(&cfg);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.kind == "tlsoption" && d.message.contains("unsupported cipher suite")),
+        "{diags:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_and_verified() {
+    let a = backend::start("a").await;
+    let p = crate::start_proxy().await;
+    let ca = Ca::new("server CA");
+    let clients = Ca::new("client CA");
+    let stranger = Ca::new("another CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_path = ca.write(dir.path(), "ca.pem");
+    let write_client = |who: &Ca, stem: &str| {
+        let c = who.issue(&["client.test"], stem);
+        let crt = dir.path().join(format!("{stem}.crt"));
+        let key = dir.path().join(format!("{stem}.key"));
+        std::fs::write(&crt, &c.chain).expect("write");
+        std::fs::write(&key, &*c.key).expect("write");
+        (crt.display().to_string(), key.display().to_string())
+    };
+    let (good_crt, good_key) = write_client(&clients, "good");
+    let (bad_crt, bad_key) = write_client(&stranger, "bad");
+    for (mode, anonymous_ok) in [
+        ("RequireAndVerifyClientCert", false),
+        ("VerifyClientCertIfGiven", true),
+    ] {
+        let opt = proxy::config::TlsOptions {
+            client_auth: Some(proxy::config::ClientAuth {
+                mode: mode.into(),
+                ca_pems: vec![clients.cert.pem().into_bytes()],
+            }),
+            ..Default::default()
+        };
+        let cfg = with_option(
+            a,
+            vec![ca.issue(&["app.test", "strict.test"], "apps/app")],
+            "Host(`strict.test`)",
+            opt,
+        );
+        assert_eq!(p.apply(&cfg), vec![]);
+        let secure = p.local_addr("websecure").expect("websecure");
+        let (ok, out) = https(
+            secure,
+            "strict.test",
+            &ca_path,
+            &["--cert", &good_crt, "--key", &good_key],
+        )
+        .await;
+        assert!(ok, "{mode}: {out}");
+        let (ok, _) = https(
+            secure,
+            "strict.test",
+            &ca_path,
+            &["--cert", &bad_crt, "--key", &bad_key],
+        )
+        .await;
+        assert!(!ok, "{mode}: a certificate from another CA is refused");
+        let (ok, _) = https(secure, "strict.test", &ca_path, &[]).await;
+        assert_eq!(ok, anonymous_ok, "{mode}: no certificate");
+        // Hosts without the option ask for no certificate.
+        assert!(https(secure, "app.test", &ca_path, &[]).await.0, "{mode}");
+    }
+}
