@@ -82,11 +82,16 @@ pub fn caller_reference(owner: &str, domain: &DomainName) -> String {
         return r;
     }
     // Long names: keep a readable prefix and a stable hash of the rest.
+    format!("{}-{:016x}", &r[..100], fnv64(r.as_bytes()))
+}
+
+/// FNV-1a: a small hash that stays the same across builds and platforms.
+fn fnv64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in r.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    for b in bytes {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{}-{h:016x}", &r[..100])
+    h
 }
 
 /// Adopts the zone this owner created before (same caller reference), or creates it. Looking
@@ -721,6 +726,57 @@ impl ZoneStatus {
     pub fn ready(&self) -> bool {
         !self.conditions.is_empty() && self.conditions.iter().all(|c| c.ok)
     }
+
+    /// The status as the store keeps it for `plan`'s DNSZone (the store sets times and the
+    /// generation).
+    pub fn to_record(&self, plan: &ZonePlan) -> store::dnszones::DnsZoneStatus {
+        store::dnszones::DnsZoneStatus {
+            owner: plan.owner.clone(),
+            domain: plan.domain.to_string(),
+            zone_id: self.zone_id.clone(),
+            name_servers: self.name_servers.clone(),
+            conditions: self
+                .conditions
+                .iter()
+                .map(|c| store::dnszones::StatusCondition {
+                    kind: c.kind.to_string(),
+                    status: c.ok,
+                    reason: c.reason.clone(),
+                    last_transition_time: 0,
+                })
+                .collect(),
+            observed_generation: 0,
+            spec_digest: plan_digest(plan),
+            last_reconciled: 0,
+        }
+    }
+}
+
+/// A digest of everything `plan` asks for: it changes exactly when the plan does, so a status
+/// can count the generations of a DNSZone's spec.
+pub fn plan_digest(plan: &ZonePlan) -> String {
+    let mut text = format!("owner {}\ndomain {}\n", plan.owner, plan.domain);
+    match &plan.parent {
+        Some(ParentRef::Domain(d)) => text.push_str(&format!("parent domain {d}\n")),
+        Some(ParentRef::ZoneId(z)) => text.push_str(&format!("parent zone {z}\n")),
+        None => {}
+    }
+    text.push_str(&format!(
+        "public {}\ninternal {}\n",
+        plan.network.elb_eips.join(","),
+        plan.network.internal_elb_ips.join(",")
+    ));
+    for r in &plan.records {
+        text.push_str(&format!(
+            "record {} {:?} {}\n",
+            r.name, r.from_network, r.ttl
+        ));
+    }
+    if let Some(secret) = &plan.acme_secret {
+        text.push_str(&format!("acme {secret}\n"));
+    }
+    text.push_str(&format!("region {}\n", plan.region));
+    format!("{:016x}", fnv64(text.as_bytes()))
 }
 
 /// How long a reconcile waits for its changes to be INSYNC.

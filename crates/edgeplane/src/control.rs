@@ -42,6 +42,10 @@ pub(crate) enum Request {
         name_servers: Vec<String>,
     },
     ZoneList,
+    /// A DNSZone's status, by `namespace/name`, name (in any namespace) or domain.
+    ZoneGet {
+        name: String,
+    },
     ZoneDelete {
         zone: String,
         force: bool,
@@ -132,6 +136,7 @@ impl Request {
         match self {
             Request::ZoneCreate { .. } => "zone-create",
             Request::ZoneList => "zone-list",
+            Request::ZoneGet { .. } => "zone-get",
             Request::ZoneDelete { .. } => "zone-delete",
             Request::ZoneImport { .. } => "zone-import",
             Request::ZoneExport { .. } => "zone-export",
@@ -288,6 +293,14 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
                         if !status.ready() {
                             failures += 1;
                         }
+                        // The status outlives the command: `zone get` and `zone list` show it.
+                        if let Err(e) = store.record_dnszone_status(status.to_record(&plan)) {
+                            failures += 1;
+                            out.push_str(&format!(
+                                "error: {}: status not recorded: {e}\n",
+                                plan.owner
+                            ));
+                        }
                         out.push_str(&format!(
                             "{}: {} zone {} ready={}\n",
                             plan.owner,
@@ -342,10 +355,15 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
                         &plan,
                         Some(&secrets),
                     )) {
-                        Ok(done) if done.is_empty() => {
-                            out.push_str(&format!("{}: nothing left to delete\n", plan.owner))
+                        Ok(done) => {
+                            // Nothing of the DNSZone is left, so neither is its status.
+                            store.delete_dnszone_status(&plan.owner)?;
+                            if done.is_empty() {
+                                out.push_str(&format!("{}: nothing left to delete\n", plan.owner))
+                            } else {
+                                out.push_str(&format!("{}: {}\n", plan.owner, done.join("; ")))
+                            }
                         }
-                        Ok(done) => out.push_str(&format!("{}: {}\n", plan.owner, done.join("; "))),
                         Err(e) => {
                             failures += 1;
                             out.push_str(&format!(
@@ -434,6 +452,45 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
                     zone.name,
                     zone.records.len(),
                     zone.serial()
+                ));
+            }
+            let statuses = store.dnszone_statuses()?;
+            if !statuses.is_empty() {
+                out.push_str("\nDNSZONE\tDOMAIN\tZONE_ID\tREADY\tGENERATION\tRECONCILED\n");
+                for s in statuses {
+                    out.push_str(&format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\n",
+                        s.owner,
+                        s.domain,
+                        s.zone_id.as_deref().unwrap_or("-"),
+                        truth(ready(&s)),
+                        s.observed_generation,
+                        rfc3339(s.last_reconciled)
+                    ));
+                }
+            }
+            Ok(out)
+        }
+        Request::ZoneGet { name } => {
+            let s = find_dnszone(store, &name)?;
+            let mut out = format!("DNSZone {}: {}\n", s.owner, s.domain);
+            out.push_str(&format!(
+                "  zone ID: {}\n",
+                s.zone_id.as_deref().unwrap_or("-")
+            ));
+            out.push_str(&format!("  name servers: {}\n", s.name_servers.join(", ")));
+            out.push_str(&format!(
+                "  observed generation: {} (reconciled {})\n",
+                s.observed_generation,
+                rfc3339(s.last_reconciled)
+            ));
+            for c in &s.conditions {
+                out.push_str(&format!(
+                    "  {}: {} ({}) since {}\n",
+                    c.kind,
+                    truth(c.status),
+                    c.reason,
+                    rfc3339(c.last_transition_time)
                 ));
             }
             Ok(out)
@@ -571,6 +628,76 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
             }
             Ok(out)
         }
+    }
+}
+
+/// Whether a recorded status says Ready.
+fn ready(s: &store::dnszones::DnsZoneStatus) -> bool {
+    s.conditions.iter().any(|c| c.kind == "Ready" && c.status)
+}
+
+fn truth(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// Seconds since the Unix epoch as RFC 3339 (UTC).
+fn rfc3339(t: u64) -> String {
+    let s = api::sigv4::format_amz_date(t);
+    match (
+        s.get(0..4),
+        s.get(4..6),
+        s.get(6..8),
+        s.get(9..11),
+        s.get(11..13),
+        s.get(13..15),
+    ) {
+        (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) => {
+            format!("{y}-{mo}-{d}T{h}:{mi}:{se}Z")
+        }
+        _ => s,
+    }
+}
+
+/// The DNSZone status that `text` names: `namespace/name`, a name in one namespace, or the
+/// domain.
+fn find_dnszone(store: &Store, text: &str) -> anyhow::Result<store::dnszones::DnsZoneStatus> {
+    let all = store.dnszone_statuses()?;
+    let domain = DomainName::parse(text).ok().map(|d| d.to_string());
+    let matches = |s: &store::dnszones::DnsZoneStatus| {
+        s.owner == text
+            || s.owner.split_once('/').map(|(_, n)| n) == Some(text)
+            || domain.as_deref() == Some(s.domain.as_str())
+    };
+    let mut found: Vec<store::dnszones::DnsZoneStatus> = match all.iter().find(|s| s.owner == text)
+    {
+        Some(exact) => vec![exact.clone()],
+        None => all.iter().filter(|s| matches(s)).cloned().collect(),
+    };
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => bail!(
+            "no DNSZone {text:?} has been reconciled here (known: {})",
+            if all.is_empty() {
+                "none".to_string()
+            } else {
+                all.iter()
+                    .map(|s| s.owner.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+        _ => bail!(
+            "{text:?} names several DNSZones ({}); give namespace/name",
+            found
+                .iter()
+                .map(|s| s.owner.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

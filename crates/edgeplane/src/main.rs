@@ -230,8 +230,11 @@ enum ZoneCommand {
         #[arg(long = "nameserver")]
         name_servers: Vec<String>,
     },
-    /// List hosted zones.
+    /// List hosted zones, and the status of every DNSZone reconciled here.
     List,
+    /// Show a DNSZone's status: zone ID, name servers, conditions (by namespace/name, name or
+    /// domain).
+    Get { name: String },
     /// Delete a hosted zone (by ID or name), or with -f everything DNSZone manifests made
     /// (records, delegation, identity and secret, zone), in that order.
     Delete {
@@ -363,6 +366,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 name_servers,
             },
             ZoneCommand::List => Request::ZoneList,
+            ZoneCommand::Get { name } => Request::ZoneGet { name },
             ZoneCommand::Delete { zone, file, force } => match (zone, file) {
                 (_, Some(file)) => Request::ZoneTeardown {
                     text: std::fs::read_to_string(&file)

@@ -1,8 +1,9 @@
 //! The manifest directory (`edgeplane.d/` by default): every `*.yaml`/`*.yml` file in it is read
 //! at start, again whenever a file appears, changes or goes away, and once a minute to repair
-//! drift; each DNSZone is reconciled on the embedded backend, and the proxy resources
-//! (IngressRoute, Middleware, ..., Traefik's file format) are applied to the proxy. A TLS
-//! secret in the store that the proxy uses is re-read when its version changes.
+//! drift; each DNSZone is reconciled on the embedded backend (its status written to the store),
+//! and the proxy resources (IngressRoute, Middleware, ..., Traefik's file format) are applied
+//! to the proxy. A TLS secret in the store that the proxy uses is re-read when its version
+//! changes.
 //!
 //! The directory is polled once a second (a listing and file metadata): it sees Kubernetes'
 //! ConfigMap symlink swaps and editors' rename-on-save alike, with no watcher edge cases.
@@ -59,8 +60,8 @@ pub(crate) async fn watch(
             return;
         }
     };
-    let provider =
-        clouddns::embedded::EmbeddedProvider::new(store, name_servers).with_identities(identities);
+    let provider = clouddns::embedded::EmbeddedProvider::new(store.clone(), name_servers)
+        .with_identities(identities);
     let mut last: Option<Fingerprint> = None;
     let mut last_sync = Instant::now();
     let mut used: (Vec<(String, String)>, crate::ingress::SecretVersions) = Default::default();
@@ -75,7 +76,7 @@ pub(crate) async fn watch(
         if files_changed || certs_changed {
             let texts = read_all(&now).await;
             if files_changed {
-                reconcile_all(&provider, &secrets, &texts).await;
+                reconcile_all(&provider, &store, &secrets, &texts).await;
             }
             if let Some(p) = &proxy {
                 used = crate::ingress::apply(p, &secrets, &texts).await;
@@ -106,6 +107,7 @@ async fn read_all(files: &Fingerprint) -> Vec<(String, String)> {
 
 async fn reconcile_all(
     provider: &clouddns::embedded::EmbeddedProvider,
+    store: &Store,
     secrets: &Secrets,
     files: &[(String, String)],
 ) {
@@ -115,6 +117,18 @@ async fn reconcile_all(
                 Ok(plan) => {
                     let status =
                         clouddns::workflow::reconcile(provider, &plan, Some(secrets), |_| {}).await;
+                    // Written back where `zone get` and `zone list` read it.
+                    let (s, record) = (store.clone(), status.to_record(&plan));
+                    match tokio::task::spawn_blocking(move || s.record_dnszone_status(record)).await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(owner = plan.owner, error = %e, "cannot record the DNSZone's status")
+                        }
+                        Err(e) => {
+                            tracing::warn!(owner = plan.owner, error = %e, "cannot record the DNSZone's status")
+                        }
+                    }
                     let conditions: Vec<String> = status
                         .conditions
                         .iter()

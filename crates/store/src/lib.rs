@@ -9,6 +9,7 @@
 //! This crate does not serve traffic and does not parse wire formats of any protocol.
 
 mod codec;
+pub mod dnszones;
 pub mod identities;
 pub mod secrets;
 

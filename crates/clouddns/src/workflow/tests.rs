@@ -96,3 +96,68 @@ fn waits_report_what_they_wait_for() {
         assert_eq!(p.to_string(), want);
     }
 }
+
+#[test]
+fn plan_digests_change_with_the_plan_only() {
+    let plan = ZonePlan {
+        owner: "default/app".into(),
+        domain: DomainName::parse("app.example.com").expect("domain"),
+        parent: Some(ParentRef::Domain(
+            DomainName::parse("example.com").expect("parent"),
+        )),
+        network: Network {
+            elb_eips: vec!["192.0.2.1".into()],
+            internal_elb_ips: vec![],
+        },
+        records: vec![RecordSpec {
+            name: "@".into(),
+            from_network: NetworkKind::Public,
+            ttl: 60,
+        }],
+        acme_secret: None,
+        region: "us-east-1".into(),
+    };
+    let digest = plan_digest(&plan);
+    assert_eq!(digest, plan_digest(&plan.clone()));
+    assert_eq!(digest.len(), 16);
+    let mut other = plan.clone();
+    other.network.elb_eips.push("192.0.2.2".into());
+    let mut ttl = plan.clone();
+    ttl.records[0].ttl = 61;
+    let mut parent = plan.clone();
+    parent.parent = Some(ParentRef::ZoneId("Z1".into()));
+    for changed in [other, ttl, parent] {
+        assert_ne!(plan_digest(&changed), digest, "{changed:?}");
+    }
+    let status = ZoneStatus {
+        zone_id: Some("Z9".into()),
+        name_servers: vec!["ns1.example.net".into()],
+        conditions: vec![Condition {
+            kind: "Ready",
+            ok: true,
+            reason: "all conditions hold".into(),
+        }],
+    };
+    let record = status.to_record(&plan);
+    assert_eq!(
+        (
+            record.owner.as_str(),
+            record.domain.as_str(),
+            record.zone_id.as_deref(),
+            record.spec_digest.as_str()
+        ),
+        (
+            "default/app",
+            "app.example.com.",
+            Some("Z9"),
+            digest.as_str()
+        )
+    );
+    assert_eq!(
+        (
+            record.conditions[0].kind.as_str(),
+            record.conditions[0].status
+        ),
+        ("Ready", true)
+    );
+}

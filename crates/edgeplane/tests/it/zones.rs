@@ -3,6 +3,24 @@
 
 use crate::harness::{cli, cli_ok, kdig, Edgeplane};
 
+/// The hosted zones `zone list` prints (its first table).
+fn hosted_zones(list: &str) -> Vec<String> {
+    list.lines()
+        .take_while(|l| !l.is_empty())
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The DNSZone rows `zone list` prints (its second table, when there is one).
+fn dnszones(list: &str) -> Vec<Vec<String>> {
+    list.lines()
+        .skip_while(|l| !l.starts_with("DNSZONE\t"))
+        .skip(1)
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
 fn example() -> String {
     format!(
         "{}/../../examples/zones/app-example-com.yaml",
@@ -31,6 +49,39 @@ fn zone_apply_runs_the_workflow_idempotently() {
         first.contains("CredentialsReady: True (cert-manager-app-example-com"),
         "{first}"
     );
+    assert!(
+        first.contains("Ready: True (all conditions hold)"),
+        "{first}"
+    );
+    // The status is kept: `zone get` shows it after the command has ended.
+    let got = cli_ok(d, &["zone", "get", "app-example-com"]);
+    let zone_id = got
+        .lines()
+        .find_map(|l| l.strip_prefix("  zone ID: "))
+        .expect("zone ID")
+        .to_string();
+    assert!(zone_id.starts_with('Z'), "{got}");
+    assert!(
+        got.starts_with("DNSZone default/app-example-com: app.example.com.\n"),
+        "{got}"
+    );
+    assert!(
+        got.contains("  name servers: ns1.edgeplane.internal, ns2.edgeplane.internal\n"),
+        "{got}"
+    );
+    assert!(
+        got.contains("  observed generation: 1 (reconciled 20"),
+        "{got}"
+    );
+    for condition in [
+        "Zone: True (hosted zone Z",
+        "Delegated: True (delegation updated)",
+        "RecordsSynced: True (5 upserted, 0 deleted)",
+        "CredentialsReady: True",
+        "Ready: True (all conditions hold) since 20",
+    ] {
+        assert!(got.contains(condition), "{condition}: {got}");
+    }
 
     let server = Edgeplane::start(d, &[]);
     // Through the server now; nothing changed, so nothing is written.
@@ -43,10 +94,42 @@ fn zone_apply_runs_the_workflow_idempotently() {
         second.contains("RecordsSynced: True (0 upserted, 0 deleted)"),
         "{second}"
     );
+    let list = cli_ok(d, &["zone", "list"]);
     assert_eq!(
-        cli_ok(d, &["zone", "list"]).lines().count(),
-        3,
-        "two zones, no duplicates"
+        hosted_zones(&list).len(),
+        2,
+        "two zones, no duplicates: {list}"
+    );
+    let rows = dnszones(&list);
+    let summary: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str(), r[3].as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("default/app-example-com", "app.example.com.", "True"),
+            ("default/example-com", "example.com.", "True")
+        ],
+        "{list}"
+    );
+    assert_eq!(rows[0][2], zone_id);
+    // Through the server, the same status, now from the second apply (same spec, same
+    // generation), and found by its domain too.
+    let got = cli_ok(d, &["zone", "get", "app.example.com"]);
+    assert!(got.contains(&format!("  zone ID: {zone_id}\n")), "{got}");
+    assert!(got.contains("  observed generation: 1 "), "{got}");
+    assert!(
+        got.contains("Delegated: True (delegation in place)"),
+        "{got}"
+    );
+    let missing = cli(d, &["zone", "get", "nothing-here"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("default/app-example-com, default/example-com"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
     );
 
     let mut apex = kdig(server.addr(), &["app.example.com", "A"]).answer;
@@ -83,7 +166,7 @@ fn zone_apply_runs_the_workflow_idempotently() {
     let out = cli(d, &["zone", "apply", "-f", &bad.display().to_string()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `recrods`"));
-    assert_eq!(cli_ok(d, &["zone", "list"]).lines().count(), 3);
+    assert_eq!(hosted_zones(&cli_ok(d, &["zone", "list"])).len(), 2);
 
     // Deleting the DNSZones removes what they made, in order, through the server.
     let deleted = cli_ok(d, &["zone", "delete", "-f", &example()]);
@@ -91,8 +174,9 @@ fn zone_apply_runs_the_workflow_idempotently() {
     assert_eq!(
         cli_ok(d, &["zone", "list"]).lines().count(),
         1,
-        "no zone left"
+        "no zone left, and no DNSZone status"
     );
+    assert!(!cli(d, &["zone", "get", "app-example-com"]).status.success());
     assert_eq!(
         kdig(server.addr(), &["app.example.com", "A"]).status,
         "REFUSED"
@@ -132,6 +216,9 @@ fn serve_reconciles_the_manifest_directory_as_it_changes() {
         ],
     );
     server.wait_log("DNSZone reconciled", std::time::Duration::from_secs(5));
+    let got = cli_ok(dir.path(), &["zone", "get", "default/app-example-com"]);
+    assert!(got.contains("  Ready: True (all conditions hold)"), "{got}");
+    assert!(got.contains("  observed generation: 1 "), "{got}");
     // The load balancer changed: edit the file, the records follow.
     let text = std::fs::read_to_string(manifests.join("zones.yaml"))
         .expect("read")
@@ -144,6 +231,20 @@ fn serve_reconciles_the_manifest_directory_as_it_changes() {
             "app.example.com. 60 IN A 54.188.92.99",
         ],
     );
+    // A new spec is a new generation of the DNSZone's status.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = cli_ok(dir.path(), &["zone", "get", "app-example-com"]);
+        if got.contains("  observed generation: 2 ") {
+            assert!(
+                got.contains("RecordsSynced: True (2 upserted, 0 deleted)"),
+                "{got}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     // A broken file beside it is reported and harms nothing.
     std::fs::write(
         manifests.join("broken.yaml"),
