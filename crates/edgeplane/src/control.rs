@@ -166,12 +166,16 @@ impl Request {
     }
 }
 
-/// The reply to a request: text to print, or an error.
+/// The reply to a request: text to print, or an error. Before it, the server may send any
+/// number of progress lines (`progress` set), which the CLI prints to standard error as they
+/// come.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Reply {
     pub(crate) output: String,
     pub(crate) error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) progress: Option<String>,
 }
 
 /// What requests run against: the store, and the secret store when it is open.
@@ -189,8 +193,13 @@ impl Context {
     }
 }
 
-/// Runs a request against the store and returns what to print.
-pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
+/// Runs a request against the store and returns what to print; long steps report to
+/// `progress` as they go (one line each, for standard error).
+pub(crate) fn execute(
+    ctx: &Context,
+    req: Request,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<String> {
     let store = &ctx.store;
     match req {
         Request::SecretPut {
@@ -288,7 +297,7 @@ pub(crate) fn execute(ctx: &Context, req: Request) -> anyhow::Result<String> {
                             &provider,
                             &plan,
                             Some(&secrets),
-                            |_| {},
+                            |w| progress(&format!("{}: {w}", plan.owner)),
                         ));
                         if !status.ready() {
                             failures += 1;
@@ -800,7 +809,10 @@ impl Target {
     /// Runs the request and returns what to print.
     pub(crate) async fn run(self, req: Request) -> anyhow::Result<String> {
         match self {
-            Target::Local(ctx) => tokio::task::spawn_blocking(move || execute(&ctx, req)).await?,
+            Target::Local(ctx) => {
+                tokio::task::spawn_blocking(move || execute(&ctx, req, &|l| eprintln!("{l}")))
+                    .await?
+            }
             Target::Server(path) => {
                 let stream = tokio::net::UnixStream::connect(&path)
                     .await
@@ -811,13 +823,21 @@ impl Target {
                 w.write_all(&line).await?;
                 w.shutdown().await?;
                 let mut reader = BufReader::new(r);
-                let mut resp = String::new();
-                reader.read_line(&mut resp).await?;
-                let reply: Reply =
-                    serde_json::from_str(&resp).context("malformed reply from the server")?;
-                match reply.error {
-                    Some(e) => Err(anyhow!(e)),
-                    None => Ok(reply.output),
+                loop {
+                    let mut resp = String::new();
+                    if reader.read_line(&mut resp).await? == 0 {
+                        bail!("the server closed the connection without a reply");
+                    }
+                    let reply: Reply =
+                        serde_json::from_str(&resp).context("malformed reply from the server")?;
+                    if let Some(p) = reply.progress {
+                        eprintln!("{p}");
+                        continue;
+                    }
+                    return match reply.error {
+                        Some(e) => Err(anyhow!(e)),
+                        None => Ok(reply.output),
+                    };
                 }
             }
         }
@@ -873,24 +893,58 @@ async fn handle_connection(stream: tokio::net::UnixStream, ctx: Context) -> anyh
     let reply = match serde_json::from_slice::<Request>(&line) {
         Ok(req) => {
             let op = req.op();
-            let result = tokio::task::spawn_blocking(move || execute(&ctx, req)).await?;
+            // Progress goes to the client as it happens, ahead of the reply.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let mut job = tokio::task::spawn_blocking(move || {
+                execute(&ctx, req, &|l| {
+                    let _ = tx.send(l.to_string());
+                })
+            });
+            let result = loop {
+                tokio::select! {
+                    done = &mut job => break done?,
+                    Some(l) = rx.recv() => {
+                        let mut out = serde_json::to_vec(&Reply {
+                            output: String::new(),
+                            error: None,
+                            progress: Some(l),
+                        })?;
+                        out.push(b'\n');
+                        // A client that went away still lets the request finish.
+                        let _ = w.write_all(&out).await;
+                    }
+                }
+            };
+            // Lines sent just before the end.
+            while let Ok(l) = rx.try_recv() {
+                let mut out = serde_json::to_vec(&Reply {
+                    output: String::new(),
+                    error: None,
+                    progress: Some(l),
+                })?;
+                out.push(b'\n');
+                let _ = w.write_all(&out).await;
+            }
             match result {
                 Ok(output) => {
                     tracing::info!(op, "control request done");
                     Reply {
                         output,
                         error: None,
+                        progress: None,
                     }
                 }
                 Err(e) => Reply {
                     output: String::new(),
                     error: Some(format!("{e:#}")),
+                    progress: None,
                 },
             }
         }
         Err(e) => Reply {
             output: String::new(),
             error: Some(format!("malformed request: {e}")),
+            progress: None,
         },
     };
     let mut out = serde_json::to_vec(&reply)?;

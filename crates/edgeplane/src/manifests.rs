@@ -116,7 +116,11 @@ async fn reconcile_all(
             match result {
                 Ok(plan) => {
                     let status =
-                        clouddns::workflow::reconcile(provider, &plan, Some(secrets), |_| {}).await;
+                        clouddns::workflow::reconcile(provider, &plan, Some(secrets), |w| {
+                            // Quiet while serving: the outcome is logged below.
+                            tracing::debug!(owner = plan.owner, "{w}")
+                        })
+                        .await;
                     // Written back where `zone get` and `zone list` read it.
                     let (s, record) = (store.clone(), status.to_record(&plan));
                     match tokio::task::spawn_blocking(move || s.record_dnszone_status(record)).await

@@ -32,7 +32,23 @@ fn example() -> String {
 fn zone_apply_runs_the_workflow_idempotently() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let first = cli_ok(d, &["zone", "apply", "-f", &example()]);
+    let out = cli(d, &["zone", "apply", "-f", &example()]);
+    let (first, progress) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{first}{progress}");
+    // The waits for INSYNC are reported on standard error as they happen.
+    for zone in ["default/example-com", "default/app-example-com"] {
+        assert!(
+            progress
+                .lines()
+                .any(|l| l.starts_with(&format!("{zone}: change C"))
+                    && l.contains(" is INSYNC (")
+                    && l.ends_with(" s)")),
+            "{zone}: {progress}"
+        );
+    }
     assert!(
         first.contains("default/app-example-com: app.example.com. zone Z"),
         "{first}"
