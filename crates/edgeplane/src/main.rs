@@ -214,6 +214,16 @@ struct ServeArgs {
     /// The port clients use for HTTPS, in redirects (default: the websecure port).
     #[arg(long)]
     https_port: Option<u16>,
+    /// Network whose PROXY protocol header (v1 or v2) gives the client's address (e.g. the
+    /// L4 load balancer's); repeat for several.
+    #[arg(long = "proxy-protocol-trusted-ip")]
+    proxy_protocol_trusted_ips: Vec<String>,
+    /// Write the proxy's access log to this file (`-` for standard output).
+    #[arg(long)]
+    access_log: Option<PathBuf>,
+    /// Access log format: `common` (Traefik's CLF) or `json`.
+    #[arg(long, default_value = "common", value_parser = ["common", "json"])]
+    access_log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -671,10 +681,31 @@ async fn start_proxy(args: &ServeArgs) -> anyhow::Result<proxy::Proxy> {
             permanent: true,
         });
     }
+    let proxy_protocol = args
+        .proxy_protocol_trusted_ips
+        .iter()
+        .map(|t| {
+            model::net::IpNet::parse(t)
+                .map_err(|e| anyhow::anyhow!("--proxy-protocol-trusted-ip: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    web.proxy_protocol_trusted = proxy_protocol.clone();
     let mut websecure = proxy::EntryPointConfig::new("websecure", args.websecure_listen);
     websecure.tls = true;
     websecure.trusted_ips = trusted;
-    Ok(proxy::Proxy::start(vec![web, websecure]).await?)
+    websecure.proxy_protocol_trusted = proxy_protocol;
+    let access_log = args
+        .access_log
+        .as_ref()
+        .map(|p| proxy::access_log::AccessLogConfig {
+            path: (p.as_os_str() != "-").then(|| p.clone()),
+            format: if args.access_log_format == "json" {
+                proxy::access_log::AccessLogFormat::Json
+            } else {
+                proxy::access_log::AccessLogFormat::Common
+            },
+        });
+    Ok(proxy::Proxy::start_with(vec![web, websecure], proxy::ProxyOptions { access_log }).await?)
 }
 
 async fn shutdown_signal() {

@@ -34,10 +34,14 @@ pub(crate) struct Shared {
     /// Health probes.
     pub(crate) probe: Client<HttpConnector, http_body_util::Empty<Bytes>>,
     pub(crate) metrics: Metrics,
+    pub(crate) access_log: Option<crate::access_log::AccessLog>,
 }
 
 impl Shared {
-    pub(crate) fn new(metrics: Metrics) -> Shared {
+    pub(crate) fn new(
+        metrics: Metrics,
+        access_log: Option<crate::access_log::AccessLog>,
+    ) -> Shared {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(30)));
@@ -58,6 +62,7 @@ impl Shared {
             h2c,
             probe,
             metrics,
+            access_log,
         }
     }
 }
@@ -101,8 +106,29 @@ pub(crate) async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let proto = proto_label(req.version());
-    let (resp, router, service) = route(&shared, &conn, tls, req).await;
+    // What the access log needs of the request, taken before it is forwarded.
+    let logged = shared.access_log.as_ref().map(|_| {
+        let h = |n: header::HeaderName| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        (
+            request_host(&req).unwrap_or_default(),
+            req.uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+            h(header::REFERER),
+            h(header::USER_AGENT),
+            std::time::SystemTime::now(),
+        )
+    });
+    let (mut resp, router, service) = route(&shared, &conn, tls, req).await;
     let code = resp.status().as_u16();
+    let took = started.elapsed();
     shared.metrics.request(
         &conn.entry.name,
         router.as_deref(),
@@ -110,10 +136,36 @@ pub(crate) async fn handle(
         method.as_str(),
         proto,
         code,
-        started.elapsed(),
+        took,
     );
+    if let (Some(log), Some((host, path, referer, agent, wall))) = (&shared.access_log, logged) {
+        let server = resp.extensions_mut().remove::<ServedBy>();
+        // Known up front for local answers and upstream ones with a Content-Length.
+        let size = hyper::body::Body::size_hint(resp.body()).exact();
+        log.log(&crate::access_log::Entry {
+            client: conn.peer,
+            host: &host,
+            method: method.as_str(),
+            path: &path,
+            proto,
+            status: code,
+            size,
+            referer: &referer,
+            user_agent: &agent,
+            entry_point: &conn.entry.name,
+            router: router.as_deref(),
+            service: service.as_deref(),
+            server: server.as_ref().map(|s| s.0.as_str()),
+            started: wall,
+            duration: took,
+        });
+    }
     Ok(resp)
 }
+
+/// The server that answered, carried to the access log.
+#[derive(Clone)]
+struct ServedBy(String);
 
 async fn route(
     shared: &Shared,
@@ -277,6 +329,10 @@ async fn route(
         picked.health.succeeded(picked.index);
     } else {
         picked.health.failed(picked.index);
+    }
+    if shared.access_log.is_some() {
+        resp.extensions_mut()
+            .insert(ServedBy(picked.upstream.url.clone()));
     }
     if let Some(cookie) = picked.set_cookie {
         if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -563,7 +619,7 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// The request's host: lowercase, without port or trailing dot. Errors on a malformed one.
-fn request_host(req: &Request<Incoming>) -> Result<String, ()> {
+fn request_host<B>(req: &Request<B>) -> Result<String, ()> {
     let raw = match req.uri().authority() {
         Some(a) => a.host().to_string(),
         None => match req.headers().get(header::HOST) {

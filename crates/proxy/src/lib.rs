@@ -10,11 +10,13 @@
 //!
 //! This crate does not read manifests (that is `config`) and never writes state.
 
+pub mod access_log;
 pub mod balancer;
 pub mod config;
 mod forward;
 pub mod health;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod rule;
 pub mod runtime;
 mod server;
@@ -45,6 +47,14 @@ pub enum ProxyError {
     },
     #[error("TLS setup: {0}")]
     Tls(String),
+    #[error("opening the access log: {0}")]
+    AccessLog(String),
+}
+
+/// Options of the whole proxy.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyOptions {
+    pub access_log: Option<access_log::AccessLogConfig>,
 }
 
 /// A running proxy.
@@ -65,13 +75,31 @@ impl Proxy {
     /// Binds every entry point and starts serving an empty configuration (every request gets
     /// 404 until [`Proxy::apply`]).
     pub async fn start(entry_points: Vec<EntryPointConfig>) -> Result<Proxy, ProxyError> {
+        Proxy::start_with(entry_points, ProxyOptions::default()).await
+    }
+
+    /// [`Proxy::start`] with options (access logs).
+    pub async fn start_with(
+        entry_points: Vec<EntryPointConfig>,
+        options: ProxyOptions,
+    ) -> Result<Proxy, ProxyError> {
         let default_cert = tls::self_signed_default().map_err(ProxyError::Tls)?;
         let certs = Arc::new(ArcSwap::from_pointee(
             CertStore::build(&[], Some(default_cert.clone())).0,
         ));
         let (policy, _) = TlsPolicy::build(&Default::default(), &[], &certs);
         let tls_policy = Arc::new(ArcSwap::from_pointee(policy));
-        let shared = Arc::new(forward::Shared::new(metrics::Metrics::default()));
+        let access_log = match &options.access_log {
+            Some(c) => Some(
+                access_log::AccessLog::start(c)
+                    .map_err(|e| ProxyError::AccessLog(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let shared = Arc::new(forward::Shared::new(
+            metrics::Metrics::default(),
+            access_log,
+        ));
         let (stop, stop_rx) = watch::channel(false);
         let mut bound = Vec::new();
         for ep in &entry_points {

@@ -25,6 +25,8 @@ pub struct EntryPointConfig {
     pub redirect_to: Option<Redirect>,
     /// Sources whose X-Forwarded-* headers are kept (others are replaced).
     pub trusted_ips: Vec<IpNet>,
+    /// Sources whose PROXY protocol header (v1 or v2) is read for the client's address.
+    pub proxy_protocol_trusted: Vec<IpNet>,
     /// Longest time to read a request's headers (also bounds idle keep-alive connections).
     pub read_header_timeout: Duration,
     /// Largest request head, in bytes.
@@ -50,6 +52,7 @@ impl EntryPointConfig {
             tls: false,
             redirect_to: None,
             trusted_ips: Vec::new(),
+            proxy_protocol_trusted: Vec::new(),
             read_header_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             grace_period: Duration::from_secs(10),
@@ -94,7 +97,7 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let (tcp, peer) = match accepted {
+        let (mut tcp, mut peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
@@ -112,6 +115,21 @@ pub(crate) async fn serve(
         let _ = &draining;
         tokio::spawn(async move {
             let gauge = shared.metrics.open_connection(&config.name);
+            if config
+                .proxy_protocol_trusted
+                .iter()
+                .any(|n| n.contains(peer.ip()))
+            {
+                match crate::proxy_protocol::read_header(&mut tcp, config.read_header_timeout).await
+                {
+                    Ok(Some(client)) => peer = client,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(entry_point = %config.name, %peer, error = %e, "PROXY header refused");
+                        return;
+                    }
+                }
+            }
             let info = ConnInfo {
                 peer,
                 local_port,

@@ -171,9 +171,17 @@ fn serve_routes_ingress_routes_with_tls_from_the_secret_store() {
     self_signed(dir.path(), "one", "app.test");
     self_signed(dir.path(), "two", "app.test");
 
+    let access_log = dir.path().join("access.log");
     let server = Edgeplane::start(
         &data,
-        &["--manifests", &manifests_dir.display().to_string()],
+        &[
+            "--manifests",
+            &manifests_dir.display().to_string(),
+            "--access-log",
+            &access_log.display().to_string(),
+            "--access-log-format",
+            "json",
+        ],
     );
     let crt = |stem: &str| dir.path().join(format!("{stem}.crt")).display().to_string();
     let key = |stem: &str| dir.path().join(format!("{stem}.key")).display().to_string();
@@ -290,6 +298,14 @@ fn serve_routes_ingress_routes_with_tls_from_the_secret_store() {
     assert!(
         metrics.contains("traefik_tls_certs_not_after{cn=\"app.test\""),
         "{metrics}"
+    );
+    let log = std::fs::read_to_string(&access_log).expect("access log");
+    assert!(
+        log.lines().any(
+            |l| l.contains("\"RouterName\":\"apps-site-web-0@kubernetescrd\"")
+                && l.contains("\"DownstreamStatus\":200")
+        ),
+        "{log}"
     );
     server.stop();
 }

@@ -621,3 +621,113 @@ async fn sticky_cookies_pin_a_client_to_its_server() {
         "{seen:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_from_trusted_sources() {
+    let a = backend::start("a").await;
+    let any = "127.0.0.1:0".parse().expect("literal");
+    let mut trusting = proxy::EntryPointConfig::new("web", any);
+    trusting.proxy_protocol_trusted =
+        vec![model::net::IpNet::parse("127.0.0.0/8").expect("literal")];
+    let plain = proxy::EntryPointConfig::new("other", any);
+    let p = proxy::Proxy::start(vec![trusting, plain])
+        .await
+        .expect("start");
+    p.apply(&simple("PathPrefix(`/`)", a));
+    let web = p.local_addr("web").expect("web");
+    let v1 = raw(web, b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(v1.contains("x-forwarded-for=203.0.113.7\n"), "{v1}");
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend([
+        0x21, 0x11, 0, 12, 198, 51, 100, 9, 10, 0, 0, 1, 0x1f, 0x90, 0, 80,
+    ]);
+    v2.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let v2 = raw(web, &v2).await;
+    assert!(v2.contains("x-real-ip=198.51.100.9\n"), "{v2}");
+    // Without a header a trusted source is served as it is.
+    let none = raw(
+        web,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(none.contains("x-forwarded-for=127.0.0.1\n"), "{none}");
+    // A broken header closes the connection.
+    let broken = raw(web, b"PROXY TCP4 nonsense\r\nGET / HTTP/1.1\r\n\r\n").await;
+    assert!(broken.is_empty(), "{broken}");
+    // An entry point that trusts nobody does not read the header: it is a bad request.
+    let other = p.local_addr("other").expect("other");
+    let spoof = raw(
+        other,
+        b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 80\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(spoof.starts_with("HTTP/1.1 400"), "{spoof}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_logs_in_common_and_json_formats() {
+    let a = backend::start("a").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (format, file) in [
+        (proxy::access_log::AccessLogFormat::Common, "access.log"),
+        (proxy::access_log::AccessLogFormat::Json, "access.json"),
+    ] {
+        let path = dir.path().join(file);
+        let any = "127.0.0.1:0".parse().expect("literal");
+        let p = proxy::Proxy::start_with(
+            vec![proxy::EntryPointConfig::new("web", any)],
+            proxy::ProxyOptions {
+                access_log: Some(proxy::access_log::AccessLogConfig {
+                    path: Some(path.clone()),
+                    format,
+                }),
+            },
+        )
+        .await
+        .expect("start");
+        p.apply(&simple("PathPrefix(`/app`)", a));
+        let web = p.local_addr("web").expect("web");
+        get(web, "app.test", "/app/x?y=1").await;
+        get(web, "app.test", "/missing").await;
+        let mut text = String::new();
+        for _ in 0..50 {
+            text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.lines().count() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        match format {
+            proxy::access_log::AccessLogFormat::Common => {
+                assert!(lines[0].starts_with("127.0.0.1 - - ["), "{text}");
+                assert!(
+                    lines[0].contains("] \"GET /app/x?y=1 HTTP/1.1\" 200 "),
+                    "{text}"
+                );
+                assert!(
+                    lines[0].contains(&format!(" 1 \"r\" \"http://{a}\" ")),
+                    "{text}"
+                );
+                assert!(
+                    lines[1].contains("\"GET /missing HTTP/1.1\" 404 19 "),
+                    "{text}"
+                );
+            }
+            proxy::access_log::AccessLogFormat::Json => {
+                assert!(
+                    lines[0].contains("\"RequestPath\":\"/app/x?y=1\""),
+                    "{text}"
+                );
+                assert!(lines[0].contains("\"DownstreamStatus\":200"), "{text}");
+                assert!(
+                    lines[0].contains("\"RouterName\":\"r\",\"ServiceName\":\"s\""),
+                    "{text}"
+                );
+                assert!(lines[1].contains("\"DownstreamStatus\":404"), "{text}");
+                assert!(lines[1].contains("\"RouterName\":null"), "{text}");
+            }
+        }
+    }
+}
