@@ -274,3 +274,38 @@ fn routing_policies_are_stored_and_answered() {
         "alias answers with its target's data"
     );
 }
+
+#[test]
+fn forged_requests_do_not_spend_the_keys_rate_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One request every two seconds: one forged request would spend the key's budget.
+    let server = Edgeplane::start(dir.path(), &["--api-rate-limit", "0.5"]);
+    let script = format!(
+        r#"import configparser, boto3, botocore
+cp = configparser.ConfigParser(); cp.read('{creds}'); c = cp['edgeplane-admin']
+def client(secret):
+    return boto3.client('route53', endpoint_url='http://{api}', region_name='us-east-1',
+        aws_access_key_id=c['aws_access_key_id'], aws_secret_access_key=secret,
+        config=botocore.config.Config(retries={{'max_attempts': 1}}))
+forger = client('x' * 40)
+for _ in range(5):
+    try:
+        forger.list_hosted_zones()
+        raise SystemExit('a forged request was accepted')
+    except botocore.exceptions.ClientError as e:
+        assert e.response['Error']['Code'] == 'SignatureDoesNotMatch', e.response
+client(c['aws_secret_access_key']).list_hosted_zones()
+"#,
+        creds = dir.path().join("admin-credentials").display(),
+        api = server.api
+    );
+    let out = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
