@@ -446,6 +446,53 @@ mod tests {
     }
 
     #[test]
+    fn change_actions_condition_key() {
+        // Records may be created and upserted but never deleted.
+        let p = [Policy::parse(
+            r#"{"Version": "2012-10-17", "Statement": [
+              {"Effect": "Allow", "Action": "route53:ChangeResourceRecordSets", "Resource": "*",
+               "Condition": {"ForAllValues:StringEquals": {"route53:ChangeResourceRecordSetsActions": ["CREATE", "UPSERT"]}}},
+              {"Effect": "Deny", "Action": "route53:ChangeResourceRecordSets", "Resource": "*",
+               "Condition": {"ForAnyValue:StringLike": {"route53:ChangeResourceRecordSetsActions": "DEL*"}}}]}"#,
+        )
+        .expect("valid")];
+        let with_actions = |actions: &[&str]| {
+            let mut c = ctx(
+                "route53:ChangeResourceRecordSets",
+                "arn:aws:route53:::hostedzone/Z",
+                &["www.example.com"],
+                &["A"],
+            );
+            c.keys.insert(
+                "route53:changeresourcerecordsetsactions".into(),
+                actions.iter().map(|a| a.to_string()).collect(),
+            );
+            evaluate(&p, &c)
+        };
+        let cases: &[(&[&str], Decision)] = &[
+            (&["UPSERT"], Decision::Allow),
+            (&["CREATE", "UPSERT"], Decision::Allow),
+            (&["DELETE"], Decision::ExplicitDeny),
+            (&["CREATE", "DELETE"], Decision::ExplicitDeny),
+        ];
+        for (actions, expect) in cases {
+            assert_eq!(with_actions(actions), *expect, "{actions:?}");
+        }
+        // Values are case-sensitive under StringEquals.
+        let lower = [Policy::parse(
+            r#"{"Statement": {"Effect": "Allow", "Action": "route53:*", "Resource": "*",
+               "Condition": {"ForAllValues:StringEquals": {"route53:ChangeResourceRecordSetsActions": "upsert"}}}}"#,
+        )
+        .expect("valid")];
+        let mut c = ctx("route53:ChangeResourceRecordSets", "*", &[], &[]);
+        c.keys.insert(
+            "route53:changeresourcerecordsetsactions".into(),
+            vec!["UPSERT".into()],
+        );
+        assert_eq!(evaluate(&lower, &c), Decision::ImplicitDeny);
+    }
+
+    #[test]
     fn malformed_documents() {
         for bad in [
             "not json",

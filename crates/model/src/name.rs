@@ -297,16 +297,39 @@ impl DomainName {
         }
         let mut s = String::with_capacity(self.wire.len() + 8);
         for label in self.labels() {
-            for &b in label {
-                if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' {
-                    s.push(char::from(b));
-                } else {
-                    s.push_str(&format!("\\{b:03o}"));
-                }
-            }
+            push_route53_label(&mut s, label);
             s.push('.');
         }
         s
+    }
+
+    /// The key Route53 sorts hosted zones by (ListHostedZonesByName): the labels in reverse
+    /// order, each in [`DomainName::to_route53_string`]'s form and followed by a dot, compared
+    /// as strings. `www.example.com` sorts as `com.example.www.`, so `a-b.com` (`com.a-b.`)
+    /// comes before `a.com` (`com.a.`), unlike in DNSSEC canonical order.
+    pub fn route53_sort_key(&self) -> String {
+        let labels: Vec<&[u8]> = self.labels().collect();
+        let mut s = String::with_capacity(self.wire.len() + 8);
+        for label in labels.iter().rev() {
+            push_route53_label(&mut s, label);
+            s.push('.');
+        }
+        if s.is_empty() {
+            s.push('.');
+        }
+        s
+    }
+}
+
+/// Appends one label the way Route53 writes names: `a-z 0-9 - _` as they are, every other
+/// octet as a three-digit octal escape.
+fn push_route53_label(s: &mut String, label: &[u8]) {
+    for &b in label {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("\\{b:03o}"));
+        }
     }
 }
 

@@ -607,18 +607,24 @@ async fn list_zones_by_name(
         .as_deref()
         .map(|i| i.trim_start_matches("/hostedzone/").to_string());
     let snapshot = s.store.snapshot();
-    // Label-reversed order (the canonical order of names), then ID.
-    let mut zones: Vec<_> = snapshot.zones.values().map(|z| z.zone().clone()).collect();
-    zones.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    // Route53's order: the names with their labels reversed, as strings (`com.example.www.`),
+    // then the ID.
+    let mut zones: Vec<_> = snapshot
+        .zones
+        .values()
+        .map(|z| (z.zone().name.route53_sort_key(), z.zone().clone()))
+        .collect();
+    zones.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.id.cmp(&b.id)));
+    let start_key = start.as_ref().map(DomainName::route53_sort_key);
     let zones: Vec<_> = zones
         .into_iter()
-        .filter(|z| match &start {
+        .filter(|(key, z)| match &start_key {
             None => true,
-            Some(n) => {
-                z.name > *n
-                    || (z.name == *n && start_id.as_deref().is_none_or(|i| z.id.as_str() >= i))
+            Some(k) => {
+                key > k || (key == k && start_id.as_deref().is_none_or(|i| z.id.as_str() >= i))
             }
         })
+        .map(|(_, z)| z)
         .collect();
     let truncated = zones.len() > max;
     let items: String = zones.iter().take(max).map(|z| zone_xml(z)).collect();
@@ -805,7 +811,7 @@ fn parse_changes(doc: &xml::Element) -> Result<Vec<Change>, R53Error> {
             .unwrap_or_default();
         let weight = if action == ChangeAction::Upsert { 2 } else { 1 };
         records += values.len() * weight;
-        chars += values.iter().map(|v| v.len()).sum::<usize>() * weight;
+        chars += values.iter().map(|v| v.chars().count()).sum::<usize>() * weight;
         match record_set(rrs, &values) {
             Ok(set) => changes.push(Change { action, set }),
             Err(m) => messages.push(m),
@@ -816,15 +822,20 @@ fn parse_changes(doc: &xml::Element) -> Result<Vec<Change>, R53Error> {
             "Changes must contain at least one Change",
         ));
     }
+    // Route53 refuses both as invalid change batches, the first in its message-list form.
     if records > MAX_RECORDS_PER_BATCH {
-        return Err(R53Error::invalid_input(format!(
-            "Number of records limit of {MAX_RECORDS_PER_BATCH} exceeded."
-        )));
+        return Err(R53Error::new(
+            400,
+            "InvalidChangeBatch",
+            format!("[Number of records limit of {MAX_RECORDS_PER_BATCH} exceeded.]"),
+        ));
     }
     if chars > MAX_VALUE_CHARS_PER_BATCH {
-        return Err(R53Error::invalid_input(format!(
-            "Number of characters limit of {MAX_VALUE_CHARS_PER_BATCH} exceeded."
-        )));
+        return Err(R53Error::new(
+            400,
+            "InvalidChangeBatch",
+            format!("RDATA character limit of {MAX_VALUE_CHARS_PER_BATCH} exceeded."),
+        ));
     }
     if !messages.is_empty() {
         return Err(R53Error::new(
@@ -1266,3 +1277,6 @@ async fn list_tags_for_resources(
     }
     Ok(xml_response(StatusCode::OK, format!("<ListTagsForResourcesResponse xmlns=\"{NS}\"><ResourceTagSets>{sets}</ResourceTagSets></ListTagsForResourcesResponse>")))
 }
+
+#[cfg(test)]
+mod tests;

@@ -31,6 +31,8 @@ r.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
     rrs("multi.route.example", "192.0.2.21", SetIdentifier="a", MultiValueAnswer=True),
     rrs("multi.route.example", "192.0.2.22", SetIdentifier="b", MultiValueAnswer=True),
     rrs("target.route.example", "192.0.2.30"),
+    *[rrs("many.route.example", f"192.0.2.{40 + i}", SetIdentifier=f"many-{i}", MultiValueAnswer=True)
+      for i in range(10)],
     rrs("alias.route.example", None, AliasTarget={"HostedZoneId": zone.split("/")[-1], "DNSName": "target.route.example",
                                                   "EvaluateTargetHealth": False}),
 ]})

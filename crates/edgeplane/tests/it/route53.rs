@@ -273,6 +273,30 @@ fn routing_policies_are_stored_and_answered() {
         ["alias.route.example. 30 IN A 192.0.2.30"],
         "alias answers with its target's data"
     );
+    assert_eq!(
+        kdig(server.addr(), &["many.route.example", "A"])
+            .answer
+            .len(),
+        8,
+        "ten multivalue sets: eight answered"
+    );
+}
+
+#[test]
+fn hosted_zones_by_name_and_batch_limits_follow_route53() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Edgeplane::start(dir.path(), &[]);
+    let out = Command::new(python())
+        .arg(crate::harness::fixture("listing_limits_boto3.py"))
+        .arg(dir.path().join("admin-credentials"))
+        .arg(format!("http://{}", server.api))
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

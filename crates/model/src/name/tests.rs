@@ -97,6 +97,17 @@ fn route53_form_escapes_wildcards() {
 }
 
 #[test]
+fn route53_sort_key_reverses_labels_and_compares_strings() {
+    assert_eq!(n("www.example.com").route53_sort_key(), "com.example.www.");
+    assert_eq!(n("*.example.com").route53_sort_key(), "com.example.\\052.");
+    assert_eq!(DomainName::root().route53_sort_key(), ".");
+    // A string comparison, where '-' sorts before the label separator.
+    let mut names = ["b.a.com", "a.com", "a-b.com", "example.net"].map(n);
+    names.sort_by_key(DomainName::route53_sort_key);
+    assert_eq!(names, ["a-b.com", "a.com", "b.a.com", "example.net"].map(n));
+}
+
+#[test]
 fn canonical_order() {
     let mut names = [
         n("z.example"),
