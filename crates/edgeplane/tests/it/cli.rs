@@ -139,6 +139,12 @@ fn commands_go_through_the_running_server() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no A record set named nothere.example.net.")
     );
+    // A successful delete: the set is gone from DNS (NODATA with the SOA) and the listing.
+    cli_ok(dir.path(), &["record", "delete", "example.net", "@", "MX"]);
+    let d = kdig(server.addr(), &["example.net", "MX"]);
+    assert_eq!((d.status.as_str(), d.answer.len()), ("NOERROR", 0));
+    let records = cli_ok(dir.path(), &["record", "list", "example.net"]);
+    assert!(!records.contains("MX"), "{records}");
     cli_ok(dir.path(), &["zone", "delete", "example.net", "--force"]);
     let d = kdig(server.addr(), &["example.net", "MX"]);
     assert_eq!(d.status, "REFUSED");

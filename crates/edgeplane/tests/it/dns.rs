@@ -436,3 +436,56 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).expect("read");
     out
 }
+
+#[test]
+fn idle_and_excess_tcp_connections_are_closed_and_never_stall_the_server() {
+    use std::io::{Read, Write};
+    let dir = data_dir_with_example();
+    let server = Edgeplane::start(
+        dir.path(),
+        &["--tcp-idle-timeout", "1", "--max-tcp-connections", "4"],
+    );
+    // An idle connection is closed after the idle timeout.
+    let mut idle = std::net::TcpStream::connect(server.addr()).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 2];
+    let n = idle.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the server closes an idle connection");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+
+    // Slow clients that hold connections open (a length prefix, never the message) use up
+    // the cap; the next connection is closed at once, and the server keeps answering UDP.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = std::net::TcpStream::connect(server.addr()).expect("connect");
+        s.write_all(&[0, 40]).expect("write");
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = std::net::TcpStream::connect(server.addr()).expect("connect");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let q = raw_query(7, "www.example.com", 1, None);
+    let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+    msg.extend_from_slice(&q);
+    let _ = extra.write_all(&msg);
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(
+        n, 0,
+        "a connection beyond the cap is closed without an answer"
+    );
+    let d = kdig(server.addr(), &["www.example.com", "A"]);
+    assert_eq!(d.answer, ["www.example.com. 300 IN A 192.0.2.1"]);
+    // Once the slow clients time out, TCP answers again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let d = kdig(server.addr(), &["www.example.com", "A", "+tcp"]);
+    assert_eq!(d.answer, ["www.example.com. 300 IN A 192.0.2.1"]);
+    drop(held);
+}
