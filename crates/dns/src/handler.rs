@@ -156,7 +156,12 @@ pub fn handle(
             }
             (Transport::Udp, TYPE_IXFR) => {
                 // RFC 1995 section 2: a single SOA tells the client to come back over TCP.
-                let answer = zone.lookup(&query.qname, QueryType::Type(RecordType::SOA), random);
+                let answer = zone.lookup(
+                    &query.qname,
+                    QueryType::Type(RecordType::SOA),
+                    random,
+                    &snapshot.health,
+                );
                 return (
                     Outcome::Reply(encode(buf, &query, &answer, transport)),
                     Some(Kind::Answer),
@@ -166,7 +171,7 @@ pub fn handle(
         }
     }
     let qtype = QueryType::from_code(query.qtype);
-    let answer = zone.lookup(&query.qname, qtype, random);
+    let answer = zone.lookup(&query.qname, qtype, random, &snapshot.health);
     let kind = match (answer.rcode, answer.authoritative, answer.answer.is_empty()) {
         (LookupRcode::NxDomain, _, _) => Kind::NxDomain,
         (_, false, _) => Kind::Referral,

@@ -3,11 +3,15 @@
 //! Serves every hosted zone of the store's current snapshot over UDP and TCP: authoritative
 //! answers, referrals, wildcards, CNAME chains, EDNS(0) with truncation, AXFR/IXFR to an
 //! allow-list, and NOTIFY to secondaries. The wire codec is edgeplane's own (zero-copy query
-//! parsing, compression on write); the lookup logic is `model::lookup`.
+//! parsing, compression on write); the lookup logic is `model::lookup`. `health` probes the
+//! endpoints of Route53 health checks and publishes their status to the store's snapshot,
+//! which routing policies answer by.
 //!
-//! This crate never writes state: it only reads snapshots.
+//! This crate never writes zones: it only reads snapshots (the health checker publishes its
+//! in-memory results through the store).
 
 pub mod handler;
+pub mod health;
 mod notify;
 mod server;
 pub mod stats;

@@ -1,9 +1,12 @@
 //! The authoritative lookup algorithm (RFC 1034 section 4.3.2, RFC 2308, RFC 4592, RFC 8482)
 //! over an indexed zone, as a pure function: the DNS server only encodes what it returns.
+//! Routing policies choose among record sets by weight (a random number) and by health (a
+//! [`HealthView`] of the unhealthy health checks), both given by the caller.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::health::HealthView;
 use crate::name::DomainName;
 use crate::record::{Failover, RecordData, RecordSet, RecordType, RoutingPolicy};
 use crate::zone::Zone;
@@ -122,12 +125,14 @@ impl ZoneIndex {
     }
 
     /// Answers `qname`/`qtype` from this zone. `qname` must be at or below the apex. `random`
-    /// drives weighted choices, so the function stays pure.
+    /// drives weighted and multivalue choices and `health` says which health checks fail, so
+    /// the function stays pure.
     pub fn lookup<'a>(
         &'a self,
         qname: &'a DomainName,
         qtype: QueryType,
         random: u32,
+        health: &HealthView,
     ) -> Answer<'a> {
         let mut out = Answer {
             rcode: Rcode::NoError,
@@ -144,11 +149,13 @@ impl ZoneIndex {
                     if out.answer.is_empty() {
                         out.authoritative = false;
                     }
-                    self.referral(&mut out, cut, node);
+                    self.referral(&mut out, cut, node, health);
                     return out;
                 }
                 Walk::Found(node) => {
-                    if let Some(next) = self.answer_node(&mut out, current, node, qtype, random) {
+                    if let Some(next) =
+                        self.answer_node(&mut out, current, node, qtype, random, health)
+                    {
                         visited.push(current);
                         if visited.len() > MAX_CNAME_CHAIN
                             || visited.contains(&next)
@@ -166,7 +173,7 @@ impl ZoneIndex {
                     match wildcard {
                         Some(node) => {
                             if let Some(next) =
-                                self.answer_node(&mut out, current, node, qtype, random)
+                                self.answer_node(&mut out, current, node, qtype, random, health)
                             {
                                 visited.push(current);
                                 if visited.len() > MAX_CNAME_CHAIN
@@ -253,10 +260,11 @@ impl ZoneIndex {
         node: &'a Node,
         qtype: QueryType,
         random: u32,
+        health: &HealthView,
     ) -> Option<&'a DomainName> {
         if qtype != QueryType::Type(RecordType::CNAME) {
             if let Some(cname) = node.get(RecordType::CNAME) {
-                if let Some(rr) = self.select(owner, cname, random) {
+                if let Some(rr) = self.select(owner, cname, random, health) {
                     let target = match rr.data.first() {
                         Some(RecordData::Cname(t)) => Some(t),
                         _ => None,
@@ -270,8 +278,10 @@ impl ZoneIndex {
             QueryType::Any => node
                 .types
                 .iter()
-                .find_map(|t| self.select(owner, t, random)),
-            QueryType::Type(t) => node.get(t).and_then(|ts| self.select(owner, ts, random)),
+                .find_map(|t| self.select(owner, t, random, health)),
+            QueryType::Type(t) => node
+                .get(t)
+                .and_then(|ts| self.select(owner, ts, random, health)),
             QueryType::Other(_) => None,
         };
         match chosen {
@@ -280,7 +290,7 @@ impl ZoneIndex {
                     rr.data.iter().filter_map(|d| d.target_name()).collect();
                 out.answer.push(rr);
                 for t in targets {
-                    self.push_addresses(&mut out.additional, t, false);
+                    self.push_addresses(&mut out.additional, t, false, health);
                 }
             }
             None => self.push_soa(&mut out.authority),
@@ -294,35 +304,54 @@ impl ZoneIndex {
         owner: &'a DomainName,
         ts: &'a TypeSets,
         random: u32,
+        health: &HealthView,
     ) -> Option<RrSet<'a>> {
-        self.select_at(owner, ts, random, 0)
+        self.select_at(owner, ts, random, health, 0)
     }
 
     /// `select`, `depth` alias hops away from the question: aliases may point at sets that are
     /// themselves under a routing policy with aliases, and the depth bounds the recursion.
+    ///
+    /// Health follows Route53: a failover PRIMARY answers while its check is healthy (or it has
+    /// none), else the SECONDARY, unless that is unhealthy too; weighted and multivalue sets
+    /// whose checks fail are left out, and when every set of the group fails, all of them are
+    /// considered healthy. A multivalue answer holds up to eight sets, starting at a position
+    /// drawn from `random` when there are more.
     fn select_at<'a>(
         &'a self,
         owner: &'a DomainName,
         ts: &'a TypeSets,
         random: u32,
+        health: &HealthView,
         depth: usize,
     ) -> Option<RrSet<'a>> {
         let first = ts.sets.first()?;
+        let healthy = |s: &RecordSet| health.is_healthy(s.health_check_id.as_deref());
+        // The healthy sets of a group, or all of them when none is.
+        let candidates = || -> Vec<&'a RecordSet> {
+            let up: Vec<&RecordSet> = ts.sets.iter().filter(|s| healthy(s)).collect();
+            if up.is_empty() {
+                ts.sets.iter().collect()
+            } else {
+                up
+            }
+        };
         let chosen: Vec<&RecordSet> = match first.policy {
             RoutingPolicy::Simple => vec![first],
             RoutingPolicy::Weighted { .. } => {
+                let sets = candidates();
                 let weight = |s: &RecordSet| match s.policy {
                     RoutingPolicy::Weighted { weight } => u32::from(weight),
                     _ => 0,
                 };
-                let total: u32 = ts.sets.iter().map(weight).sum();
+                let total: u32 = sets.iter().map(|s| weight(s)).sum();
                 if total == 0 {
                     // All weights zero: Route53 chooses among them with equal probability.
-                    vec![&ts.sets[(random as usize) % ts.sets.len()]]
+                    vec![sets[(random as usize) % sets.len()]]
                 } else {
                     let mut pick = random % total;
-                    let mut chosen = first;
-                    for s in &ts.sets {
+                    let mut chosen = sets[0];
+                    for &s in &sets {
                         if pick < weight(s) {
                             chosen = s;
                             break;
@@ -333,13 +362,33 @@ impl ZoneIndex {
                 }
             }
             RoutingPolicy::Failover(_) => {
-                let primary = ts
-                    .sets
-                    .iter()
-                    .find(|s| s.policy == RoutingPolicy::Failover(Failover::Primary));
-                vec![primary.unwrap_or(first)]
+                let role = |f: Failover| {
+                    ts.sets
+                        .iter()
+                        .find(|s| s.policy == RoutingPolicy::Failover(f))
+                };
+                let chosen = match (role(Failover::Primary), role(Failover::Secondary)) {
+                    (Some(p), Some(s)) if !healthy(p) && healthy(s) => s,
+                    (Some(p), _) => p,
+                    (None, Some(s)) => s,
+                    (None, None) => first,
+                };
+                vec![chosen]
             }
-            RoutingPolicy::MultiValue => ts.sets.iter().take(MAX_MULTIVALUE).collect(),
+            RoutingPolicy::MultiValue => {
+                let sets = candidates();
+                let start = if sets.len() > MAX_MULTIVALUE {
+                    (random as usize) % sets.len()
+                } else {
+                    0
+                };
+                sets.iter()
+                    .cycle()
+                    .skip(start)
+                    .take(sets.len().min(MAX_MULTIVALUE))
+                    .copied()
+                    .collect()
+            }
         };
         let mut data: Vec<&RecordData> = Vec::new();
         let mut ttl = u32::MAX;
@@ -347,7 +396,7 @@ impl ZoneIndex {
             match &set.alias {
                 Some(alias) => {
                     let (alias_ttl, alias_data) =
-                        self.alias_data(&alias.dns_name, ts.rtype, random, depth + 1)?;
+                        self.alias_data(&alias.dns_name, ts.rtype, random, health, depth + 1)?;
                     ttl = ttl.min(alias_ttl);
                     data.extend(alias_data);
                 }
@@ -374,6 +423,7 @@ impl ZoneIndex {
         target: &DomainName,
         rtype: RecordType,
         random: u32,
+        health: &HealthView,
         depth: usize,
     ) -> Option<(u32, Vec<&'a RecordData>)> {
         if depth > MAX_ALIAS_DEPTH {
@@ -381,36 +431,48 @@ impl ZoneIndex {
         }
         let (target_name, node) = self.nodes.get_key_value(target.wire())?;
         let ts = node.get(rtype)?;
-        let rr = self.select_at(target_name, ts, random, depth)?;
+        let rr = self.select_at(target_name, ts, random, health, depth)?;
         Some((rr.ttl, rr.data))
     }
 
-    fn referral<'a>(&'a self, out: &mut Answer<'a>, cut: &'a DomainName, node: &'a Node) {
+    fn referral<'a>(
+        &'a self,
+        out: &mut Answer<'a>,
+        cut: &'a DomainName,
+        node: &'a Node,
+        health: &HealthView,
+    ) {
         let Some(ns) = node.get(RecordType::NS) else {
             return;
         };
-        let Some(rr) = self.select(cut, ns, 0) else {
+        let Some(rr) = self.select(cut, ns, 0, health) else {
             return;
         };
         let targets: Vec<&DomainName> = rr.data.iter().filter_map(|d| d.target_name()).collect();
         out.authority.push(rr);
         if let Some(ds) = node
             .get(RecordType::DS)
-            .and_then(|ds| self.select(cut, ds, 0))
+            .and_then(|ds| self.select(cut, ds, 0, health))
         {
             out.authority.push(ds);
         }
         for t in targets {
             // Glue: addresses of name servers inside the delegated zone, even though occluded.
             if t.is_subdomain_of(cut) {
-                self.push_addresses(&mut out.additional, t, true);
+                self.push_addresses(&mut out.additional, t, true, health);
             }
         }
     }
 
     /// Adds the A/AAAA sets of `target`. Data below a zone cut is only glue: it is added when
     /// `glue` is set (referrals), never as authoritative additional data.
-    fn push_addresses<'a>(&'a self, section: &mut Vec<RrSet<'a>>, target: &DomainName, glue: bool) {
+    fn push_addresses<'a>(
+        &'a self,
+        section: &mut Vec<RrSet<'a>>,
+        target: &DomainName,
+        glue: bool,
+        health: &HealthView,
+    ) {
         if !target.is_subdomain_of(self.apex()) {
             return;
         }
@@ -426,7 +488,10 @@ impl ZoneIndex {
             return;
         };
         for rtype in [RecordType::A, RecordType::AAAA] {
-            if let Some(rr) = node.get(rtype).and_then(|ts| self.select(name, ts, 0)) {
+            if let Some(rr) = node
+                .get(rtype)
+                .and_then(|ts| self.select(name, ts, 0, health))
+            {
                 if !section.contains(&rr) {
                     section.push(rr);
                 }

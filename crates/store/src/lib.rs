@@ -10,6 +10,7 @@
 
 mod codec;
 pub mod dnszones;
+pub mod health;
 pub mod identities;
 pub mod secrets;
 
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use model::health::{HealthStatus, HealthView};
 use model::lookup::ZoneIndex;
 use model::record::{RecordError, RecordSet};
 use model::zone::{Change, ChangeError, Journal, RecordKey, ZoneDiff};
@@ -71,6 +73,12 @@ pub enum StoreError {
     Invalid(#[from] RecordError),
     #[error("{0} would have more than 50 tags")]
     TooManyTags(String),
+    #[error("No health check exists with the specified ID {0}")]
+    NoSuchHealthCheck(String),
+    #[error("A health check with caller reference {0:?} already exists (or existed) with another configuration")]
+    HealthCheckAlreadyExists(String),
+    #[error("at most {0} health checks can exist")]
+    TooManyHealthChecks(u64),
 }
 
 impl StoreError {
@@ -102,6 +110,9 @@ pub struct Snapshot {
     /// Recent diffs per zone, for incremental transfers (kept in memory only: after a restart
     /// secondaries get a full transfer once).
     pub journals: HashMap<HostedZoneId, Arc<Journal>>,
+    /// The health checks that fail now (in memory only: every check is healthy after a
+    /// restart until probed). A change of health publishes a snapshot of the same generation.
+    pub health: Arc<HealthView>,
 }
 
 impl Snapshot {
@@ -123,6 +134,8 @@ struct Inner {
     write: Mutex<WriterState>,
     snapshot: ArcSwap<Snapshot>,
     generation: watch::Sender<u64>,
+    /// The prober's last results per health check (in memory only).
+    health: ArcSwap<BTreeMap<String, HealthStatus>>,
 }
 
 struct WriterState {
@@ -168,6 +181,7 @@ impl Store {
             txn.open_table(CHANGES).map_err(StoreError::storage)?;
             txn.open_table(META).map_err(StoreError::storage)?;
             txn.open_table(TAGS).map_err(StoreError::storage)?;
+            health::create_tables(&txn)?;
         }
         txn.commit().map_err(StoreError::storage)?;
 
@@ -182,6 +196,7 @@ impl Store {
                 write: Mutex::new(WriterState { metas, next_seq }),
                 snapshot: ArcSwap::from_pointee(snapshot),
                 generation,
+                health: ArcSwap::from_pointee(BTreeMap::new()),
             }),
         })
     }
@@ -510,6 +525,7 @@ impl Store {
             zones,
             serving,
             journals,
+            health: Arc::clone(&current.health),
         }));
         self.inner.generation.send_replace(generation);
         tracing::debug!(zone = %id, change = %change.id, generation, "change committed");
@@ -591,6 +607,7 @@ fn build_snapshot(
         zones,
         serving,
         journals: HashMap::new(),
+        health: Arc::new(HealthView::all_healthy()),
     }
 }
 

@@ -180,3 +180,122 @@ fn subscribers_see_each_commit_and_changes_are_recorded() {
     assert_eq!(stored, change);
     assert!(store.change("Cnope").expect("read").is_none());
 }
+
+#[test]
+fn health_checks_persist_and_caller_references_are_used_once() {
+    use model::health::{ConfigText, HealthCheckConfig};
+    let cfg = |port: &str| {
+        HealthCheckConfig::from_text(&ConfigText {
+            check_type: Some("TCP"),
+            ip_address: Some("127.0.0.1"),
+            port: Some(port),
+            ..ConfigText::default()
+        })
+        .expect("config")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = {
+        let store = Store::open(dir.path()).expect("open");
+        let (hc, created) = store
+            .create_health_check("ref-1", &cfg("80"))
+            .expect("create");
+        assert!(created);
+        let (again, created) = store
+            .create_health_check("ref-1", &cfg("80"))
+            .expect("again");
+        assert!(
+            !created,
+            "the same reference and configuration return the check"
+        );
+        assert_eq!(again, hc);
+        assert!(matches!(
+            store.create_health_check("ref-1", &cfg("81")),
+            Err(StoreError::HealthCheckAlreadyExists(_))
+        ));
+        hc.id
+    };
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.health_check(&id).expect("kept").config, cfg("80"));
+    assert_eq!(store.health_checks().expect("list").len(), 1);
+    store.delete_health_check(&id).expect("delete");
+    assert!(matches!(
+        store.health_check(&id),
+        Err(StoreError::NoSuchHealthCheck(_))
+    ));
+    assert!(matches!(
+        store.delete_health_check(&id),
+        Err(StoreError::NoSuchHealthCheck(_))
+    ));
+    assert!(
+        matches!(
+            store.create_health_check("ref-1", &cfg("80")),
+            Err(StoreError::HealthCheckAlreadyExists(_))
+        ),
+        "a deleted check's reference is not reused"
+    );
+}
+
+#[test]
+fn health_changes_publish_the_same_generation() {
+    use model::health::HealthStatus;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store
+        .create_zone(n("example.com"), "r".into(), None, &[n("ns1.example.net")])
+        .expect("create");
+    let before = store.snapshot();
+    let status = |healthy| HealthStatus {
+        healthy,
+        last: None,
+    };
+    use model::health::{ConfigText, HealthCheckConfig};
+    let cfg = HealthCheckConfig::from_text(&ConfigText {
+        check_type: Some("TCP"),
+        ip_address: Some("127.0.0.1"),
+        port: Some("1"),
+        ..ConfigText::default()
+    })
+    .expect("config");
+    let (up, _) = store.create_health_check("up", &cfg).expect("create");
+    let (down, _) = store.create_health_check("down", &cfg).expect("create");
+    let (up, down) = (up.id, down.id);
+    store
+        .publish_health(BTreeMap::from([(up.clone(), status(true))]))
+        .expect("publish");
+    assert!(
+        Arc::ptr_eq(&before, &store.snapshot()),
+        "no change of health, no new snapshot"
+    );
+    store
+        .publish_health(BTreeMap::from([
+            (up.clone(), status(true)),
+            (down.clone(), status(false)),
+            ("deleted-or-unknown".to_string(), status(false)),
+        ]))
+        .expect("publish");
+    let after = store.snapshot();
+    assert_eq!(after.generation, before.generation);
+    assert_eq!(after.zones.len(), 1);
+    assert!(!after.health.is_healthy(Some(&down)) && after.health.is_healthy(Some(&up)));
+    assert_eq!(store.health_status(&down), Some(status(false)));
+    assert_eq!(
+        store.health_status("deleted-or-unknown"),
+        None,
+        "only existing checks are published"
+    );
+    // A zone change keeps the health view.
+    let zone = store.zone_by_name(&n("example.com")).expect("zone");
+    store
+        .change_records(
+            &zone.id,
+            &[a_change(
+                ChangeAction::Create,
+                "www.example.com",
+                "192.0.2.1",
+            )],
+        )
+        .expect("change");
+    assert!(!store.snapshot().health.is_healthy(Some(&down)));
+    store.delete_health_check(&down).expect("delete");
+    assert!(store.snapshot().health.is_healthy(Some(&down)));
+}

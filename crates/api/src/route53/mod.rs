@@ -5,6 +5,7 @@
 //! Every request is SigV4-verified (service `route53`). Until IAM policies exist, only identities
 //! with full access (`*:*/*`) may call it; everyone else is implicitly denied.
 
+mod health;
 pub mod xml;
 
 use std::sync::Arc;
@@ -74,6 +75,15 @@ pub fn router(state: Route53State) -> Router {
             get(list_records).post(change_records),
         )
         .route("/2013-04-01/change/{id}", get(get_change))
+        .route(
+            "/2013-04-01/healthcheck",
+            get(health::list).post(health::create),
+        )
+        .route(
+            "/2013-04-01/healthcheck/{id}",
+            get(health::get).delete(health::delete),
+        )
+        .route("/2013-04-01/healthcheck/{id}/status", get(health::status))
         .route("/", axum::routing::post(iam_query))
         .layer(axum::extract::DefaultBodyLimit::max(xml::MAX_BODY))
         .with_state(Arc::new(state))
@@ -143,6 +153,15 @@ impl From<StoreError> for R53Error {
             }
             StoreError::Invalid(_) => R53Error::invalid_input(e.to_string()),
             StoreError::TooManyTags(_) => R53Error::invalid_input(e.to_string()),
+            StoreError::NoSuchHealthCheck(_) => {
+                R53Error::new(404, "NoSuchHealthCheck", e.to_string())
+            }
+            StoreError::HealthCheckAlreadyExists(_) => {
+                R53Error::new(409, "HealthCheckAlreadyExists", e.to_string())
+            }
+            StoreError::TooManyHealthChecks(_) => {
+                R53Error::new(400, "TooManyHealthChecks", e.to_string())
+            }
             _ => {
                 tracing::error!(error = %e, "Route53 API request failed");
                 R53Error::new(500, "InternalFailure", "internal error")
@@ -737,7 +756,16 @@ async fn change_records(
     )?;
     let zone = s.store.zone(&id)?;
     let state = Arc::clone(&s);
-    let change = blocking(move || Ok(state.store.change_records(&zone.id, &changes)?)).await?;
+    let change = blocking(move || {
+        // Created and upserted sets must name existing health checks.
+        for c in changes.iter().filter(|c| c.action != ChangeAction::Delete) {
+            if let Some(check) = &c.set.health_check_id {
+                state.store.health_check(check)?;
+            }
+        }
+        Ok(state.store.change_records(&zone.id, &changes)?)
+    })
+    .await?;
     Ok(xml_response(
         StatusCode::OK,
         format!("<ChangeResourceRecordSetsResponse xmlns=\"{NS}\">{}</ChangeResourceRecordSetsResponse>", change_info_xml(&s.store, &change)),

@@ -282,6 +282,143 @@ fn routing_policies_are_stored_and_answered() {
     );
 }
 
+/// An HTTP endpoint on 127.0.0.1 answering 200 until stopped (its port then refuses).
+struct Endpoint {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Endpoint {
+    fn start(port: u16) -> Endpoint {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind endpoint");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+                        let mut buf = [0u8; 2048];
+                        let _ = s.read(&mut buf);
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        );
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        Endpoint {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops listening: the port refuses connections from now on.
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Queries `name A` until the sorted answer's addresses are `expect`, or fails after 20 s.
+fn await_answer(server: &Edgeplane, name: &str, expect: &[&str], why: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut got: Vec<String> = kdig(server.addr(), &[name, "A"])
+            .answer
+            .iter()
+            .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+            .collect();
+        got.sort();
+        if got == expect {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{why}: {name} answers {got:?}, not {expect:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn health_checks_fail_over_when_the_primary_stops_listening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Edgeplane::start(dir.path(), &["--health-check-interval", "0.2"]);
+    let up_port = crate::harness::free_port();
+    let endpoint = Endpoint::start(up_port);
+    // The endpoint holds its port, so this one differs; nothing listens on it.
+    let down_port = crate::harness::free_port();
+    let out = Command::new(python())
+        .arg(crate::harness::fixture("health_boto3.py"))
+        .arg(dir.path().join("admin-credentials"))
+        .arg(format!("http://{}", server.api))
+        .arg(up_port.to_string())
+        .arg(down_port.to_string())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "health check workflow failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Both endpoints probed: the one that refuses is left out of multivalue and weighted
+    // answers, the primary answers.
+    await_answer(
+        &server,
+        "multi.health.example",
+        &["192.0.2.21", "192.0.2.23"],
+        "m2 is down",
+    );
+    for _ in 0..20 {
+        await_answer(
+            &server,
+            "w.health.example",
+            &["192.0.2.32"],
+            "the heavy set is down",
+        );
+    }
+    await_answer(
+        &server,
+        "ha.health.example",
+        &["192.0.2.10"],
+        "the primary is up",
+    );
+    endpoint.stop();
+    await_answer(
+        &server,
+        "ha.health.example",
+        &["192.0.2.11"],
+        "failover to SECONDARY",
+    );
+    await_answer(
+        &server,
+        "multi.health.example",
+        &["192.0.2.23"],
+        "only the unchecked set",
+    );
+    let endpoint = Endpoint::start(up_port);
+    await_answer(
+        &server,
+        "ha.health.example",
+        &["192.0.2.10"],
+        "back to PRIMARY",
+    );
+    await_answer(
+        &server,
+        "multi.health.example",
+        &["192.0.2.21", "192.0.2.23"],
+        "m1 is back",
+    );
+    endpoint.stop();
+}
+
 #[test]
 fn hosted_zones_by_name_and_batch_limits_follow_route53() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,6 +1,7 @@
 //! Tests for the authoritative lookup algorithm: each case is a query and the expected answer.
 
 use super::*;
+use crate::health::HealthView;
 use crate::zone::HostedZoneId;
 
 const ZONE: &str = "$ORIGIN example.com.\n\
@@ -73,7 +74,11 @@ fn check(qname: &str, qtype: &str, expect: &str) {
         "HINFO" => QueryType::Other(13),
         t => QueryType::Type(t.parse().expect("type")),
     };
-    assert_eq!(render(&idx.lookup(&name, qt, 0)), expect, "{qname} {qtype}");
+    assert_eq!(
+        render(&idx.lookup(&name, qt, 0, &HealthView::all_healthy())),
+        expect,
+        "{qname} {qtype}"
+    );
 }
 
 const SOA: &str =
@@ -239,11 +244,16 @@ fn routing_policies() {
         |changes: &[Change]| ZoneIndex::new(Arc::new(base.zone().apply(changes).expect("apply")));
     let q = DomainName::parse("lb.example.com").expect("n");
     let ips = |idx: &ZoneIndex, random: u32| -> Vec<String> {
-        idx.lookup(&q, QueryType::Type(RecordType::A), random)
-            .answer
-            .iter()
-            .flat_map(|rr| rr.data.iter().map(|d| d.to_string()))
-            .collect()
+        idx.lookup(
+            &q,
+            QueryType::Type(RecordType::A),
+            random,
+            &HealthView::all_healthy(),
+        )
+        .answer
+        .iter()
+        .flat_map(|rr| rr.data.iter().map(|d| d.to_string()))
+        .collect()
     };
     let w = apply(&[
         mk("a", RoutingPolicy::Weighted { weight: 1 }, "192.0.2.1"),
@@ -329,7 +339,12 @@ fn self_referencing_aliases_terminate() {
         .expect("apply");
     let idx = ZoneIndex::new(Arc::new(zone.clone()));
     // Terminates (the alias depth is bounded) instead of recursing forever.
-    let _ = idx.lookup(&name, QueryType::Type(RecordType::A), 0);
+    let _ = idx.lookup(
+        &name,
+        QueryType::Type(RecordType::A),
+        0,
+        &HealthView::all_healthy(),
+    );
     // Transfers carry one RRset per name and type, values de-duplicated.
     let www: Vec<_> = zone
         .transfer_records()
@@ -363,10 +378,166 @@ fn occluded_addresses_are_not_additional_data() {
             .expect("apply"),
     ));
     let q = DomainName::parse("occ.example.com").expect("n");
-    let a = idx.lookup(&q, QueryType::Type(RecordType::MX), 0);
+    let a = idx.lookup(
+        &q,
+        QueryType::Type(RecordType::MX),
+        0,
+        &HealthView::all_healthy(),
+    );
     assert_eq!(a.answer.len(), 1);
     assert!(
         a.additional.is_empty(),
         "glue below a cut is not authoritative additional data"
+    );
+}
+
+/// A zone with `lb.example.com A` record sets: (set identifier, policy, address, health check).
+fn routed(sets: &[(&str, crate::record::RoutingPolicy, &str, Option<&str>)]) -> ZoneIndex {
+    use crate::record::{RecordSet, Ttl};
+    use crate::zone::{Change, ChangeAction};
+    let changes: Vec<Change> = sets
+        .iter()
+        .map(|(id, policy, ip, check)| {
+            let mut s = RecordSet::new(
+                DomainName::parse("lb.example.com").expect("n"),
+                Ttl::new(30).expect("ttl"),
+                RecordType::A,
+                vec![RecordData::A(ip.parse().expect("ip"))],
+            )
+            .expect("set");
+            s.policy = policy.clone();
+            s.set_identifier = Some(id.to_string());
+            s.health_check_id = check.map(str::to_string);
+            Change {
+                action: ChangeAction::Create,
+                set: s,
+            }
+        })
+        .collect();
+    ZoneIndex::new(Arc::new(index().zone().apply(&changes).expect("apply")))
+}
+
+/// The addresses answered for `lb.example.com A`, sorted.
+fn answered(idx: &ZoneIndex, random: u32, unhealthy: &[&str]) -> Vec<String> {
+    let q = DomainName::parse("lb.example.com").expect("n");
+    let health = HealthView::with_unhealthy(unhealthy.iter().copied());
+    let mut ips: Vec<String> = idx
+        .lookup(&q, QueryType::Type(RecordType::A), random, &health)
+        .answer
+        .iter()
+        .flat_map(|rr| rr.data.iter().map(|d| d.to_string()))
+        .collect();
+    ips.sort();
+    ips
+}
+
+#[test]
+fn failover_follows_health() {
+    use crate::record::{Failover, RoutingPolicy};
+    let p = RoutingPolicy::Failover(Failover::Primary);
+    let s = RoutingPolicy::Failover(Failover::Secondary);
+    // (primary's check, secondary's check, unhealthy checks, answer)
+    type Case<'a> = (Option<&'a str>, Option<&'a str>, &'a [&'a str], &'a str);
+    let cases: &[Case<'_>] = &[
+        (Some("hp"), Some("hs"), &[], "192.0.2.1"),
+        (Some("hp"), Some("hs"), &["hp"], "192.0.2.2"),
+        (Some("hp"), None, &["hp"], "192.0.2.2"),
+        // Both unhealthy: Route53 answers the primary.
+        (Some("hp"), Some("hs"), &["hp", "hs"], "192.0.2.1"),
+        (Some("hp"), Some("hs"), &["hs"], "192.0.2.1"),
+        // A primary without a check is always healthy.
+        (None, Some("hs"), &["hp"], "192.0.2.1"),
+    ];
+    for &(pc, sc, down, expect) in cases {
+        let idx = routed(&[
+            ("s", s.clone(), "192.0.2.2", sc),
+            ("p", p.clone(), "192.0.2.1", pc),
+        ]);
+        assert_eq!(
+            answered(&idx, 0, down),
+            [expect],
+            "{pc:?} {sc:?} down {down:?}"
+        );
+    }
+}
+
+#[test]
+fn weighted_sets_with_failing_checks_are_left_out() {
+    use crate::record::RoutingPolicy;
+    let w = |weight| RoutingPolicy::Weighted { weight };
+    let idx = routed(&[
+        ("a", w(100), "192.0.2.1", Some("ha")),
+        ("b", w(1), "192.0.2.2", Some("hb")),
+        ("z", w(0), "192.0.2.3", None),
+    ]);
+    let picks = |down: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = (0..202).flat_map(|r| answered(&idx, r, down)).collect();
+        all.sort();
+        all.dedup();
+        all
+    };
+    assert_eq!(
+        picks(&[]),
+        ["192.0.2.1", "192.0.2.2"],
+        "weight 0 is not answered"
+    );
+    assert_eq!(picks(&["ha"]), ["192.0.2.2"]);
+    // Only the zero-weight set is healthy: it answers.
+    assert_eq!(picks(&["ha", "hb"]), ["192.0.2.3"]);
+    let both = routed(&[
+        ("a", w(1), "192.0.2.1", Some("ha")),
+        ("b", w(1), "192.0.2.2", Some("hb")),
+    ]);
+    let mut seen: Vec<String> = (0..4)
+        .flat_map(|r| answered(&both, r, &["ha", "hb"]))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        ["192.0.2.1", "192.0.2.2"],
+        "all unhealthy: all considered healthy"
+    );
+}
+
+#[test]
+fn multivalue_answers_up_to_eight_healthy_sets() {
+    use crate::record::RoutingPolicy;
+    let ids: Vec<String> = (1..=10).map(|i| format!("m{i}")).collect();
+    let ips: Vec<String> = (1..=10).map(|i| format!("192.0.2.{i}")).collect();
+    let checks: Vec<String> = (1..=10).map(|i| format!("h{i}")).collect();
+    let sets: Vec<_> = (0..10)
+        .map(|i| {
+            (
+                ids[i].as_str(),
+                RoutingPolicy::MultiValue,
+                ips[i].as_str(),
+                Some(checks[i].as_str()),
+            )
+        })
+        .collect();
+    let idx = routed(&sets);
+    // Ten healthy sets: eight answered, and which eight depends on the random number.
+    assert_eq!(answered(&idx, 0, &[]).len(), MAX_MULTIVALUE);
+    assert_ne!(answered(&idx, 0, &[]), answered(&idx, 5, &[]));
+    for r in 0..10 {
+        let a = answered(&idx, r, &["h2", "h4", "h6", "h8", "h10"]);
+        assert_eq!(
+            a,
+            [
+                "192.0.2.1",
+                "192.0.2.3",
+                "192.0.2.5",
+                "192.0.2.7",
+                "192.0.2.9"
+            ],
+            "only healthy sets"
+        );
+    }
+    let all: Vec<&str> = checks.iter().map(String::as_str).collect();
+    assert_eq!(
+        answered(&idx, 3, &all).len(),
+        MAX_MULTIVALUE,
+        "all unhealthy: up to eight of them"
     );
 }
