@@ -183,6 +183,9 @@ pub(crate) struct Reply {
 pub(crate) struct Context {
     pub(crate) store: Store,
     pub(crate) secrets: Option<Secrets>,
+    /// Name servers of the zones DNSZones create (serve's `--zone-nameserver`, as for its
+    /// manifest directory); empty for [`DEFAULT_NAME_SERVERS`].
+    pub(crate) name_servers: Vec<DomainName>,
 }
 
 impl Context {
@@ -712,10 +715,14 @@ fn find_dnszone(store: &Store, text: &str) -> anyhow::Result<store::dnszones::Dn
 
 /// The embedded DNS provider over the store and its identities.
 fn embedded_provider(ctx: &Context) -> anyhow::Result<clouddns::embedded::EmbeddedProvider> {
-    let name_servers = DEFAULT_NAME_SERVERS
-        .iter()
-        .map(|s| DomainName::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let name_servers = if ctx.name_servers.is_empty() {
+        DEFAULT_NAME_SERVERS
+            .iter()
+            .map(|s| DomainName::parse(s))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        ctx.name_servers.clone()
+    };
     Ok(
         clouddns::embedded::EmbeddedProvider::new(ctx.store.clone(), name_servers)
             .with_identities(Identities::new(ctx.secrets()?.clone())?),
@@ -789,7 +796,11 @@ pub(crate) fn connect(
             } else {
                 None
             };
-            Ok(Target::Local(Context { store, secrets }))
+            Ok(Target::Local(Context {
+                store,
+                secrets,
+                name_servers: Vec::new(),
+            }))
         }
         Err(StoreError::Locked { .. }) => {
             let sock = data_dir.join(SOCKET_FILE);

@@ -654,6 +654,7 @@ async fn serve(
         let ctx = control::Context {
             store: store.clone(),
             secrets: Some(secrets),
+            name_servers: name_servers.clone(),
         };
         async move { control::serve_socket(control_listener, &data_dir, ctx, stop_rx).await }
     });

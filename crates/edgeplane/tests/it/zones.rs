@@ -202,6 +202,25 @@ fn zone_apply_runs_the_workflow_idempotently() {
     assert!(again.contains("nothing left to delete"), "{again}");
 }
 
+/// Waits until `zone get NAME` succeeds and shows `needle` (the server writes the status right
+/// after the records it serves).
+fn wait_status(dir: &std::path::Path, name: &str, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = cli(dir, &["zone", "get", name]);
+        let got = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && got.contains(needle) {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: no {needle:?} in {got}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn serve_reconciles_the_manifest_directory_as_it_changes() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -232,9 +251,12 @@ fn serve_reconciles_the_manifest_directory_as_it_changes() {
         ],
     );
     server.wait_log("DNSZone reconciled", std::time::Duration::from_secs(5));
-    let got = cli_ok(dir.path(), &["zone", "get", "default/app-example-com"]);
+    let got = wait_status(
+        dir.path(),
+        "default/app-example-com",
+        "  observed generation: 1 ",
+    );
     assert!(got.contains("  Ready: True (all conditions hold)"), "{got}");
-    assert!(got.contains("  observed generation: 1 "), "{got}");
     // The load balancer changed: edit the file, the records follow.
     let text = std::fs::read_to_string(manifests.join("zones.yaml"))
         .expect("read")
@@ -248,19 +270,11 @@ fn serve_reconciles_the_manifest_directory_as_it_changes() {
         ],
     );
     // A new spec is a new generation of the DNSZone's status.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let got = cli_ok(dir.path(), &["zone", "get", "app-example-com"]);
-        if got.contains("  observed generation: 2 ") {
-            assert!(
-                got.contains("RecordsSynced: True (2 upserted, 0 deleted)"),
-                "{got}"
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{got}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let got = wait_status(dir.path(), "app-example-com", "  observed generation: 2 ");
+    assert!(
+        got.contains("RecordsSynced: True (2 upserted, 0 deleted)"),
+        "{got}"
+    );
     // A broken file beside it is reported and harms nothing.
     std::fs::write(
         manifests.join("broken.yaml"),
@@ -275,4 +289,137 @@ fn serve_reconciles_the_manifest_directory_as_it_changes() {
             "app.example.com. 60 IN A 54.188.92.99",
         ],
     );
+}
+
+/// The delegation, followed over DNS. The DNSZone `a.b.example.com` names `b.example.com` as
+/// its parent, which is not hosted, so the delegation lands in `example.com`, the longest
+/// hosted suffix. The child's name servers live inside the child, with glue in the parent
+/// pointing at loopback. A server holding only the parent zone (exported from the first, as a
+/// registry or another provider would hold it) answers a referral with that glue; following
+/// the glue to the child's server gives the authoritative answer.
+#[test]
+fn kdig_follows_the_delegation_from_the_parent_to_the_child() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    cli_ok(
+        d,
+        &[
+            "zone",
+            "create",
+            "example.com",
+            "--nameserver",
+            "ns1.example.com.",
+        ],
+    );
+    for ns in ["ns1.a.b", "ns2.a.b"] {
+        cli_ok(
+            d,
+            &["record", "upsert", "example.com", ns, "A", "127.0.0.1"],
+        );
+    }
+    let child_server = Edgeplane::start(
+        d,
+        &[
+            "--zone-nameserver",
+            "ns1.a.b.example.com.",
+            "--zone-nameserver",
+            "ns2.a.b.example.com.",
+        ],
+    );
+    let manifest = d.join("deep.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: edgeplane.io/v1alpha1\nkind: DNSZone\nmetadata: {name: a-b-example-com}\nspec:\n  domain: a.b.example.com\n  parent: {domain: b.example.com}\n  network: {elbEips: [192.0.2.10]}\n  records:\n    - {name: \"@\", fromNetwork: public, ttl: 60}\n    - {name: www, fromNetwork: public, ttl: 60}\n",
+    )
+    .expect("write");
+    // Through the server: its name servers, and its progress streamed back.
+    let out = cli(d, &["zone", "apply", "-f", &manifest.display().to_string()]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Delegated: True (delegation updated)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("default/a-b-example-com: change C")
+                && l.contains(" is INSYNC (")),
+        "{stderr}"
+    );
+    let got = cli_ok(d, &["zone", "get", "a-b-example-com"]);
+    assert!(
+        got.contains("  name servers: ns1.a.b.example.com, ns2.a.b.example.com\n"),
+        "{got}"
+    );
+    assert!(got.contains("  Ready: True"), "{got}");
+    let parent = cli_ok(d, &["record", "list", "example.com"]);
+    assert!(
+        parent.contains("a.b.example.com.\t300\tIN\tNS\tns1.a.b.example.com."),
+        "the delegation is in example.com: {parent}"
+    );
+
+    let parent_dir = tempfile::tempdir().expect("tempdir");
+    let zonefile = parent_dir.path().join("example.com.zone");
+    std::fs::write(&zonefile, cli_ok(d, &["zone", "export", "example.com"])).expect("write");
+    let pd = parent_dir.path().join("data");
+    cli_ok(
+        &pd,
+        &[
+            "zone",
+            "import",
+            "example.com",
+            "--file",
+            &zonefile.display().to_string(),
+            "--create",
+        ],
+    );
+    let parent_server = Edgeplane::start(&pd, &[]);
+
+    // The parent refers: NS and glue, not authoritative.
+    let referral = kdig(parent_server.addr(), &["www.a.b.example.com", "A"]);
+    assert_eq!(referral.status, "NOERROR", "{}", referral.raw);
+    assert!(
+        !referral.has_flag("aa") && referral.answer.is_empty(),
+        "{}",
+        referral.raw
+    );
+    let mut ns = referral.authority.clone();
+    ns.sort();
+    assert_eq!(
+        ns,
+        [
+            "a.b.example.com. 300 IN NS ns1.a.b.example.com.",
+            "a.b.example.com. 300 IN NS ns2.a.b.example.com."
+        ],
+        "{}",
+        referral.raw
+    );
+    let mut glue = referral.additional.clone();
+    glue.sort();
+    assert_eq!(
+        glue,
+        [
+            "ns1.a.b.example.com. 300 IN A 127.0.0.1",
+            "ns2.a.b.example.com. 300 IN A 127.0.0.1"
+        ],
+        "{}",
+        referral.raw
+    );
+    // Follow the glue to the child's server (the test's loopback port), which answers.
+    let address: std::net::IpAddr = glue[0]
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("glue address");
+    let child = std::net::SocketAddr::new(address, child_server.addr().port());
+    let answer = kdig(child, &["www.a.b.example.com", "A"]);
+    assert!(answer.has_flag("aa"), "{}", answer.raw);
+    assert_eq!(answer.answer, ["www.a.b.example.com. 60 IN A 192.0.2.10"]);
+    let apex_ns = kdig(child, &["a.b.example.com", "NS"]);
+    assert!(apex_ns.has_flag("aa"), "{}", apex_ns.raw);
+    assert_eq!(apex_ns.answer.len(), 2, "{}", apex_ns.raw);
 }
