@@ -150,6 +150,8 @@ struct ServiceRef {
     health_check: Option<HealthCheckDoc>,
     #[serde(default)]
     passive_health_check: Option<PassiveDoc>,
+    #[serde(default)]
+    servers_transport: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -496,6 +498,139 @@ struct FileHttp {
     services: BTreeMap<String, FileService>,
     #[serde(default)]
     middlewares: BTreeMap<String, MiddlewareSpec>,
+    #[serde(default, rename = "serversTransports")]
+    servers_transports: BTreeMap<String, TransportDoc>,
+}
+
+/// Traefik's `serversTransport` (file provider) and `ServersTransport` spec (Kubernetes).
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TransportDoc {
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    /// File provider: CA files.
+    #[serde(default, rename = "rootCAs")]
+    root_cas: Vec<RootCaDoc>,
+    /// Kubernetes: Secrets holding CA certificates (`ca.crt` or `tls.crt`).
+    #[serde(default, rename = "rootCAsSecrets")]
+    root_cas_secrets: Vec<String>,
+    /// File provider: client certificate files.
+    #[serde(default)]
+    certificates: Vec<CertFileDoc>,
+    /// Kubernetes: `kubernetes.io/tls` Secrets with the client certificate.
+    #[serde(default)]
+    certificates_secrets: Vec<String>,
+    #[serde(default)]
+    max_idle_conns_per_host: Option<usize>,
+    #[serde(default)]
+    forwarding_timeouts: Option<TimeoutsDoc>,
+    #[serde(default, rename = "disableHTTP2")]
+    disable_http2: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    peer_cert_uri: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RootCaDoc {
+    File(String),
+    Secret { secret: String },
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CertFileDoc {
+    cert_file: String,
+    key_file: String,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TimeoutsDoc {
+    #[serde(default)]
+    dial_timeout: Option<DurationDoc>,
+    #[serde(default)]
+    response_header_timeout: Option<DurationDoc>,
+    #[serde(default)]
+    idle_conn_timeout: Option<DurationDoc>,
+}
+
+/// A servers transport; CA and certificate Secrets are looked up among the manifests.
+fn transport(
+    d: &TransportDoc,
+    ns: &str,
+    secrets: &BTreeMap<(String, String), CertificatePem>,
+    cas: &BTreeMap<(String, String), Vec<u8>>,
+) -> Result<proxy::config::ServersTransportConfig, String> {
+    let defaults = proxy::config::ServersTransportConfig::default();
+    let mut root_cas = Vec::new();
+    let mut ca_secret_names: Vec<&String> = d.root_cas_secrets.iter().collect();
+    for r in &d.root_cas {
+        match r {
+            RootCaDoc::File(f) => {
+                root_cas.push(std::fs::read(f).map_err(|e| format!("rootCAs {f}: {e}"))?)
+            }
+            RootCaDoc::Secret { secret } => ca_secret_names.push(secret),
+        }
+    }
+    for name in ca_secret_names {
+        let key = (ns.to_string(), name.clone());
+        let pem = cas
+            .get(&key)
+            .cloned()
+            .or_else(|| secrets.get(&key).map(|c| c.chain.clone()))
+            .ok_or_else(|| format!("root CA Secret {ns}/{name} not found among the manifests"))?;
+        root_cas.push(pem);
+    }
+    let mut client_certificate = None;
+    if let Some(c) = d.certificates.first() {
+        client_certificate = Some(CertificatePem {
+            source: c.cert_file.clone(),
+            chain: std::fs::read(&c.cert_file)
+                .map_err(|e| format!("certificates {}: {e}", c.cert_file))?,
+            key: zeroize::Zeroizing::new(
+                std::fs::read(&c.key_file)
+                    .map_err(|e| format!("certificates {}: {e}", c.key_file))?,
+            ),
+        });
+    }
+    if let Some(name) = d.certificates_secrets.first() {
+        client_certificate = Some(
+            secrets
+                .get(&(ns.to_string(), name.clone()))
+                .cloned()
+                .ok_or_else(|| {
+                    format!("certificate Secret {ns}/{name} not found among the manifests")
+                })?,
+        );
+    }
+    let t = d.forwarding_timeouts.clone().unwrap_or_default();
+    let response_header_timeout = match &t.response_header_timeout {
+        Some(v) => Some(v.get()?).filter(|d| !d.is_zero()),
+        None => None,
+    };
+    Ok(proxy::config::ServersTransportConfig {
+        server_name: d.server_name.clone(),
+        insecure_skip_verify: d.insecure_skip_verify,
+        root_cas,
+        client_certificate,
+        max_idle_per_host: d
+            .max_idle_conns_per_host
+            .unwrap_or(defaults.max_idle_per_host),
+        dial_timeout: t
+            .dial_timeout
+            .as_ref()
+            .map_or(Ok(defaults.dial_timeout), DurationDoc::get)?,
+        response_header_timeout,
+        idle_conn_timeout: t
+            .idle_conn_timeout
+            .as_ref()
+            .map_or(Ok(defaults.idle_conn_timeout), DurationDoc::get)?,
+        disable_http2: d.disable_http2,
+    })
 }
 
 #[derive(Deserialize)]
@@ -548,6 +683,8 @@ struct FileLoadBalancer {
     health_check: Option<HealthCheckDoc>,
     #[serde(default)]
     passive_health_check: Option<PassiveDoc>,
+    #[serde(default)]
+    servers_transport: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -581,6 +718,7 @@ enum Item {
     EndpointSlice(EndpointSliceDoc),
     Secret(SecretDoc),
     TlsOption(Meta, TlsOptionSpec),
+    ServersTransport(Meta, TransportDoc),
     File(FileHttp, FileTls),
 }
 
@@ -695,6 +833,16 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
             }
             Item::File(http, tls) => {
                 file_provider(http, cfg, &mut plan.diagnostics, at);
+                for (name, t) in &http.servers_transports {
+                    match transport(t, "default", &tls_secrets, &ca_secrets) {
+                        Ok(t) => {
+                            cfg.servers_transports.insert(file_name(name), t);
+                        }
+                        Err(e) => plan
+                            .diagnostics
+                            .push(format!("{at}: serversTransport {name}: {e}")),
+                    }
+                }
                 for (name, spec) in &tls.options {
                     match tls_option(spec, "default", &ca_secrets) {
                         Ok((opt, missing)) => {
@@ -709,6 +857,18 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
                             .diagnostics
                             .push(format!("{at}: TLS option {name}: {e}")),
                     }
+                }
+            }
+            Item::ServersTransport(m, spec) => {
+                match transport(spec, m.ns(), &tls_secrets, &ca_secrets) {
+                    Ok(t) => {
+                        cfg.servers_transports.insert(crd_name(m.ns(), &m.name), t);
+                    }
+                    Err(e) => plan.diagnostics.push(format!(
+                        "{at}: ServersTransport {}/{}: {e}",
+                        m.ns(),
+                        m.name
+                    )),
                 }
             }
             Item::TlsOption(m, spec) => match tls_option(spec, m.ns(), &ca_secrets) {
@@ -762,6 +922,10 @@ fn parse_item(doc: &str) -> Result<Option<Item>, String> {
         Some("Middleware") if traefik => {
             let d: Doc<MiddlewareSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
             Item::Middleware(d.metadata, d.spec)
+        }
+        Some("ServersTransport") if traefik => {
+            let d: Doc<TransportDoc> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            Item::ServersTransport(d.metadata, d.spec)
         }
         Some("TLSOption") if traefik => {
             let d: Doc<TlsOptionSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
@@ -914,6 +1078,7 @@ impl Backends<'_> {
             ),
             health_check: health_check(r.health_check.as_ref())?,
             passive: passive(r.passive_health_check.as_ref())?,
+            servers_transport: r.servers_transport.as_ref().map(|t| crd_name(ns, t)),
         };
         // Two references to the same Service with different options are two services.
         let mut name = name;
@@ -1144,6 +1309,7 @@ fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<Strin
                     sticky: sticky(lb.sticky.as_ref(), &format!("{name}_file")),
                     health_check: health_check(lb.health_check.as_ref())?,
                     passive: passive(lb.passive_health_check.as_ref())?,
+                    servers_transport: lb.servers_transport.as_ref().map(|t| file_name(t)),
                 }))
             })(),
             (None, Some(w)) => Ok(ServiceConfig::Weighted(

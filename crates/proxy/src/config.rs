@@ -15,6 +15,43 @@ pub struct DynamicConfig {
     pub certificates: Vec<CertificatePem>,
     /// TLS options by name; `default` applies to every handshake no router's options claim.
     pub tls_options: BTreeMap<String, TlsOptions>,
+    /// How to reach servers, by name; load balancers name one (`default` otherwise).
+    pub servers_transports: BTreeMap<String, ServersTransportConfig>,
+}
+
+/// Traefik's `serversTransport`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServersTransportConfig {
+    /// The name sent in SNI and verified, instead of the server's host.
+    pub server_name: Option<String>,
+    /// Accept any server certificate (for self-signed backends; signatures still checked).
+    pub insecure_skip_verify: bool,
+    /// CA certificates (PEM) server certificates must chain to; the system's when empty.
+    pub root_cas: Vec<Vec<u8>>,
+    /// A certificate to present to servers that ask for one.
+    pub client_certificate: Option<CertificatePem>,
+    pub max_idle_per_host: usize,
+    pub dial_timeout: std::time::Duration,
+    /// Time to wait for a server's response headers (`None`: no limit).
+    pub response_header_timeout: Option<std::time::Duration>,
+    pub idle_conn_timeout: std::time::Duration,
+    pub disable_http2: bool,
+}
+
+impl Default for ServersTransportConfig {
+    fn default() -> Self {
+        ServersTransportConfig {
+            server_name: None,
+            insecure_skip_verify: false,
+            root_cas: Vec::new(),
+            client_certificate: None,
+            max_idle_per_host: 200,
+            dial_timeout: std::time::Duration::from_secs(30),
+            response_header_timeout: None,
+            idle_conn_timeout: std::time::Duration::from_secs(90),
+            disable_http2: false,
+        }
+    }
 }
 
 /// Traefik's TLSOption: what a TLS handshake may negotiate.
@@ -66,6 +103,8 @@ pub struct RouterTls {
 
 /// A service: servers behind a load balancer, or a weighted choice of other services.
 #[derive(Debug, Clone, PartialEq)]
+// Configuration data, built once per reload: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ServiceConfig {
     LoadBalancer(LoadBalancerConfig),
     Weighted(Vec<WeightedService>),
@@ -91,6 +130,8 @@ pub struct LoadBalancerConfig {
     pub health_check: Option<HealthCheck>,
     /// Take a server out after this many consecutive failed connections, for `cooldown`.
     pub passive: Option<PassiveHealthCheck>,
+    /// The servers transport to use (`None`: the default one).
+    pub servers_transport: Option<String>,
 }
 
 impl Default for LoadBalancerConfig {
@@ -102,6 +143,7 @@ impl Default for LoadBalancerConfig {
             sticky: None,
             health_check: None,
             passive: None,
+            servers_transport: None,
         }
     }
 }
@@ -139,8 +181,8 @@ pub struct PassiveHealthCheck {
     pub cooldown: std::time::Duration,
 }
 
-/// One backend server: `http://host:port`, or `h2c://host:port` for HTTP/2 without TLS
-/// (gRPC).
+/// One backend server: `http://host:port`, `https://host:port`, or `h2c://host:port` for
+/// HTTP/2 without TLS (gRPC).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub url: String,

@@ -29,8 +29,6 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 /// State shared by every entry point; survives reconfiguration.
 pub(crate) struct Shared {
     pub(crate) runtime: ArcSwap<Runtime>,
-    pub(crate) http1: Client<HttpConnector, Incoming>,
-    pub(crate) h2c: Client<HttpConnector, Incoming>,
     /// Health probes.
     pub(crate) probe: Client<HttpConnector, http_body_util::Empty<Bytes>>,
     pub(crate) metrics: Metrics,
@@ -44,22 +42,12 @@ impl Shared {
     ) -> Shared {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(30)));
-        connector.enforce_http(false);
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector.clone());
-        let h2c = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build(connector.clone());
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
         let probe = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .build(connector);
         Shared {
             runtime: ArcSwap::from_pointee(Runtime::default()),
-            http1,
-            h2c,
             probe,
             metrics,
             access_log,
@@ -315,7 +303,7 @@ async fn route(
     };
     let _in_flight = picked.balancer.start(picked.index);
     let (mut resp, reached) = forward(
-        shared,
+        picked.transport,
         conn,
         tls,
         req,
@@ -352,6 +340,7 @@ async fn route(
 /// The server a request goes to.
 struct Picked<'a> {
     upstream: &'a Upstream,
+    transport: &'a crate::transport::Transport,
     balancer: &'a crate::balancer::Balancer,
     index: usize,
     pass_host: bool,
@@ -368,6 +357,7 @@ fn pick<'a>(service: &'a Arc<Service>, headers: &HeaderMap) -> Option<Picked<'a>
         match s {
             Service::Servers {
                 definition,
+                transport,
                 servers,
                 balancer,
                 health,
@@ -391,6 +381,7 @@ fn pick<'a>(service: &'a Arc<Service>, headers: &HeaderMap) -> Option<Picked<'a>
                 };
                 return Some(Picked {
                     upstream: servers.get(index)?,
+                    transport,
                     balancer,
                     index,
                     pass_host: definition.pass_host_header,
@@ -453,7 +444,7 @@ fn set_cookie(c: &crate::config::StickyCookie, value: &str) -> String {
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
-    shared: &Shared,
+    transport: &crate::transport::Transport,
     conn: &ConnInfo,
     tls: bool,
     mut req: Request<Incoming>,
@@ -529,7 +520,7 @@ async fn forward(
         .map_or("/", |p| p.as_str())
         .to_string();
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(if upstream.https { "https" } else { "http" })
         .authority(upstream.authority.clone())
         .path_and_query(path_and_query)
         .build();
@@ -542,12 +533,26 @@ async fn forward(
     *req.uri_mut() = uri;
     let client = if upstream.h2c {
         *req.version_mut() = Version::HTTP_2;
-        &shared.h2c
+        &transport.h2c
     } else {
         *req.version_mut() = Version::HTTP_11;
-        &shared.http1
+        &transport.client
     };
-    let mut resp = match client.request(req).await {
+    let sent = client.request(req);
+    let result = match transport.response_header_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!(server = %upstream.url, "no response headers in time");
+                return (
+                    text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+                    true,
+                );
+            }
+        },
+        None => sent.await,
+    };
+    let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(server = %upstream.url, error = %e, "upstream request failed");

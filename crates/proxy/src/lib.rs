@@ -22,6 +22,7 @@ pub mod runtime;
 mod server;
 pub mod table;
 pub mod tls;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -39,6 +39,7 @@ pub struct Route {
 pub enum Service {
     Servers {
         definition: LoadBalancerConfig,
+        transport: Arc<crate::transport::Transport>,
         servers: Vec<Upstream>,
         balancer: Balancer,
         health: crate::health::Health,
@@ -55,8 +56,10 @@ pub enum Service {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub url: String,
-    /// `http` (HTTP/1.1) or `h2c`.
+    /// `h2c`: HTTP/2 without TLS.
     pub h2c: bool,
+    /// `https`: TLS (HTTP/2 or HTTP/1.1 by ALPN).
+    pub https: bool,
     pub authority: http::uri::Authority,
 }
 
@@ -76,6 +79,8 @@ pub struct RouterStatus {
 pub struct Runtime {
     pub tables: HashMap<String, RouteTable<Arc<Route>>>,
     pub services: BTreeMap<String, Arc<Service>>,
+    /// Servers transports by name (`default` always present once built).
+    pub transports: BTreeMap<String, Arc<crate::transport::Transport>>,
     pub routers: Vec<RouterStatus>,
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -88,10 +93,16 @@ impl Runtime {
         previous: Option<&Runtime>,
     ) -> Runtime {
         let mut diags = Vec::new();
+        let transports = build_transports(config, previous, &mut diags);
         let mut services = BTreeMap::new();
         for name in config.services.keys() {
             let mut seen = HashSet::new();
-            match build_service(config, name, previous, &mut services, &mut seen, 0) {
+            let ctx = BuildContext {
+                config,
+                previous,
+                transports: &transports,
+            };
+            match build_service(&ctx, name, &mut services, &mut seen, 0) {
                 Ok(_) => {}
                 Err(message) => diags.push(Diagnostic {
                     kind: "service",
@@ -154,6 +165,7 @@ impl Runtime {
         Runtime {
             tables,
             services,
+            transports,
             routers,
             diagnostics: diags,
         }
@@ -215,10 +227,47 @@ fn compile_router(
     ))
 }
 
-fn build_service(
+/// What building services needs to look at.
+struct BuildContext<'a> {
+    config: &'a DynamicConfig,
+    previous: Option<&'a Runtime>,
+    transports: &'a BTreeMap<String, Arc<crate::transport::Transport>>,
+}
+
+/// Every servers transport of the configuration plus `default`, reusing unchanged ones (and
+/// so their connection pools).
+fn build_transports(
     config: &DynamicConfig,
-    name: &str,
     previous: Option<&Runtime>,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Arc<crate::transport::Transport>> {
+    let mut defs = config.servers_transports.clone();
+    defs.entry("default".to_string()).or_default();
+    let mut out = BTreeMap::new();
+    for (name, def) in defs {
+        if let Some(p) = previous.and_then(|p| p.transports.get(&name)) {
+            if p.definition == def {
+                out.insert(name, p.clone());
+                continue;
+            }
+        }
+        match crate::transport::Transport::build(&def) {
+            Ok(t) => {
+                out.insert(name, Arc::new(t));
+            }
+            Err(message) => diags.push(Diagnostic {
+                kind: "serversTransport",
+                name,
+                message,
+            }),
+        }
+    }
+    out
+}
+
+fn build_service(
+    ctx: &BuildContext<'_>,
+    name: &str,
     done: &mut BTreeMap<String, Arc<Service>>,
     seen: &mut HashSet<String>,
     depth: usize,
@@ -231,16 +280,30 @@ fn build_service(
             "service {name:?} refers to itself or nests deeper than {MAX_SERVICE_DEPTH}"
         ));
     }
-    let def = config
+    let def = ctx
+        .config
         .services
         .get(name)
         .ok_or_else(|| format!("service {name:?} does not exist"))?;
-    let prev = previous.and_then(|p| p.services.get(name));
+    let prev = ctx.previous.and_then(|p| p.services.get(name));
     let built = match def {
         ServiceConfig::LoadBalancer(lb) => {
+            let transport_name = lb.servers_transport.as_deref().unwrap_or("default");
+            let transport = ctx
+                .transports
+                .get(transport_name)
+                .ok_or_else(|| {
+                    format!("servers transport {transport_name:?} does not exist or is invalid")
+                })?
+                .clone();
             if let Some(p) = prev {
-                if let Service::Servers { definition, .. } = p.as_ref() {
-                    if definition == lb {
+                if let Service::Servers {
+                    definition,
+                    transport: t,
+                    ..
+                } = p.as_ref()
+                {
+                    if definition == lb && Arc::ptr_eq(t, &transport) {
                         done.insert(name.to_string(), p.clone());
                         return Ok(p.clone());
                     }
@@ -270,6 +333,7 @@ fn build_service(
             let weights: Vec<u32> = lb.servers.iter().map(|s| s.weight).collect();
             let cookie_values = servers.iter().map(|u| cookie_value(&u.url)).collect();
             Arc::new(Service::Servers {
+                transport,
                 definition: lb.clone(),
                 health: crate::health::Health::new(servers.len(), lb.passive.clone()),
                 servers,
@@ -283,7 +347,7 @@ fn build_service(
             }
             let mut built = Vec::new();
             for c in children {
-                let s = build_service(config, &c.service, previous, done, seen, depth + 1)?;
+                let s = build_service(ctx, &c.service, done, seen, depth + 1)?;
                 built.push((c.service.clone(), s));
             }
             let weights: Vec<u32> = children.iter().map(|c| c.weight).collect();
@@ -325,22 +389,18 @@ fn cookie_value(url: &str) -> String {
     format!("{h:016x}")
 }
 
-/// Parses `http://host:port` or `h2c://host:port` (a path is not allowed).
+/// Parses `http://`, `https://` or `h2c://` `host:port` (a path is not allowed).
 pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| format!("invalid server URL {url:?}"))?;
-    let h2c = match uri.scheme_str() {
-        Some("http") => false,
-        Some("h2c") => true,
-        Some("https") => {
-            return Err(format!(
-                "server URL {url:?}: TLS to backends is not supported yet; use http:// or h2c://"
-            ))
-        }
+    let (h2c, https) = match uri.scheme_str() {
+        Some("http") => (false, false),
+        Some("https") => (false, true),
+        Some("h2c") => (true, false),
         _ => {
             return Err(format!(
-                "server URL {url:?} must start with http:// or h2c://"
+                "server URL {url:?} must start with http://, https:// or h2c://"
             ))
         }
     };
@@ -354,6 +414,7 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
     Ok(Upstream {
         url: url.to_string(),
         h2c,
+        https,
         authority,
     })
 }

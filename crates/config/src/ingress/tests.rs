@@ -318,3 +318,56 @@ tls:
         Some("apps-mtls@kubernetescrd")
     );
 }
+
+#[test]
+fn servers_transports_from_both_providers() {
+    let p = plan(
+        r#"
+apiVersion: traefik.io/v1alpha1
+kind: ServersTransport
+metadata: {name: internal, namespace: apps}
+spec:
+  serverName: backend.internal
+  rootCAsSecrets: [backend-ca]
+  forwardingTimeouts: {dialTimeout: 2s, responseHeaderTimeout: 500ms}
+  maxIdleConnsPerHost: 8
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: backend-ca, namespace: apps}
+stringData: {ca.crt: CA}
+---
+apiVersion: traefik.io/v1alpha1
+kind: ServersTransport
+metadata: {name: broken, namespace: apps}
+spec: {rootCAsSecrets: [missing]}
+---
+http:
+  serversTransports:
+    lax: {insecureSkipVerify: true, disableHTTP2: true}
+  services:
+    s:
+      loadBalancer:
+        serversTransport: lax
+        servers: [{url: "https://10.0.0.1:8443"}]
+"#,
+    );
+    let t = &p.config.servers_transports["apps-internal@kubernetescrd"];
+    assert_eq!(t.server_name.as_deref(), Some("backend.internal"));
+    assert_eq!(t.root_cas, vec![b"CA".to_vec()]);
+    assert_eq!((t.dial_timeout.as_secs(), t.max_idle_per_host), (2, 8));
+    assert_eq!(t.response_header_timeout.map(|d| d.as_millis()), Some(500));
+    let lax = &p.config.servers_transports["lax@file"];
+    assert!(lax.insecure_skip_verify && lax.disable_http2);
+    let ServiceConfig::LoadBalancer(lb) = &p.config.services["s@file"] else {
+        panic!("load balancer expected");
+    };
+    assert_eq!(lb.servers_transport.as_deref(), Some("lax@file"));
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    assert!(
+        p.diagnostics[0].contains("ServersTransport apps/broken")
+            && p.diagnostics[0].contains("not found"),
+        "{:?}",
+        p.diagnostics
+    );
+}

@@ -58,7 +58,7 @@ async fn answer(
         }
         return Ok(r);
     }
-    if path.starts_with("/slow") {
+    if path.contains("/slow") {
         let ms = req
             .uri()
             .query()
@@ -113,4 +113,65 @@ async fn answer(
     r.headers_mut()
         .insert("keep-alive", "timeout=5".parse().expect("literal"));
     Ok(r)
+}
+
+/// A TLS backend (ALPN h2 and http/1.1) with this certificate; when `client_ca` is given it
+/// requires a client certificate from that CA.
+pub(crate) async fn start_tls(
+    name: &'static str,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca: Option<&[u8]>,
+) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .expect("chain");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem).expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
+                roots.add(c.expect("ca")).expect("add");
+            }
+            let v =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .expect("verifier");
+            builder.with_client_cert_verifier(v)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key).expect("cert");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let addr = listener.local_addr().expect("addr");
+    let flag = Arc::new(AtomicBool::new(true));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req| answer(name, flag.clone(), req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
 }

@@ -392,3 +392,120 @@ async fn client_certificates_are_required_and_verified() {
         assert!(https(secure, "app.test", &ca_path, &[]).await.0, "{mode}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_transports_reach_tls_backends() {
+    use proxy::config::{LoadBalancerConfig, ServerConfig, ServersTransportConfig, ServiceConfig};
+    let backend_ca = Ca::new("backend CA");
+    let client_ca = Ca::new("proxy client CA");
+    let leaf = backend_ca.issue(&["backend.internal"], "backend");
+    let b = backend::start_tls("tls-backend", &leaf.chain, &leaf.key, None).await;
+    let mtls = backend::start_tls(
+        "mtls-backend",
+        &leaf.chain,
+        &leaf.key,
+        Some(client_ca.cert.pem().as_bytes()),
+    )
+    .await;
+    let p = crate::start_proxy().await;
+    let web = p.local_addr("web").expect("web");
+    let lb = |addr: SocketAddr, transport: &str| {
+        ServiceConfig::LoadBalancer(LoadBalancerConfig {
+            servers: vec![ServerConfig {
+                url: format!("https://{addr}"),
+                weight: 1,
+            }],
+            servers_transport: Some(transport.to_string()),
+            ..Default::default()
+        })
+    };
+    let mut cfg = DynamicConfig::default();
+    let routes = [
+        ("verified", b, "pinned"),
+        ("untrusted", b, "default"),
+        ("insecure", b, "insecure"),
+        ("wrong-name", b, "wrong-name"),
+        ("timeout", b, "impatient"),
+        ("mtls", mtls, "with-client-cert"),
+        ("mtls-anonymous", mtls, "pinned"),
+    ];
+    for (name, addr, transport) in routes {
+        cfg.routers
+            .insert(name.into(), router(&format!("PathPrefix(`/{name}`)"), name));
+        cfg.services.insert(name.into(), lb(addr, transport));
+    }
+    let pinned = ServersTransportConfig {
+        server_name: Some("backend.internal".into()),
+        root_cas: vec![backend_ca.cert.pem().into_bytes()],
+        ..Default::default()
+    };
+    cfg.servers_transports
+        .insert("pinned".into(), pinned.clone());
+    cfg.servers_transports.insert(
+        "insecure".into(),
+        ServersTransportConfig {
+            insecure_skip_verify: true,
+            ..Default::default()
+        },
+    );
+    cfg.servers_transports.insert(
+        "wrong-name".into(),
+        ServersTransportConfig {
+            server_name: Some("other.internal".into()),
+            ..pinned.clone()
+        },
+    );
+    cfg.servers_transports.insert(
+        "impatient".into(),
+        ServersTransportConfig {
+            response_header_timeout: Some(std::time::Duration::from_millis(200)),
+            ..pinned.clone()
+        },
+    );
+    cfg.servers_transports.insert(
+        "with-client-cert".into(),
+        ServersTransportConfig {
+            client_certificate: Some(client_ca.issue(&["proxy.internal"], "client")),
+            ..pinned.clone()
+        },
+    );
+    assert_eq!(p.apply(&cfg), vec![]);
+    let (code, body) = crate::get(web, "x", "/verified").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("backend=tls-backend") && body.contains("version=HTTP/2.0"),
+        "{body}"
+    );
+    assert_eq!(crate::get(web, "x", "/untrusted").await.0, 502);
+    assert_eq!(crate::get(web, "x", "/insecure").await.0, 200);
+    assert_eq!(crate::get(web, "x", "/wrong-name").await.0, 502);
+    assert_eq!(crate::get(web, "x", "/timeout/slow?ms=1000").await.0, 504);
+    assert_eq!(crate::get(web, "x", "/timeout").await.0, 200);
+    let (code, body) = crate::get(web, "x", "/mtls").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(crate::get(web, "x", "/mtls-anonymous").await.0, 502);
+    // A transport that cannot be built is reported and its services skipped.
+    cfg.servers_transports.insert(
+        "pinned".into(),
+        ServersTransportConfig {
+            root_cas: vec![
+                b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".to_vec(),
+            ],
+            ..Default::default()
+        },
+    );
+    let diags = p.apply(&cfg);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.kind == "serversTransport" && d.name == "pinned"),
+        "{diags:?}"
+    );
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.kind == "service" && d.name == "verified"),
+        "{diags:?}"
+    );
+    assert_eq!(crate::get(web, "x", "/insecure").await.0, 200);
+}
