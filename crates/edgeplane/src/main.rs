@@ -69,7 +69,7 @@ impl Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve every hosted zone over DNS (UDP and TCP) until interrupted.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Hosted zones.
     #[command(subcommand)]
     Zone(ZoneCommand),
@@ -352,7 +352,7 @@ fn init_logging(format: &str, serving: bool) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let key_source = cli.master_key_source();
     let request = match cli.command {
-        Command::Serve(args) => return serve(cli.data_dir, key_source, args).await,
+        Command::Serve(args) => return serve(cli.data_dir, key_source, *args).await,
         Command::Secret(cmd) => secret_request(cmd)?,
         Command::Identity(cmd) => match cmd {
             IdentityCommand::Create { name, rules } => Request::IdentityCreate { name, rules },

@@ -309,3 +309,56 @@ fn serve_routes_ingress_routes_with_tls_from_the_secret_store() {
     );
     server.stop();
 }
+
+#[test]
+fn websockets_pass_through_the_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let script = format!(
+        "{}/tests/data/websocket_echo.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let py = crate::harness::python();
+    let port = crate::harness::free_port();
+    let mut echo = Command::new(&py)
+        .args([&script, "server", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("websocket server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "websocket server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let manifests_dir = dir.path().join("edgeplane.d");
+    std::fs::create_dir_all(&manifests_dir).expect("mkdir");
+    std::fs::write(
+        manifests_dir.join("ws.yaml"),
+        format!(
+            "http:\n  routers:\n    ws:\n      rule: Host(`ws.test`)\n      service: ws\n  services:\n    ws:\n      loadBalancer:\n        servers: [{{url: 'http://127.0.0.1:{port}'}}]\n"
+        ),
+    )
+    .expect("write");
+    let server = Edgeplane::start(
+        &data,
+        &["--manifests", &manifests_dir.display().to_string()],
+    );
+    let url = format!("ws://{}/chat", server.web);
+    let out = wait_until("the WebSocket route", || {
+        let out = Command::new(&py)
+            .args([&script, "client", &url, "ws.test"])
+            .output()
+            .expect("websocket client");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success() && text.trim() == "OK").then_some(text)
+    });
+    assert_eq!(out.trim(), "OK");
+    server.stop();
+    let _ = echo.kill();
+    let _ = echo.wait();
+}

@@ -266,14 +266,13 @@ impl Secrets {
         if let MasterKeySource::File(path) = &source {
             if next_id.is_some() {
                 tracing::warn!("finishing an interrupted master-key rotation");
-                let done = secrets.rewrap_all()?;
+                let done = secrets.rewrap_until_finished()?;
                 if !done.skipped.is_empty() {
                     tracing::warn!(
                         skipped = done.skipped.len(),
                         "interrupted master-key rotation finished; corrupted secret versions were left as they were"
                     );
                 }
-                secrets.finish_rotation()?;
                 master_key::promote_next_key_file(path)?;
             } else if given.len() == 2 && given[1].id() == active_id {
                 // The rotation finished in the store but the key file was not yet promoted.
@@ -493,8 +492,7 @@ impl Secrets {
             ring.active = Arc::clone(&next);
             ring.others = vec![old];
         }
-        let Rewrap { rewrapped, skipped } = self.rewrap_all()?;
-        self.finish_rotation()?;
+        let Rewrap { rewrapped, skipped } = self.rewrap_until_finished()?;
         master_key::promote_next_key_file(path)?;
         let report = RotationReport {
             old_key: old_id,
@@ -597,9 +595,57 @@ impl Secrets {
         }
     }
 
-    fn finish_rotation(&self) -> Result<(), SecretStoreError> {
+    /// Re-seals until no version under an old key is left, then retires the old key.
+    ///
+    /// A write that sealed with the old key just before the key ring switched may commit
+    /// after `rewrap_all`'s last scan; `finish_rotation` checks again inside its own write
+    /// transaction (which waits for such a write) and another pass re-seals it, so the old key
+    /// is dropped only when nothing needs it.
+    fn rewrap_until_finished(&self) -> Result<Rewrap, SecretStoreError> {
+        let mut total = Rewrap {
+            rewrapped: 0,
+            skipped: Vec::new(),
+        };
+        loop {
+            let pass = self.rewrap_all()?;
+            total.rewrapped += pass.rewrapped;
+            for s in pass.skipped {
+                if !total.skipped.contains(&s) {
+                    total.skipped.push(s);
+                }
+            }
+            if self.finish_rotation(&total.skipped)? {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Records the rotation as finished, unless a version (other than the skipped, corrupted
+    /// ones) is still sealed under an old key: then nothing changes and `false` is returned.
+    fn finish_rotation(&self, skipped: &[SkippedVersion]) -> Result<bool, SecretStoreError> {
         let active = self.active_key_id();
         let txn = self.store.inner.db.begin_write().map_err(storage)?;
+        {
+            let versions = txn.open_table(SECRET_VERSIONS).map_err(storage)?;
+            for item in versions.iter().map_err(storage)? {
+                let (k, v) = item.map_err(storage)?;
+                let Some(sealed) = crypto::Sealed::decode(v.value()) else {
+                    continue;
+                };
+                if sealed.key_id == active {
+                    continue;
+                }
+                let (ns, name, ver) = k.value();
+                let secret = format!("{ns}/{name}");
+                if !skipped
+                    .iter()
+                    .any(|s| s.secret == secret && s.version == ver)
+                {
+                    // Dropping the transaction aborts it.
+                    return Ok(false);
+                }
+            }
+        }
         {
             let mut t = txn.open_table(SECRET_KEYS).map_err(storage)?;
             t.insert(ACTIVE, active.as_str()).map_err(storage)?;
@@ -611,7 +657,7 @@ impl Secrets {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .others
             .clear();
-        Ok(())
+        Ok(true)
     }
 
     fn authorize(

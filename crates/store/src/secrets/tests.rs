@@ -644,3 +644,62 @@ fn an_interrupted_rotation_finishes_at_the_next_open() {
     assert!(!master_key::next_path(&key_path(f.dir.path())).exists());
     assert_eq!(value(&secrets, &r("x", "s7"), "k"), "v");
 }
+
+/// A write that sealed with the old key just before the key ring switched, and committed only
+/// after the re-seal pass had looked, is re-sealed before the old key is retired.
+#[test]
+fn a_write_sealed_with_the_old_key_during_rotation_is_not_lost() {
+    let f = fixture();
+    let admin = Caller::admin();
+    let a = r("team", "late");
+    f.secrets
+        .create(&admin, &a, &spec(&[("k", "v1")]))
+        .expect("create");
+    let path = key_path(f.dir.path());
+    // The first half of a rotation: the next key saved and recorded, the ring switched.
+    let next = Arc::new(master_key::create_next_key_file(&path).expect("next key"));
+    {
+        let txn = f.store.inner.db.begin_write().expect("txn");
+        txn.open_table(SECRET_KEYS)
+            .expect("table")
+            .insert(NEXT, next.id())
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let old = {
+        let mut ring = f.secrets.keys.write().expect("ring");
+        let old = Arc::clone(&ring.active);
+        ring.active = Arc::clone(&next);
+        ring.others = vec![Arc::clone(&old)];
+        old
+    };
+    let first = f.secrets.rewrap_all().expect("rewrap");
+    assert_eq!(first.rewrapped, 1);
+    // The racing writer: it read the ring before the switch, so it seals with the old key,
+    // and it commits after the pass above.
+    {
+        let mut ring = f.secrets.keys.write().expect("ring");
+        ring.active = Arc::clone(&old);
+        ring.others = vec![Arc::clone(&next)];
+    }
+    f.secrets
+        .update(&admin, &a, &spec(&[("k", "v2")]), None)
+        .expect("late write");
+    {
+        let mut ring = f.secrets.keys.write().expect("ring");
+        ring.active = Arc::clone(&next);
+        ring.others = vec![Arc::clone(&old)];
+    }
+    // Finishing now would strand version 2: it refuses, and the loop re-seals it.
+    assert!(!f.secrets.finish_rotation(&[]).expect("finish"));
+    let done = f.secrets.rewrap_until_finished().expect("finish");
+    assert_eq!(done.rewrapped, 1);
+    master_key::promote_next_key_file(&path).expect("promote");
+    assert_eq!(value(&f.secrets, &a, "k"), "v2");
+    // And it reads with the new key alone, after a restart.
+    drop(f.secrets);
+    drop(f.store);
+    let (_store, reopened) = open(f.dir.path());
+    let reopened = reopened.expect("reopen with the new key only");
+    assert_eq!(value(&reopened, &a, "k"), "v2");
+}
