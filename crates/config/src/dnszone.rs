@@ -1,4 +1,5 @@
-//! The `edgeplane.io/v1alpha1` `DNSZone` resource (design section 3) as a workflow plan.
+//! The `edgeplane.io/v1alpha1` `DNSZone` resource (design section 3) as a workflow plan, with
+//! the provider it runs on: `embedded`, or a provider named in the static configuration.
 
 use std::collections::BTreeMap;
 
@@ -6,6 +7,8 @@ use clouddns::workflow::{Network, NetworkKind, ParentRef, RecordSpec, ZonePlan};
 use model::secret::SecretRef;
 use model::DomainName;
 use serde::Deserialize;
+
+use crate::static_config::{DnsProviderConfig, StaticConfig};
 
 /// Why a document was not turned into a plan; names the document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,16 +107,42 @@ struct AcmeCredentials {
     secret_name: String,
 }
 
-/// Parses every document of `text`; DNSZones become plans, other kinds are reported as skipped,
-/// and a broken document yields its own error.
+/// A DNSZone: its plan and where it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsZone {
+    pub plan: ZonePlan,
+    pub provider: ProviderRef,
+}
+
+/// The provider a DNSZone names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderRef {
+    /// The store itself (`provider: embedded`, or no provider).
+    Embedded,
+    /// A provider defined in the static configuration's `dnsProviders`.
+    Named(String),
+}
+
+/// Parses every document of `text` with no named provider (only `embedded`); see
+/// [`parse_with`].
 pub fn parse(text: &str) -> Vec<Result<ZonePlan, ManifestError>> {
-    crate::documents(text)
+    parse_with(text, &StaticConfig::default())
         .into_iter()
-        .map(|(line, doc)| parse_one(line, &doc))
+        .map(|r| r.map(|z| z.plan))
         .collect()
 }
 
-fn parse_one(line: usize, doc: &str) -> Result<ZonePlan, ManifestError> {
+/// Parses every document of `text`; DNSZones become plans on a provider of `providers` (a
+/// provider it does not define is the document's error), other kinds are reported as skipped,
+/// and a broken document yields its own error.
+pub fn parse_with(text: &str, providers: &StaticConfig) -> Vec<Result<DnsZone, ManifestError>> {
+    crate::documents(text)
+        .into_iter()
+        .map(|(line, doc)| parse_one(line, &doc, providers))
+        .collect()
+}
+
+fn parse_one(line: usize, doc: &str, providers: &StaticConfig) -> Result<DnsZone, ManifestError> {
     let invalid = |reason: String| ManifestError::Invalid { line, reason };
     let head: Head = serde_saphyr::from_str(doc).map_err(|e| invalid(e.to_string()))?;
     match (head.api_version.as_deref(), head.kind.as_deref()) {
@@ -145,14 +174,30 @@ fn parse_one(line: usize, doc: &str) -> Result<ZonePlan, ManifestError> {
             d.metadata.name
         )));
     }
-    match d.spec.provider.as_deref() {
-        None | Some("embedded") => {}
-        Some(other) => {
-            return Err(invalid(format!(
-                "provider {other:?} is not configured; this edgeplane has only \"embedded\""
-            )))
-        }
-    }
+    let (provider, region) = match d.spec.provider.as_deref() {
+        None | Some(crate::static_config::EMBEDDED) => (ProviderRef::Embedded, None),
+        Some(name) => match providers.dns_providers.get(name) {
+            Some(DnsProviderConfig::Route53(r)) => {
+                (ProviderRef::Named(name.to_string()), Some(r.region.clone()))
+            }
+            None => {
+                let known: Vec<String> = providers
+                    .provider_names()
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect();
+                return Err(invalid(format!(
+                    "DNSZone {namespace}/{}: provider {name:?} is not defined in the static configuration's dnsProviders ({}); known: {}",
+                    d.metadata.name,
+                    providers
+                        .origin
+                        .as_ref()
+                        .map_or_else(|| "no configuration file".to_string(), |p| p.display().to_string()),
+                    known.join(", ")
+                )));
+            }
+        },
+    };
     if d.spec.network.service_ref.is_some() {
         return Err(invalid(
             "network.serviceRef needs the Kubernetes provider; give elbEips/internalElbIps".into(),
@@ -207,7 +252,7 @@ fn parse_one(line: usize, doc: &str) -> Result<ZonePlan, ManifestError> {
         ),
         None => None,
     };
-    Ok(ZonePlan {
+    let plan = ZonePlan {
         owner: format!("{namespace}/{}", d.metadata.name),
         domain,
         parent,
@@ -217,8 +262,10 @@ fn parse_one(line: usize, doc: &str) -> Result<ZonePlan, ManifestError> {
         },
         records,
         acme_secret,
-        region: "us-east-1".to_string(),
-    })
+        // The provider's region goes into the scoped identity's secret.
+        region: region.unwrap_or_else(|| "us-east-1".to_string()),
+    };
+    Ok(DnsZone { plan, provider })
 }
 
 #[cfg(test)]
@@ -292,5 +339,48 @@ status: {zoneId: Z1, nameServers: [a]}
             parse("apiVersion: [unclosed\n")[0],
             Err(ManifestError::Invalid { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_named_provider_must_be_defined() {
+        let config = StaticConfig::parse(
+            "dnsProviders: {aws-like: {type: route53, region: eu-west-1}}",
+            "edgeplane.yaml",
+            std::path::Path::new("."),
+        )
+        .expect("config");
+        let cases: &[(&str, Result<(ProviderRef, &str), &str>)] = &[
+            ("", Ok((ProviderRef::Embedded, "us-east-1"))),
+            ("  provider: embedded\n", Ok((ProviderRef::Embedded, "us-east-1"))),
+            (
+                "  provider: aws-like\n",
+                Ok((ProviderRef::Named("aws-like".into()), "eu-west-1")),
+            ),
+            (
+                "  provider: nope\n",
+                Err("DNSZone default/z: provider \"nope\" is not defined in the static configuration's dnsProviders (no configuration file); known: \"embedded\", \"aws-like\""),
+            ),
+        ];
+        for (line, want) in cases {
+            let text = format!("apiVersion: edgeplane.io/v1alpha1\nkind: DNSZone\nmetadata: {{name: z}}\nspec:\n  domain: z.example\n{line}");
+            let got = parse_with(&text, &config).remove(0);
+            match (got, want) {
+                (Ok(z), Ok((provider, region))) => {
+                    assert_eq!(&z.provider, provider, "{line}");
+                    assert_eq!(z.plan.region, *region, "{line}");
+                }
+                (Err(ManifestError::Invalid { reason, .. }), Err(want)) => {
+                    assert_eq!(reason, *want, "{line}")
+                }
+                (got, want) => panic!("{line}: got {got:?}, want {want:?}"),
+            }
+        }
+        // Without the configuration only `embedded` exists.
+        let text = "apiVersion: edgeplane.io/v1alpha1\nkind: DNSZone\nmetadata: {name: z}\nspec: {domain: z.example, provider: aws-like}\n";
+        assert!(
+            matches!(&parse(text)[0], Err(ManifestError::Invalid { reason, .. }) if reason.contains("known: \"embedded\"")),
+            "{:?}",
+            parse(text)
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod dnszone;
 pub mod ingress;
+pub mod static_config;
 
 /// Splits a multi-document YAML stream on `---` lines, keeping each document's first line
 /// number for diagnostics. Empty documents are dropped.

@@ -164,6 +164,11 @@ impl Request {
             || self.op() == "zone-apply"
             || self.op() == "zone-teardown"
     }
+
+    /// Whether the request runs DNSZones (and so needs the static configuration's providers).
+    pub(crate) fn needs_dns_providers(&self) -> bool {
+        self.op() == "zone-apply" || self.op() == "zone-teardown"
+    }
 }
 
 /// The reply to a request: text to print, or an error. Before it, the server may send any
@@ -186,6 +191,9 @@ pub(crate) struct Context {
     /// Name servers of the zones DNSZones create (serve's `--zone-nameserver`, as for its
     /// manifest directory); empty for [`DEFAULT_NAME_SERVERS`].
     pub(crate) name_servers: Vec<DomainName>,
+    /// The providers DNSZones may name (the static configuration of `serve`, or of the CLI when
+    /// it opens the store itself).
+    pub(crate) providers: std::sync::Arc<crate::providers::DnsProviders>,
 }
 
 impl Context {
@@ -293,20 +301,28 @@ pub(crate) fn execute(
             let runtime = tokio::runtime::Handle::current();
             let mut out = String::new();
             let mut failures = 0;
-            for result in config::dnszone::parse(&text) {
+            for result in config::dnszone::parse_with(&text, ctx.providers.config()) {
                 match result {
-                    Ok(plan) => {
-                        let status = runtime.block_on(clouddns::workflow::reconcile(
+                    Ok(zone) => {
+                        let plan = &zone.plan;
+                        let status = match runtime.block_on(ctx.providers.reconcile(
                             &provider,
-                            &plan,
-                            Some(&secrets),
+                            &zone,
+                            &secrets,
                             |w| progress(&format!("{}: {w}", plan.owner)),
-                        ));
+                        )) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                failures += 1;
+                                out.push_str(&format!("error: {}: {e:#}\n", plan.owner));
+                                continue;
+                            }
+                        };
                         if !status.ready() {
                             failures += 1;
                         }
                         // The status outlives the command: `zone get` and `zone list` show it.
-                        if let Err(e) = store.record_dnszone_status(status.to_record(&plan)) {
+                        if let Err(e) = store.record_dnszone_status(status.to_record(plan)) {
                             failures += 1;
                             out.push_str(&format!(
                                 "error: {}: status not recorded: {e}\n",
@@ -356,18 +372,20 @@ pub(crate) fn execute(
             let mut out = String::new();
             let mut failures = 0;
             // Children before parents: a parent zone still holds its children's delegations.
-            let mut results = config::dnszone::parse(&text);
+            let mut results = config::dnszone::parse_with(&text, ctx.providers.config());
             results.sort_by_key(|r| {
-                std::cmp::Reverse(r.as_ref().map_or(usize::MAX, |p| p.domain.label_count()))
+                std::cmp::Reverse(
+                    r.as_ref()
+                        .map_or(usize::MAX, |z| z.plan.domain.label_count()),
+                )
             });
             for result in results {
                 match result {
-                    Ok(plan) => match runtime.block_on(clouddns::workflow::teardown(
-                        &provider,
-                        &plan,
-                        Some(&secrets),
-                    )) {
+                    Ok(zone) => match runtime
+                        .block_on(ctx.providers.teardown(&provider, &zone, &secrets))
+                    {
                         Ok(done) => {
+                            let plan = &zone.plan;
                             // Nothing of the DNSZone is left, so neither is its status.
                             store.delete_dnszone_status(&plan.owner)?;
                             if done.is_empty() {
@@ -379,8 +397,8 @@ pub(crate) fn execute(
                         Err(e) => {
                             failures += 1;
                             out.push_str(&format!(
-                                "{}: {e} (run again once resolved)\n",
-                                plan.owner
+                                "{}: {e:#} (run again once resolved)\n",
+                                zone.plan.owner
                             ));
                         }
                     },
@@ -784,6 +802,7 @@ pub(crate) fn connect(
     data_dir: &Path,
     req: &Request,
     key: &MasterKeySource,
+    providers: std::sync::Arc<crate::providers::DnsProviders>,
 ) -> anyhow::Result<Target> {
     match Store::open(data_dir) {
         Ok(store) => {
@@ -800,6 +819,7 @@ pub(crate) fn connect(
                 store,
                 secrets,
                 name_servers: Vec::new(),
+                providers,
             }))
         }
         Err(StoreError::Locked { .. }) => {

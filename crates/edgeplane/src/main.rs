@@ -5,6 +5,7 @@ mod control;
 mod ingress;
 mod manifests;
 mod metrics;
+mod providers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,10 @@ struct Cli {
         conflicts_with = "master_key_file"
     )]
     master_key_command: Option<String>,
+    /// Static configuration file (YAML: `dnsProviders`). Default: ./edgeplane.yaml when it
+    /// exists. Through a running server, the server's applies.
+    #[arg(long, global = true, env = "EDGEPLANE_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -352,7 +357,10 @@ fn init_logging(format: &str, serving: bool) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let key_source = cli.master_key_source();
     let request = match cli.command {
-        Command::Serve(args) => return serve(cli.data_dir, key_source, *args).await,
+        Command::Serve(args) => {
+            let config = config::static_config::StaticConfig::load(cli.config.as_deref())?;
+            return serve(cli.data_dir, key_source, config, *args).await;
+        }
         Command::Secret(cmd) => secret_request(cmd)?,
         Command::Identity(cmd) => match cmd {
             IdentityCommand::Create { name, rules } => Request::IdentityCreate { name, rules },
@@ -418,7 +426,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             RecordCommand::List { zone } => Request::RecordList { zone },
         },
     };
-    let output = control::connect(&cli.data_dir, &request, &key_source)?
+    // Only DNSZones need the static configuration: a broken file leaves other commands alone.
+    let static_config = if request.needs_dns_providers() {
+        config::static_config::StaticConfig::load(cli.config.as_deref())?
+    } else {
+        config::static_config::StaticConfig::default()
+    };
+    let providers = std::sync::Arc::new(providers::DnsProviders::new(static_config));
+    let output = control::connect(&cli.data_dir, &request, &key_source, providers)?
         .run(request)
         .await?;
     print!("{output}");
@@ -507,8 +522,18 @@ fn record_change(action: &str, a: RecordArgs) -> Request {
 async fn serve(
     data_dir: PathBuf,
     key_source: store::secrets::MasterKeySource,
+    static_config: config::static_config::StaticConfig,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
+    if let Some(origin) = &static_config.origin {
+        // Names only: credentials are read when a provider is first used, and never logged.
+        tracing::info!(
+            file = %origin.display(),
+            dns_providers = static_config.provider_names().join(","),
+            "static configuration read"
+        );
+    }
+    let providers = std::sync::Arc::new(providers::DnsProviders::new(static_config));
     let store = store::Store::open(&data_dir)?;
     let secrets =
         store::secrets::Secrets::open(&store, key_source, &data_dir.join(control::AUDIT_FILE))
@@ -636,6 +661,7 @@ async fn serve(
         store.clone(),
         secrets.clone(),
         name_servers.clone(),
+        providers.clone(),
         Some(proxy.clone()),
         stop_rx.clone(),
     ));
@@ -655,6 +681,7 @@ async fn serve(
             store: store.clone(),
             secrets: Some(secrets),
             name_servers: name_servers.clone(),
+            providers,
         };
         async move { control::serve_socket(control_listener, &data_dir, ctx, stop_rx).await }
     });

@@ -1,6 +1,7 @@
 //! The manifest directory (`edgeplane.d/` by default): every `*.yaml`/`*.yml` file in it is read
 //! at start, again whenever a file appears, changes or goes away, and once a minute to repair
-//! drift; each DNSZone is reconciled on the embedded backend (its status written to the store),
+//! drift; each DNSZone is reconciled on its provider (the embedded backend, or one named in the
+//! static configuration; its status written to the store),
 //! and the proxy resources (IngressRoute, Middleware, ..., Traefik's file format) are applied
 //! to the proxy. A TLS secret in the store that the proxy uses is re-read when its version
 //! changes.
@@ -50,6 +51,7 @@ pub(crate) async fn watch(
     store: Store,
     secrets: Secrets,
     name_servers: Vec<model::DomainName>,
+    providers: std::sync::Arc<crate::providers::DnsProviders>,
     proxy: Option<std::sync::Arc<proxy::Proxy>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -76,7 +78,7 @@ pub(crate) async fn watch(
         if files_changed || certs_changed {
             let texts = read_all(&now).await;
             if files_changed {
-                reconcile_all(&provider, &store, &secrets, &texts).await;
+                reconcile_all(&provider, &providers, &store, &secrets, &texts).await;
             }
             if let Some(p) = &proxy {
                 used = crate::ingress::apply(p, &secrets, &texts).await;
@@ -106,23 +108,32 @@ async fn read_all(files: &Fingerprint) -> Vec<(String, String)> {
 }
 
 async fn reconcile_all(
-    provider: &clouddns::embedded::EmbeddedProvider,
+    embedded: &clouddns::embedded::EmbeddedProvider,
+    providers: &crate::providers::DnsProviders,
     store: &Store,
     secrets: &Secrets,
     files: &[(String, String)],
 ) {
     for (path, text) in files {
-        for result in config::dnszone::parse(text) {
+        for result in config::dnszone::parse_with(text, providers.config()) {
             match result {
-                Ok(plan) => {
-                    let status =
-                        clouddns::workflow::reconcile(provider, &plan, Some(secrets), |w| {
+                Ok(zone) => {
+                    let plan = &zone.plan;
+                    let status = match providers
+                        .reconcile(embedded, &zone, secrets, |w| {
                             // Quiet while serving: the outcome is logged below.
                             tracing::debug!(owner = plan.owner, "{w}")
                         })
-                        .await;
+                        .await
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(file = %path, owner = plan.owner, error = format!("{e:#}"), "DNSZone not reconciled; the rest still applies");
+                            continue;
+                        }
+                    };
                     // Written back where `zone get` and `zone list` read it.
-                    let (s, record) = (store.clone(), status.to_record(&plan));
+                    let (s, record) = (store.clone(), status.to_record(plan));
                     match tokio::task::spawn_blocking(move || s.record_dnszone_status(record)).await
                     {
                         Ok(Ok(_)) => {}

@@ -625,6 +625,10 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// The request's host: lowercase, without port or trailing dot. Errors on a malformed one.
 fn request_host<B>(req: &Request<B>) -> Result<String, ()> {
+    // Two Host headers make the target ambiguous (RFC 9112 section 3.2): refused.
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(());
+    }
     let raw = match req.uri().authority() {
         Some(a) => a.host().to_string(),
         None => match req.headers().get(header::HOST) {

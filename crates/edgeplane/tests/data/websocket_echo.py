@@ -1,7 +1,7 @@
 """A real WebSocket peer for the proxy tests (the `websockets` package).
 
 usage: websocket_echo.py server PORT      echo every message back, until killed
-       websocket_echo.py client URL HOST  send text and binary messages through the proxy,
+       websocket_echo.py client URL       send text and binary messages through the proxy,
                                           check each echo, print OK
 """
 
@@ -22,8 +22,8 @@ def main():
             print("listening", flush=True)
             server.serve_forever()
     else:
-        url, host = sys.argv[2], sys.argv[3]
-        with connect(url, additional_headers={"Host": host}, open_timeout=5) as ws:
+        url = sys.argv[2]
+        with connect(url, open_timeout=5) as ws:
             for message in ["hello", "x" * 70000, b"\x00\x01binary\xff"]:
                 ws.send(message)
                 back = ws.recv(timeout=5)

@@ -336,7 +336,7 @@ fn websockets_pass_through_the_proxy() {
     std::fs::write(
         manifests_dir.join("ws.yaml"),
         format!(
-            "http:\n  routers:\n    ws:\n      rule: Host(`ws.test`)\n      service: ws\n  services:\n    ws:\n      loadBalancer:\n        servers: [{{url: 'http://127.0.0.1:{port}'}}]\n"
+            "http:\n  routers:\n    ws:\n      rule: PathPrefix(`/chat`)\n      service: ws\n  services:\n    ws:\n      loadBalancer:\n        servers: [{{url: 'http://127.0.0.1:{port}'}}]\n"
         ),
     )
     .expect("write");
@@ -347,7 +347,7 @@ fn websockets_pass_through_the_proxy() {
     let url = format!("ws://{}/chat", server.web);
     let out = wait_until("the WebSocket route", || {
         let out = Command::new(&py)
-            .args([&script, "client", &url, "ws.test"])
+            .args([&script, "client", &url])
             .output()
             .expect("websocket client");
         let text = format!(

@@ -382,6 +382,12 @@ async fn request_smuggling_and_bad_heads_are_refused() {
         huge.starts_with("HTTP/1.1 431") || huge.is_empty(),
         "{huge}"
     );
+    let two_hosts = raw(
+        web,
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(two_hosts.starts_with("HTTP/1.1 400"), "{two_hosts}");
     // And the proxy still serves.
     let ok = raw(
         web,

@@ -1,0 +1,244 @@
+//! The static configuration file (`edgeplane.yaml`, design section 3): settings that do not
+//! change while edgeplane runs. For now it names the DNS providers a DNSZone's `provider` can
+//! refer to besides `embedded`:
+//!
+//! ```yaml
+//! dnsProviders:
+//!   aws:                       # provider: aws
+//!     type: route53
+//!     region: us-east-1        # the default
+//!     # endpoint: http://127.0.0.1:5000   (absent: AWS itself)
+//!     # credentials absent: the AWS default credential chain (environment, profile, IRSA, IMDS)
+//!   lab:
+//!     type: route53
+//!     endpoint: https://route53.lab.example
+//!     credentials: {accessKeyIdFile: /run/keys/id, secretAccessKeyFile: /run/keys/secret}
+//!   other:
+//!     type: route53
+//!     credentials: {secretRef: {namespace: edgeplane-system, name: other-aws}}
+//! ```
+//!
+//! YAML through serde-saphyr with `deny_unknown_fields`; the wire types stay here and are
+//! converted into [`StaticConfig`]. Credentials are only named (files, a secret), never read
+//! here, so no key passes through this crate.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use model::secret::SecretRef;
+use serde::Deserialize;
+
+/// The file read when `--config` is not given, if it exists (relative to the working
+/// directory).
+pub const DEFAULT_FILE: &str = "edgeplane.yaml";
+
+/// The provider name every edgeplane has: the store itself.
+pub const EMBEDDED: &str = "embedded";
+
+/// Why the static configuration could not be used; names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StaticConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {reason}")]
+    Invalid { origin: String, reason: String },
+}
+
+/// The static configuration, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaticConfig {
+    /// Where it was read from, for messages (`None` when no file was read).
+    pub origin: Option<PathBuf>,
+    /// The DNS providers by name (never `embedded`).
+    pub dns_providers: BTreeMap<String, DnsProviderConfig>,
+}
+
+/// A named DNS provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsProviderConfig {
+    /// AWS Route53, or any Route53-compatible API (edgeplane's own, moto).
+    Route53(Route53Config),
+}
+
+/// How to reach a Route53-compatible service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route53Config {
+    /// `None` for AWS itself.
+    pub endpoint: Option<String>,
+    /// `us-east-1` unless given (Route53 is global; this also goes into the scoped identity's
+    /// secret).
+    pub region: String,
+    pub credentials: CredentialSource,
+}
+
+/// Where a provider's access key comes from. Only locations: the key is read when the
+/// provider is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The AWS default credential chain (environment, profile, web identity, container, IMDS).
+    DefaultChain,
+    /// Two files holding the access key ID and the secret access key (surrounding whitespace
+    /// ignored); relative paths are relative to the configuration file's directory.
+    Files {
+        access_key_id: PathBuf,
+        secret_access_key: PathBuf,
+    },
+    /// A secret in edgeplane's store with keys `access-key-id` and `secret-access-key`.
+    Secret(SecretRef),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    dns_providers: BTreeMap<String, ProviderDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProviderDoc {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    credentials: Option<CredentialsDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CredentialsDoc {
+    #[serde(default)]
+    access_key_id_file: Option<PathBuf>,
+    #[serde(default)]
+    secret_access_key_file: Option<PathBuf>,
+    #[serde(default)]
+    secret_ref: Option<SecretRefDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretRefDoc {
+    #[serde(default)]
+    namespace: Option<String>,
+    name: String,
+}
+
+impl StaticConfig {
+    /// Reads `explicit` (which must exist), or else [`DEFAULT_FILE`] in the working directory
+    /// when it exists, or else nothing (no named providers).
+    pub fn load(explicit: Option<&Path>) -> Result<StaticConfig, StaticConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None if Path::new(DEFAULT_FILE).is_file() => PathBuf::from(DEFAULT_FILE),
+            None => return Ok(StaticConfig::default()),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| StaticConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let mut config = StaticConfig::parse(&text, &path.display().to_string(), base)?;
+        config.origin = Some(path);
+        Ok(config)
+    }
+
+    /// Parses and validates a configuration document; `origin` names it in errors and relative
+    /// credential files are taken relative to `base`.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<StaticConfig, StaticConfigError> {
+        let invalid = |reason: String| StaticConfigError::Invalid {
+            origin: origin.to_string(),
+            reason,
+        };
+        let doc: FileDoc = if text.trim().is_empty() {
+            FileDoc {
+                dns_providers: BTreeMap::new(),
+            }
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?
+        };
+        let mut dns_providers = BTreeMap::new();
+        for (name, p) in doc.dns_providers {
+            let provider = convert(&name, p, base)
+                .map_err(|e| invalid(format!("dnsProviders.{name}: {e}")))?;
+            dns_providers.insert(name, provider);
+        }
+        Ok(StaticConfig {
+            origin: None,
+            dns_providers,
+        })
+    }
+
+    /// The names a DNSZone's `provider` may take, `embedded` first.
+    pub fn provider_names(&self) -> Vec<&str> {
+        std::iter::once(EMBEDDED)
+            .chain(self.dns_providers.keys().map(String::as_str))
+            .collect()
+    }
+}
+
+fn convert(name: &str, p: ProviderDoc, base: &Path) -> Result<DnsProviderConfig, String> {
+    if name == EMBEDDED {
+        return Err(format!("{EMBEDDED:?} is the built-in provider's name"));
+    }
+    if !model::secret::is_dns1123_subdomain(name) {
+        return Err("a provider name is lowercase letters, digits, '-' and '.'".into());
+    }
+    if p.kind != "route53" {
+        return Err(format!("type {:?} is not supported (only route53)", p.kind));
+    }
+    if let Some(e) = &p.endpoint {
+        let rest = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"))
+            .ok_or_else(|| format!("endpoint {e:?} must be an http:// or https:// URL"))?;
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(format!("endpoint {e:?} has no host"));
+        }
+    }
+    let region = p.region.unwrap_or_else(|| "us-east-1".to_string());
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(format!("region {region:?} is not a region name"));
+    }
+    let credentials =
+        match p.credentials {
+            None => CredentialSource::DefaultChain,
+            Some(CredentialsDoc {
+                access_key_id_file: Some(id),
+                secret_access_key_file: Some(secret),
+                secret_ref: None,
+            }) => CredentialSource::Files {
+                access_key_id: base.join(id),
+                secret_access_key: base.join(secret),
+            },
+            Some(CredentialsDoc {
+                access_key_id_file: None,
+                secret_access_key_file: None,
+                secret_ref: Some(r),
+            }) => CredentialSource::Secret(
+                SecretRef::new(r.namespace.as_deref().unwrap_or("default"), &r.name)
+                    .map_err(|e| format!("credentials.secretRef: {e}"))?,
+            ),
+            Some(_) => return Err(
+                "credentials take accessKeyIdFile and secretAccessKeyFile together, or secretRef"
+                    .into(),
+            ),
+        };
+    Ok(DnsProviderConfig::Route53(Route53Config {
+        endpoint: p.endpoint,
+        region,
+        credentials,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

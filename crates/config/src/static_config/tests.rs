@@ -1,0 +1,114 @@
+//! The static configuration file, as data: documents and what they become or why they fail.
+
+use super::*;
+
+fn parse(text: &str) -> Result<StaticConfig, StaticConfigError> {
+    StaticConfig::parse(text, "edgeplane.yaml", Path::new("/etc/edgeplane"))
+}
+
+#[test]
+fn providers_parse_with_their_defaults() {
+    let cases: &[(&str, &str, Route53Config)] = &[
+        (
+            "dnsProviders: {aws: {type: route53}}",
+            "aws",
+            Route53Config {
+                endpoint: None,
+                region: "us-east-1".into(),
+                credentials: CredentialSource::DefaultChain,
+            },
+        ),
+        (
+            "dnsProviders:\n  lab:\n    type: route53\n    endpoint: http://127.0.0.1:5000\n    region: eu-west-1\n    credentials: {accessKeyIdFile: keys/id, secretAccessKeyFile: /run/secret}\n",
+            "lab",
+            Route53Config {
+                endpoint: Some("http://127.0.0.1:5000".into()),
+                region: "eu-west-1".into(),
+                credentials: CredentialSource::Files {
+                    access_key_id: "/etc/edgeplane/keys/id".into(),
+                    secret_access_key: "/run/secret".into(),
+                },
+            },
+        ),
+        (
+            "dnsProviders: {other: {type: route53, credentials: {secretRef: {namespace: ops, name: aws-keys}}}}",
+            "other",
+            Route53Config {
+                endpoint: None,
+                region: "us-east-1".into(),
+                credentials: CredentialSource::Secret(
+                    SecretRef::new("ops", "aws-keys").expect("ref"),
+                ),
+            },
+        ),
+        (
+            "dnsProviders: {other: {type: route53, credentials: {secretRef: {name: aws-keys}}}}",
+            "other",
+            Route53Config {
+                endpoint: None,
+                region: "us-east-1".into(),
+                credentials: CredentialSource::Secret(
+                    SecretRef::new("default", "aws-keys").expect("ref"),
+                ),
+            },
+        ),
+    ];
+    for (text, name, want) in cases {
+        let config = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(
+            config.dns_providers.get(*name),
+            Some(&DnsProviderConfig::Route53(want.clone())),
+            "{text}"
+        );
+        assert_eq!(config.provider_names(), ["embedded", name], "{text}");
+    }
+}
+
+#[test]
+fn an_empty_file_names_no_provider() {
+    for text in ["", "\n", "dnsProviders: {}\n"] {
+        let config = parse(text).expect("valid");
+        assert!(config.dns_providers.is_empty());
+        assert_eq!(config.provider_names(), ["embedded"]);
+    }
+}
+
+#[test]
+fn broken_files_are_refused_with_the_reason() {
+    let cases = [
+        ("dnsProvider: {}", "dnsProvider"),
+        ("dnsProviders: {aws: {type: route53, regoin: x}}", "regoin"),
+        ("dnsProviders: {aws: {type: cloudflare}}", "dnsProviders.aws: type \"cloudflare\""),
+        ("dnsProviders: {aws: {}}", "type"),
+        ("dnsProviders: {embedded: {type: route53}}", "built-in provider"),
+        ("dnsProviders: {Bad_Name: {type: route53}}", "dnsProviders.Bad_Name"),
+        ("dnsProviders: {aws: {type: route53, endpoint: 127.0.0.1:5000}}", "http:// or https://"),
+        ("dnsProviders: {aws: {type: route53, endpoint: 'http://'}}", "no host"),
+        ("dnsProviders: {aws: {type: route53, region: ''}}", "region"),
+        ("dnsProviders: {aws: {type: route53, credentials: {accessKeyIdFile: a}}}", "together"),
+        (
+            "dnsProviders: {aws: {type: route53, credentials: {accessKeyIdFile: a, secretAccessKeyFile: b, secretRef: {name: c}}}}",
+            "together",
+        ),
+        ("dnsProviders: {aws: {type: route53, credentials: {secretRef: {name: Not_Valid}}}}", "secretRef"),
+        ("dnsProviders: {aws: {type: route53, credentials: {accessKey: AKIA}}}", "accessKey"),
+        ("dnsProviders: [unclosed", "edgeplane.yaml"),
+    ];
+    for (text, needle) in cases {
+        match parse(text) {
+            Ok(c) => panic!("{text}: accepted as {c:?}"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.starts_with("edgeplane.yaml: "), "{text}: {msg}");
+                assert!(msg.contains(needle), "{text}: {needle:?} not in {msg}");
+            }
+        }
+    }
+}
+
+#[test]
+fn loading_a_missing_file_names_it() {
+    let dir = std::env::temp_dir().join("edgeplane-config-test-missing/nothing.yaml");
+    let err = StaticConfig::load(Some(&dir)).expect_err("missing");
+    assert!(err.to_string().contains("nothing.yaml"), "{err}");
+}
