@@ -349,7 +349,9 @@ status: {zoneId: Z1, nameServers: [a]}
             std::path::Path::new("."),
         )
         .expect("config");
-        let cases: &[(&str, Result<(ProviderRef, &str), &str>)] = &[
+        /// The provider and region a DNSZone gets, or its error.
+        type Want = Result<(ProviderRef, &'static str), &'static str>;
+        let cases: &[(&str, Want)] = &[
             ("", Ok((ProviderRef::Embedded, "us-east-1"))),
             ("  provider: embedded\n", Ok((ProviderRef::Embedded, "us-east-1"))),
             (
