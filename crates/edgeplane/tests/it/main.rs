@@ -11,4 +11,5 @@ mod proxy;
 mod route53;
 mod secondary;
 mod secrets;
+mod zone_providers;
 mod zones;
