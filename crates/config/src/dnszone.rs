@@ -144,7 +144,7 @@ pub fn parse_with(text: &str, providers: &StaticConfig) -> Vec<Result<DnsZone, M
 
 fn parse_one(line: usize, doc: &str, providers: &StaticConfig) -> Result<DnsZone, ManifestError> {
     let invalid = |reason: String| ManifestError::Invalid { line, reason };
-    let head: Head = serde_saphyr::from_str(doc).map_err(|e| invalid(e.to_string()))?;
+    let head: Head = crate::from_yaml(doc).map_err(|e| invalid(e.to_string()))?;
     match (head.api_version.as_deref(), head.kind.as_deref()) {
         (Some("edgeplane.io/v1alpha1"), Some("DNSZone")) => {}
         (_, Some(kind)) => {
@@ -161,7 +161,7 @@ fn parse_one(line: usize, doc: &str, providers: &StaticConfig) -> Result<DnsZone
         }
         _ => return Err(invalid("apiVersion and kind are required".into())),
     }
-    let d: DnsZoneDoc = serde_saphyr::from_str(doc).map_err(|e| invalid(e.to_string()))?;
+    let d: DnsZoneDoc = crate::from_yaml(doc).map_err(|e| invalid(e.to_string()))?;
     let namespace = d
         .metadata
         .namespace

@@ -901,7 +901,7 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
 }
 
 fn parse_item(doc: &str) -> Result<Option<Item>, String> {
-    let head: Head = serde_saphyr::from_str(doc).map_err(|e| e.to_string())?;
+    let head: Head = crate::from_yaml(doc).map_err(|e| e.to_string())?;
     let api = head.api_version.as_deref().unwrap_or("");
     let traefik = matches!(api, "traefik.io/v1alpha1" | "traefik.containo.us/v1alpha1");
     let what = match (&head.kind, &head.metadata) {
@@ -916,38 +916,36 @@ fn parse_item(doc: &str) -> Result<Option<Item>, String> {
     let parse_err = |e: serde_saphyr::Error| format!("{what}{e}");
     Ok(Some(match head.kind.as_deref() {
         Some("IngressRoute") if traefik => {
-            let d: Doc<IngressRouteSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            let d: Doc<IngressRouteSpec> = crate::from_yaml(doc).map_err(parse_err)?;
             Item::IngressRoute(d.metadata, d.spec)
         }
         Some("Middleware") if traefik => {
-            let d: Doc<MiddlewareSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            let d: Doc<MiddlewareSpec> = crate::from_yaml(doc).map_err(parse_err)?;
             Item::Middleware(d.metadata, d.spec)
         }
         Some("ServersTransport") if traefik => {
-            let d: Doc<TransportDoc> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            let d: Doc<TransportDoc> = crate::from_yaml(doc).map_err(parse_err)?;
             Item::ServersTransport(d.metadata, d.spec)
         }
         Some("TLSOption") if traefik => {
-            let d: Doc<TlsOptionSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            let d: Doc<TlsOptionSpec> = crate::from_yaml(doc).map_err(parse_err)?;
             Item::TlsOption(d.metadata, d.spec)
         }
         Some("TraefikService") if traefik => {
-            let d: Doc<TraefikServiceSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            let d: Doc<TraefikServiceSpec> = crate::from_yaml(doc).map_err(parse_err)?;
             Item::TraefikService(d.metadata, d.spec)
         }
         Some("Service") if api == "v1" => {
-            let d: Doc<K8sServiceSpec> = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            let d: Doc<K8sServiceSpec> = crate::from_yaml(doc).map_err(parse_err)?;
             Item::Service(d.metadata, d.spec)
         }
         Some("EndpointSlice") if api == "discovery.k8s.io/v1" => {
-            Item::EndpointSlice(serde_saphyr::from_str(doc).map_err(parse_err)?)
+            Item::EndpointSlice(crate::from_yaml(doc).map_err(parse_err)?)
         }
-        Some("Secret") if api == "v1" => {
-            Item::Secret(serde_saphyr::from_str(doc).map_err(parse_err)?)
-        }
+        Some("Secret") if api == "v1" => Item::Secret(crate::from_yaml(doc).map_err(parse_err)?),
         Some(_) => return Ok(None),
         None if head.http.is_some() || head.tls.is_some() => {
-            let d: FileDoc = serde_saphyr::from_str(doc).map_err(parse_err)?;
+            let d: FileDoc = crate::from_yaml(doc).map_err(parse_err)?;
             Item::File(d.http.unwrap_or_default(), d.tls.unwrap_or_default())
         }
         None => return Ok(None),

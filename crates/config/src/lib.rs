@@ -8,6 +8,21 @@ pub mod dnszone;
 pub mod ingress;
 pub mod static_config;
 
+/// Parses one YAML document of a manifest file. Manifests are the operator's own files, and a
+/// Traefik file-provider document of 100,000 routers holds about 500,000 nodes, so the parser's
+/// budget is raised above its defaults (250,000 nodes), still bounded: 8 million nodes and
+/// events, 256 MiB of scalars, depth 64.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, serde_saphyr::Error> {
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: 8_000_000,
+            max_events: 8_000_000,
+            max_total_scalar_bytes: 256 * 1024 * 1024,
+        },
+    };
+    serde_saphyr::from_str_with_options(doc, options)
+}
+
 /// Splits a multi-document YAML stream on `---` lines, keeping each document's first line
 /// number for diagnostics. Empty documents are dropped.
 pub fn documents(text: &str) -> Vec<(usize, String)> {

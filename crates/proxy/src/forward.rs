@@ -114,13 +114,15 @@ pub(crate) async fn handle(
             std::time::SystemTime::now(),
         )
     });
-    let (mut resp, router, service) = route(&shared, &conn, tls, req).await;
+    let (mut resp, matched) = route(&shared, &conn, tls, req).await;
+    let router = matched.as_ref().map(|r| r.router.as_str());
+    let service = matched.as_ref().map(|r| r.service_name.as_str());
     let code = resp.status().as_u16();
     let took = started.elapsed();
     shared.metrics.request(
         &conn.entry.name,
-        router.as_deref(),
-        service.as_deref(),
+        router,
+        service,
         method.as_str(),
         proto,
         code,
@@ -141,8 +143,8 @@ pub(crate) async fn handle(
             referer: &referer,
             user_agent: &agent,
             entry_point: &conn.entry.name,
-            router: router.as_deref(),
-            service: service.as_deref(),
+            router,
+            service,
             server: server.as_ref().map(|s| s.0.as_str()),
             started: wall,
             duration: took,
@@ -160,7 +162,7 @@ async fn route(
     conn: &ConnInfo,
     tls: bool,
     mut req: Request<Incoming>,
-) -> (Response<Body>, Option<String>, Option<String>) {
+) -> (Response<Body>, Option<Arc<crate::runtime::Route>>) {
     // Framing the proxy cannot be sure of is refused (RFC 9112 section 6.1): a
     // Transfer-Encoding whose final coding is not chunked, or one in an HTTP/1.0 request.
     // (With both Transfer-Encoding and Content-Length, hyper drops Content-Length and frames
@@ -179,7 +181,7 @@ async fn route(
             );
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return (r, None, None);
+            return (r, None);
         }
     }
     let host = match request_host(&req) {
@@ -187,7 +189,6 @@ async fn route(
         Err(()) => {
             return (
                 text(StatusCode::BAD_REQUEST, "400 Bad Request: invalid Host\n"),
-                None,
                 None,
             )
         }
@@ -200,19 +201,18 @@ async fn route(
             port_suffix(&r.scheme, r.port),
             req.uri().path_and_query().map_or("/", |p| p.as_str())
         );
-        return (redirect(&req, &location, r.permanent), None, None);
+        return (redirect(&req, &location, r.permanent), None);
     }
     let runtime = shared.runtime.load();
     let Some(table) = runtime.tables.get(&conn.entry.name) else {
-        return (not_found(), None, None);
+        return (not_found(), None);
     };
     let client_ip = canonical_ip(conn.peer.ip());
-    let path = req.uri().path().to_string();
     let found = {
         let view = RequestView {
             host: &host,
             method: req.method().as_str(),
-            path: &path,
+            path: req.uri().path(),
             query: req.uri().query(),
             headers: req.headers(),
             client_ip,
@@ -220,10 +220,8 @@ async fn route(
         table.find(&view).map(|e| e.value.clone())
     };
     let Some(route) = found else {
-        return (not_found(), None, None);
+        return (not_found(), None);
     };
-    let router = Some(route.router.clone());
-    let service_name = Some(route.service_name.clone());
 
     // Request middlewares, in order; any of them may answer instead of the service.
     let mut response_headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
@@ -246,7 +244,7 @@ async fn route(
                         port_suffix(scheme, port),
                         req.uri().path_and_query().map_or("/", |p| p.as_str())
                     );
-                    return (redirect(&req, &location, *permanent), router, service_name);
+                    return (redirect(&req, &location, *permanent), Some(route.clone()));
                 }
             }
             MiddlewareConfig::StripPrefix { prefixes } => {
@@ -297,8 +295,7 @@ async fn route(
     let Some(picked) = pick(&route.service, req.headers()) else {
         return (
             text(StatusCode::SERVICE_UNAVAILABLE, "no available server\n"),
-            router,
-            service_name,
+            Some(route.clone()),
         );
     };
     let _in_flight = picked.balancer.start(picked.index);
@@ -334,7 +331,7 @@ async fn route(
             resp.headers_mut().insert(k, v);
         }
     }
-    (resp, router, service_name)
+    (resp, Some(route.clone()))
 }
 
 /// The server a request goes to.
@@ -514,16 +511,20 @@ async fn forward(
         headers.insert(header::HOST, h);
     }
 
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let uri = Uri::builder()
-        .scheme(if upstream.https { "https" } else { "http" })
-        .authority(upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build();
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(if upstream.https {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    parts.authority = Some(upstream.authority.clone());
+    parts.path_and_query = Some(
+        req.uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    let uri = Uri::from_parts(parts);
     let Ok(uri) = uri else {
         return (
             text(StatusCode::BAD_REQUEST, "400 Bad Request: invalid path\n"),

@@ -2,7 +2,7 @@
 //! service (code, method, protocol), request durations, open connections, configuration
 //! reloads and certificate expiry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,17 +18,41 @@ struct Series {
     buckets: [u64; 4],
 }
 
-type Key = (String, String, String, u16);
+/// Series of one name (entry point, router or service) by `(code, method, protocol)`.
+type ByCode = HashMap<(u16, String, &'static str), Series>;
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// (entry point, method, protocol, code)
-    entry: BTreeMap<Key, Series>,
-    /// (router, service, method+protocol, code)
-    router: BTreeMap<(String, String, String, String, u16), Series>,
-    service: BTreeMap<Key, Series>,
+    entry: HashMap<String, ByCode>,
+    /// Keyed by router, then service.
+    router: HashMap<String, HashMap<String, ByCode>>,
+    service: HashMap<String, ByCode>,
     open: BTreeMap<String, Arc<AtomicI64>>,
     certs: Vec<(String, Vec<String>, i64)>,
+}
+
+/// The series for a key, allocating its name only the first time it is seen.
+fn slot<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+fn observe(by_code: &mut ByCode, code: u16, method: &str, proto: &'static str, took: Duration) {
+    // The method string is allocated only for a new (code, method, protocol) combination.
+    if let Some(s) = by_code
+        .iter_mut()
+        .find(|((c, m, p), _)| *c == code && m == method && *p == proto)
+        .map(|(_, s)| s)
+    {
+        s.observe(took);
+        return;
+    }
+    by_code
+        .entry((code, method.to_string(), proto))
+        .or_default()
+        .observe(took);
 }
 
 /// The proxy's metrics, shared by every connection.
@@ -78,38 +102,21 @@ impl Metrics {
         router: Option<&str>,
         service: Option<&str>,
         method: &str,
-        proto: &str,
+        proto: &'static str,
         code: u16,
         took: Duration,
     ) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner
-            .entry
-            .entry((
-                entry.to_string(),
-                method.to_string(),
-                proto.to_string(),
-                code,
-            ))
-            .or_default()
-            .observe(took);
+        observe(slot(&mut inner.entry, entry), code, method, proto, took);
         if let (Some(r), Some(s)) = (router, service) {
-            inner
-                .router
-                .entry((
-                    r.to_string(),
-                    s.to_string(),
-                    method.to_string(),
-                    proto.to_string(),
-                    code,
-                ))
-                .or_default()
-                .observe(took);
-            inner
-                .service
-                .entry((s.to_string(), method.to_string(), proto.to_string(), code))
-                .or_default()
-                .observe(took);
+            observe(
+                slot(slot(&mut inner.router, r), s),
+                code,
+                method,
+                proto,
+                took,
+            );
+            observe(slot(&mut inner.service, s), code, method, proto, took);
         }
     }
 
@@ -160,11 +167,10 @@ impl Metrics {
                 g.load(Ordering::Relaxed)
             );
         }
-        let entry: Vec<(String, &Series)> = inner
-            .entry
-            .iter()
-            .map(|((ep, m, p, c), s)| {
-                (
+        let mut entry: Vec<(String, &Series)> = Vec::new();
+        for (ep, by) in &inner.entry {
+            for ((c, m, p), s) in by {
+                entry.push((
                     format!(
                         "code=\"{c}\",entrypoint=\"{}\",method=\"{}\",protocol=\"{}\"",
                         esc(ep),
@@ -172,32 +178,25 @@ impl Metrics {
                         esc(p)
                     ),
                     s,
-                )
-            })
-            .collect();
+                ));
+            }
+        }
+        entry.sort_by(|a, b| a.0.cmp(&b.0));
         family(&mut out, "traefik_entrypoint", &entry);
-        let router: Vec<(String, &Series)> = inner
-            .router
-            .iter()
-            .map(|((r, sv, m, p, c), s)| {
-                (
-                    format!(
-                        "code=\"{c}\",method=\"{}\",protocol=\"{}\",router=\"{}\",service=\"{}\"",
-                        esc(m),
-                        esc(p),
-                        esc(r),
-                        esc(sv)
-                    ),
-                    s,
-                )
-            })
-            .collect();
+        let mut router: Vec<(String, &Series)> = Vec::new();
+        for (r, by_service) in &inner.router {
+            for (sv, by) in by_service {
+                for ((c, m, p), s) in by {
+                    router.push((format!("code=\"{c}\",method=\"{}\",protocol=\"{}\",router=\"{}\",service=\"{}\"", esc(m), esc(p), esc(r), esc(sv)), s));
+                }
+            }
+        }
+        router.sort_by(|a, b| a.0.cmp(&b.0));
         family(&mut out, "traefik_router", &router);
-        let service: Vec<(String, &Series)> = inner
-            .service
-            .iter()
-            .map(|((sv, m, p, c), s)| {
-                (
+        let mut service: Vec<(String, &Series)> = Vec::new();
+        for (sv, by) in &inner.service {
+            for ((c, m, p), s) in by {
+                service.push((
                     format!(
                         "code=\"{c}\",method=\"{}\",protocol=\"{}\",service=\"{}\"",
                         esc(m),
@@ -205,9 +204,10 @@ impl Metrics {
                         esc(sv)
                     ),
                     s,
-                )
-            })
-            .collect();
+                ));
+            }
+        }
+        service.sort_by(|a, b| a.0.cmp(&b.0));
         family(&mut out, "traefik_service", &service);
         let _ = writeln!(out, "# TYPE traefik_tls_certs_not_after gauge");
         for (source, names, not_after) in &inner.certs {

@@ -371,3 +371,16 @@ http:
         p.diagnostics
     );
 }
+
+#[test]
+fn a_file_of_sixty_thousand_routers_is_within_the_parser_budget() {
+    let mut text = String::from("http:\n  services:\n    s:\n      loadBalancer:\n        servers: [{url: 'http://127.0.0.1:1'}]\n  routers:\n");
+    for i in 0..60_000 {
+        text.push_str(&format!(
+            "    r{i}:\n      rule: Host(`h{i}.test`)\n      service: s\n"
+        ));
+    }
+    let p = plan(&text);
+    assert_eq!(p.diagnostics, Vec::<String>::new());
+    assert_eq!(p.config.routers.len(), 60_000);
+}

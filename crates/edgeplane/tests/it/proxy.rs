@@ -320,12 +320,15 @@ fn websockets_pass_through_the_proxy() {
     );
     let py = crate::harness::python();
     let port = crate::harness::free_port();
-    let mut echo = Command::new(&py)
-        .args([&script, "server", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("websocket server");
+    let _echo = Backend {
+        child: Command::new(&py)
+            .args([&script, "server", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("websocket server"),
+        port,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "websocket server did not start");
@@ -359,6 +362,4 @@ fn websockets_pass_through_the_proxy() {
     });
     assert_eq!(out.trim(), "OK");
     server.stop();
-    let _ = echo.kill();
-    let _ = echo.wait();
 }
