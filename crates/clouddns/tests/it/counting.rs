@@ -328,3 +328,110 @@ fn requests_are_named_by_operation() {
         !is_mutating("GetUserPolicy") && !is_mutating("ListAccessKeys") && !is_mutating("GET /x")
     );
 }
+
+/// What the faulty forwarder does to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Answer 500 InternalFailure without passing the request on.
+    Error,
+    /// Pass the request on (the service acts on it), then close the connection instead of
+    /// relaying the reply: the client cannot tell whether it happened.
+    LoseReply,
+}
+
+/// A forwarder that applies `faults` to the first requests of the named operations, one fault
+/// per planned entry, in order; everything else passes unchanged. Returns its address, what
+/// it saw, and the faults not yet used.
+pub(crate) async fn faulty_forwarder(
+    upstream: SocketAddr,
+    faults: Vec<(&'static str, Fault)>,
+) -> (SocketAddr, Calls, Arc<Mutex<Vec<(&'static str, Fault)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind forwarder");
+    let addr = listener.local_addr().expect("addr");
+    let calls = Calls::default();
+    let plan = Arc::new(Mutex::new(faults));
+    let (seen, left) = (calls.clone(), plan.clone());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (seen, left) = (seen.clone(), left.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut client_r, mut client_w) = client.into_split();
+                let (mut server_r, mut server_w) = server.into_split();
+                let (mut cbuf, mut sbuf) = (Vec::new(), Vec::new());
+                // One request at a time: request, reply, next request.
+                loop {
+                    let Some((op, bytes)) = read_request(&mut client_r, &mut cbuf).await else {
+                        return;
+                    };
+                    seen.push(op.clone());
+                    let fault = {
+                        let mut left = left.lock().expect("faults");
+                        left.iter()
+                            .position(|(o, _)| *o == op)
+                            .map(|i| left.remove(i).1)
+                    };
+                    if fault == Some(Fault::Error) {
+                        let body = "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure</Code><Message>injected</Message></Error><RequestId>x</RequestId></ErrorResponse>";
+                        let reply = format!("HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                        if client_w.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    if server_w.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                    let Some(reply) = read_reply(&mut server_r, &mut sbuf).await else {
+                        return;
+                    };
+                    if fault == Some(Fault::LoseReply) {
+                        return;
+                    }
+                    if client_w.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, calls, plan)
+}
+
+/// Reads one HTTP/1.1 reply with a Content-Length body.
+async fn read_reply(r: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = r.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    assert!(
+        !head.contains("transfer-encoding: chunked"),
+        "replies with Content-Length only"
+    );
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 8192];
+        let n = r.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(buf.drain(..head_end + length).collect())
+}

@@ -470,3 +470,77 @@ async fn the_workflow_converges_through_throttling() {
         started.elapsed()
     );
 }
+
+/// Faults mid-workflow, against edgeplane's API and moto: calls that fail outright and calls
+/// that take effect but whose reply is lost (CreateHostedZone, CreateUser, CreateAccessKey,
+/// ChangeResourceRecordSets), with the SDK not retrying. Reconciling again converges: one
+/// zone, one user with the stored key among at most two, records in place, nothing orphaned
+/// after teardown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workflow_converges_after_failed_and_lost_calls() {
+    use counting::Fault::{Error, LoseReply};
+    let api = start_api().await;
+    let moto = start_moto();
+    let targets = [
+        (api.addr, api.admin.clone()),
+        (
+            std::net::SocketAddr::from(([127, 0, 0, 1], moto.1)),
+            ("testing".to_string(), "testing".to_string()),
+        ),
+    ];
+    for (upstream, creds) in targets {
+        let faults = vec![
+            ("CreateHostedZone", LoseReply),
+            ("ChangeResourceRecordSets", Error),
+            ("CreateUser", LoseReply),
+            ("PutUserPolicy", Error),
+            ("CreateAccessKey", LoseReply),
+            ("ChangeResourceRecordSets", LoseReply),
+        ];
+        // The parent exists before the faults start.
+        ensure_parent(&provider_at(upstream, creds.clone()).await).await;
+        let (addr, _calls, left) = counting::faulty_forwarder(upstream, faults).await;
+        let p = Route53Provider::new(Route53Options {
+            endpoint: Some(format!("http://{addr}")),
+            credentials: Some(creds.clone()),
+            max_attempts: Some(1),
+            ..Route53Options::default()
+        })
+        .await;
+        let local = local_secrets();
+        let plan = workflow::fault_plan();
+        let mut last = None;
+        for _ in 0..10 {
+            let status = clouddns::workflow::reconcile(&p, &plan, Some(&local.1), |_| {}).await;
+            let ready = status.ready();
+            last = Some(status);
+            if ready {
+                break;
+            }
+        }
+        let status = last.expect("reconciled");
+        assert!(status.ready(), "{upstream}: {status:?}");
+        assert!(
+            left.lock().expect("faults").is_empty(),
+            "every fault was hit"
+        );
+        workflow::check_converged(&p, &plan, &local.1).await;
+        // Teardown leaves nothing behind, even after the faults.
+        clouddns::workflow::teardown(&p, &plan, Some(&local.1))
+            .await
+            .expect("teardown");
+        assert!(p.find_zones(&plan.domain).await.expect("find").is_empty());
+        let user = clouddns::workflow::identity_user(&plan.domain);
+        assert!(
+            !p.user_exists(&user).await.expect("user"),
+            "{upstream}: user orphaned"
+        );
+    }
+}
+
+/// The parent zone the fault plan delegates from.
+async fn ensure_parent<P: DnsProvider>(p: &P) {
+    clouddns::workflow::ensure_zone(p, "platform", &n("example.org"))
+        .await
+        .expect("parent");
+}

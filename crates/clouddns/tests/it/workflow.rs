@@ -492,3 +492,43 @@ pub(crate) async fn reconcile_suite<P: DnsProvider>(
         .any(|s| s.name == n("a.b.example.com")));
     progress
 }
+
+/// A zone delegated from example.org, with records and an ACME identity, for fault tests.
+pub(crate) fn fault_plan() -> clouddns::workflow::ZonePlan {
+    let mut plan = deep_plan();
+    plan.owner = "default/faults".into();
+    plan.domain = n("faults.example.org");
+    plan.parent = Some(ParentRef::Domain(n("example.org")));
+    plan.acme_secret =
+        Some(model::secret::SecretRef::new("default", "route53-faults").expect("ref"));
+    plan
+}
+
+/// After faults: exactly one zone, the records, the delegation, one user whose keys (at most
+/// two) include the stored one.
+pub(crate) async fn check_converged<P: DnsProvider>(
+    p: &P,
+    plan: &clouddns::workflow::ZonePlan,
+    secrets: &store::secrets::Secrets,
+) {
+    let zones = p.find_zones(&plan.domain).await.expect("find");
+    assert_eq!(zones.len(), 1, "one zone, not a duplicate: {zones:?}");
+    let sets = p.list_record_sets(&zones[0].id).await.expect("list");
+    assert!(sets
+        .iter()
+        .any(|s| s.name == plan.domain && s.rtype == RecordType::A));
+    let parent = &p.find_zones(&n("example.org")).await.expect("find")[0];
+    let parent_sets = p.list_record_sets(&parent.id).await.expect("list");
+    assert!(parent_sets
+        .iter()
+        .any(|s| s.name == plan.domain && s.rtype == RecordType::NS));
+    let user = clouddns::workflow::identity_user(&plan.domain);
+    let keys = p.list_access_keys(&user).await.expect("keys");
+    assert!(!keys.is_empty() && keys.len() <= 2, "{keys:?}");
+    let r = plan.acme_secret.as_ref().expect("secret ref");
+    let (_, spec) = secrets
+        .get(&store::secrets::Caller::admin(), r, None)
+        .expect("stored identity");
+    let id = String::from_utf8(spec.data["access-key-id"].expose().to_vec()).expect("utf8");
+    assert!(keys.contains(&id), "stored key {id} among {keys:?}");
+}
