@@ -4,6 +4,7 @@
 //! others still apply. Wire types (`serde`, `deny_unknown_fields`) stay in this crate and are
 //! converted at the boundary into model and workflow types. This crate holds no state.
 
+pub mod certmanager;
 pub mod dnszone;
 pub mod ingress;
 pub mod static_config;

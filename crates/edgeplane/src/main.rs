@@ -1,6 +1,7 @@
 //! The `edgeplane` binary: the CLI and the `serve` wiring. Business logic lives in the
 //! library crates; this file parses arguments, starts components and stops them.
 
+mod certificates;
 mod control;
 mod ingress;
 mod manifests;
@@ -578,6 +579,13 @@ async fn serve(
         println!(
             "created the admin access key; its credentials are in {} (mode 0600)",
             path.display()
+        );
+    }
+    if certificates::ensure_root_ca(&secrets).context("creating the internal root CA")? {
+        tracing::info!(
+            secret = %format!("{}/{}", certificates::CLUSTER_NAMESPACE, certificates::ROOT_SECRET),
+            issuer = certificates::DEFAULT_ISSUER,
+            "created the internal root CA"
         );
     }
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)

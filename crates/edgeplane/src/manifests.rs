@@ -67,6 +67,8 @@ pub(crate) async fn watch(
     let mut last: Option<Fingerprint> = None;
     let mut last_sync = Instant::now();
     let mut used: (Vec<(String, String)>, crate::ingress::SecretVersions) = Default::default();
+    // When the next certificate is due for renewal (Unix seconds).
+    let mut next_due: Option<i64> = None;
     tracing::info!(dir = %dir.display(), "watching manifests");
     loop {
         let now = fingerprint(&dir);
@@ -75,10 +77,24 @@ pub(crate) async fn watch(
             && proxy.is_some()
             && !used.0.is_empty()
             && crate::ingress::secrets_changed(&secrets, &used.1, &used.0);
-        if files_changed || certs_changed {
+        let renewal_due = next_due.is_some_and(|due| unix_now() >= due);
+        if files_changed || certs_changed || renewal_due {
             let texts = read_all(&now).await;
             if files_changed {
                 reconcile_all(&provider, &providers, &store, &secrets, &texts).await;
+            }
+            if files_changed || renewal_due {
+                // Certificates before the proxy, so a new secret is served in the same pass.
+                let plan = config::certmanager::load(&texts);
+                for d in &plan.diagnostics {
+                    tracing::warn!(problem = %d, "cert-manager manifest skipped; the rest applies");
+                }
+                let s = secrets.clone();
+                next_due =
+                    tokio::task::spawn_blocking(move || crate::certificates::reconcile(&s, &plan))
+                        .await
+                        .ok()
+                        .and_then(|pass| pass.next_due);
             }
             if let Some(p) = &proxy {
                 used = crate::ingress::apply(p, &secrets, &texts).await;
@@ -170,4 +186,10 @@ async fn reconcile_all(
             }
         }
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

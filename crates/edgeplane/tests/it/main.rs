@@ -3,6 +3,7 @@
 
 mod acme;
 mod admin_api;
+mod certificates;
 mod cli;
 mod dns;
 mod durability;
