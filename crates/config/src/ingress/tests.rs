@@ -161,7 +161,7 @@ fn other_kinds_are_ignored() {
 fn every_shipped_example_parses_cleanly() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
     let mut files = Vec::new();
-    for sub in ["proxy", "zones"] {
+    for sub in ["proxy", "zones", "certs"] {
         for e in std::fs::read_dir(format!("{dir}/{sub}")).expect("examples") {
             let path = e.expect("entry").path();
             files.push((
