@@ -23,6 +23,24 @@ fn secrets_through_the_cli_and_the_server() {
             "password=CANARY-ONE-9d2f",
         ],
     );
+    // A value from a file, byte for byte (binary, a trailing newline kept).
+    let file = d.join("blob.bin");
+    std::fs::write(&file, b"\x00\xffCANARY-FILE-77c1\n").expect("write");
+    cli_ok(
+        d,
+        &[
+            "secret",
+            "create",
+            "blob",
+            "-n",
+            "prod",
+            "--from-file",
+            &format!("payload={}", file.display()),
+        ],
+    );
+    let json = cli_ok(d, &["secret", "get", "blob", "-n", "prod"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["data"]["payload"], "AP9DQU5BUlktRklMRS03N2MxCg==");
     let server = Edgeplane::start(d, &[]);
     // Through the control socket now.
     assert_eq!(
@@ -91,8 +109,8 @@ fn secrets_through_the_cli_and_the_server() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("DNS-1123"));
     let rotated = cli_ok(d, &["secret", "rotate-master-key"]);
     assert!(
-        rotated.contains("3 data keys re-sealed"),
-        "two versions of db and the admin key: {rotated}"
+        rotated.contains("5 data keys re-sealed"),
+        "two versions of db, blob, the admin key and the internal root CA: {rotated}"
     );
     assert_eq!(
         cli_ok(
