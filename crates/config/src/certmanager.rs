@@ -179,6 +179,13 @@ pub fn load(files: &[(String, String)]) -> CertPlan {
 
 fn parse_one(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
     let head: Head = crate::from_yaml(doc).map_err(|e| e.to_string())?;
+    if matches!(
+        head.api_version.as_deref(),
+        Some("traefik.io/v1alpha1" | "traefik.containo.us/v1alpha1")
+    ) && head.kind.as_deref() == Some("IngressRoute")
+    {
+        return ingress_shim(doc, plan);
+    }
     if head.api_version.as_deref() != Some("cert-manager.io/v1") {
         return Ok(());
     }
@@ -319,6 +326,145 @@ fn certificate(
     })
 }
 
+#[derive(Deserialize)]
+struct ShimDoc {
+    metadata: ShimMeta,
+    spec: ShimSpec,
+}
+
+#[derive(Deserialize)]
+struct ShimMeta {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct ShimSpec {
+    #[serde(default)]
+    routes: Vec<ShimRoute>,
+    #[serde(default)]
+    tls: Option<ShimTls>,
+}
+
+#[derive(Deserialize)]
+struct ShimRoute {
+    #[serde(rename = "match")]
+    rule: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ShimTls {
+    #[serde(default)]
+    secret_name: Option<String>,
+}
+
+/// cert-manager's ingress-shim for IngressRoutes: `cert-manager.io/issuer` or
+/// `cert-manager.io/cluster-issuer` on a route with `tls.secretName` asks for a Certificate
+/// of that name covering the hosts of its rules (`duration`, `renew-before`, `common-name`,
+/// `private-key-algorithm` and `private-key-size` annotations honoured).
+fn ingress_shim(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
+    let d: ShimDoc = crate::from_yaml(doc).map_err(|e| format!("IngressRoute: {e}"))?;
+    let a = &d.metadata.annotations;
+    let (issuer_name, issuer_kind) = match (
+        a.get("cert-manager.io/issuer"),
+        a.get("cert-manager.io/cluster-issuer"),
+    ) {
+        (Some(i), None) => (i.clone(), "Issuer"),
+        (None, Some(i)) => (i.clone(), "ClusterIssuer"),
+        (None, None) => return Ok(()),
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "IngressRoute {}: both cert-manager.io/issuer and cluster-issuer are set",
+                d.metadata.name
+            ))
+        }
+    };
+    let ns = d
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let who = format!("IngressRoute {ns}/{}", d.metadata.name);
+    let secret_name = d
+        .spec
+        .tls
+        .and_then(|t| t.secret_name)
+        .ok_or_else(|| format!("{who}: a cert-manager annotation needs tls.secretName"))?;
+    let mut dns_names = Vec::new();
+    for r in &d.spec.routes {
+        let Ok(rule) = proxy::rule::Rule::parse(&r.rule) else {
+            continue; // the proxy reports the rule
+        };
+        for h in rule.expr().required_hosts().unwrap_or_default() {
+            let name = match h {
+                proxy::rule::HostPattern::Exact(h) => h,
+                proxy::rule::HostPattern::OneLabel(s) => format!("*.{s}"),
+                proxy::rule::HostPattern::AnyLabels(_) => continue,
+            };
+            if !dns_names.contains(&name) {
+                dns_names.push(name);
+            }
+        }
+    }
+    if dns_names.is_empty() {
+        return Err(format!(
+            "{who}: no Host in its rules to put in a certificate"
+        ));
+    }
+    let duration = a
+        .get("cert-manager.io/duration")
+        .map(|v| go_duration(v))
+        .transpose()?;
+    let renew_before = a
+        .get("cert-manager.io/renew-before")
+        .map(|v| go_duration(v))
+        .transpose()?;
+    let key = match a
+        .get("cert-manager.io/private-key-algorithm")
+        .map(String::as_str)
+    {
+        None | Some("RSA") => certs::KeyAlgorithm::Rsa(size(a)?.unwrap_or(2048)),
+        Some("ECDSA") => certs::KeyAlgorithm::Ecdsa(size(a)?.unwrap_or(256)),
+        Some("Ed25519") => certs::KeyAlgorithm::Ed25519,
+        Some(other) => return Err(format!("{who}: private-key-algorithm {other:?}")),
+    };
+    let spec = certs::CertificateSpec {
+        common_name: a.get("cert-manager.io/common-name").cloned(),
+        dns_names,
+        ip_addresses: Vec::new(),
+        uris: Vec::new(),
+        duration: duration.unwrap_or(Duration::from_secs(90 * 86_400)),
+        renew_before,
+        renew_before_percentage: None,
+        key,
+        usages: Vec::new(),
+        is_ca: false,
+    };
+    spec.validate().map_err(|e| format!("{who}: {e}"))?;
+    plan.certificates.push(CertificatePlan {
+        namespace: ns,
+        name: secret_name.clone(),
+        secret_name,
+        secret_labels: BTreeMap::new(),
+        secret_annotations: BTreeMap::new(),
+        issuer_name,
+        issuer_kind: issuer_kind.to_string(),
+        spec,
+        keep_key: false,
+    });
+    Ok(())
+}
+
+fn size(a: &BTreeMap<String, String>) -> Result<Option<u32>, String> {
+    a.get("cert-manager.io/private-key-size")
+        .map(|v| v.parse().map_err(|_| format!("private-key-size {v:?}")))
+        .transpose()
+}
+
 /// A Go duration as cert-manager writes them: `2160h`, `1h30m`, `90s`, `500ms`.
 pub fn go_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -362,6 +508,57 @@ mod tests {
 
     fn load_one(text: &str) -> CertPlan {
         load(&[("t.yaml".to_string(), text.to_string())])
+    }
+
+    #[test]
+    fn ingress_routes_with_cert_manager_annotations_ask_for_certificates() {
+        let p = load_one(
+            r#"
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata:
+  name: web
+  namespace: apps
+  annotations: {cert-manager.io/cluster-issuer: edgeplane-ca, cert-manager.io/duration: 24h, cert-manager.io/private-key-algorithm: ECDSA}
+spec:
+  routes:
+    - {match: Host(`a.test`) && PathPrefix(`/`), services: [{name: s, port: 80}]}
+    - {match: Host(`*.b.test`) || Host(`a.test`), services: [{name: s, port: 80}]}
+  tls: {secretName: web-tls}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: plain, namespace: apps}
+spec:
+  routes: [{match: Host(`c.test`), services: [{name: s, port: 80}]}]
+  tls: {secretName: c-tls}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: nosecret, namespace: apps, annotations: {cert-manager.io/issuer: x}}
+spec:
+  routes: [{match: Host(`d.test`), services: [{name: s, port: 80}]}]
+"#,
+        );
+        assert_eq!(p.certificates.len(), 1, "{:?}", p.diagnostics);
+        let c = &p.certificates[0];
+        assert_eq!(
+            (
+                c.name.as_str(),
+                c.secret_name.as_str(),
+                c.issuer_kind.as_str()
+            ),
+            ("web-tls", "web-tls", "ClusterIssuer")
+        );
+        assert_eq!(c.spec.dns_names, ["a.test", "*.b.test"]);
+        assert_eq!(c.spec.duration.as_secs(), 86_400);
+        assert_eq!(c.spec.key, certs::KeyAlgorithm::Ecdsa(256));
+        assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+        assert!(
+            p.diagnostics[0].contains("needs tls.secretName"),
+            "{:?}",
+            p.diagnostics
+        );
     }
 
     #[test]

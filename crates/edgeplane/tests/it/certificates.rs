@@ -28,6 +28,17 @@ spec:
   routes: [{{match: Host(`app.test`), services: [{{name: site, port: 80}}]}}]
   tls: {{secretName: app-tls}}
 ---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata:
+  name: shim
+  namespace: apps
+  annotations: {{cert-manager.io/cluster-issuer: edgeplane-ca, cert-manager.io/private-key-algorithm: ECDSA}}
+spec:
+  entryPoints: [websecure]
+  routes: [{{match: Host(`shim.test`), services: [{{name: site, port: 80}}]}}]
+  tls: {{secretName: shim-tls}}
+---
 apiVersion: cert-manager.io/v1
 kind: Certificate
 metadata: {{name: app, namespace: apps}}
@@ -207,6 +218,26 @@ fn certificates_are_issued_served_renewed_and_verify() {
     });
     assert_ne!(served_serial, first);
     assert!(String::from_utf8_lossy(&curl().stdout).contains("hello over internal TLS"));
+
+    // The ingress-shim annotation made a certificate for shim.test with no Certificate.
+    let shim_resolve = format!("shim.test:{}:127.0.0.1", server.websecure.port());
+    let shim_url = format!("https://shim.test:{}/index.html", server.websecure.port());
+    wait_until("HTTPS for the annotated IngressRoute", 10, || {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&root_path)
+            .args(["--resolve", &shim_resolve, &shim_url])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .contains("hello over internal TLS")
+            .then_some(())
+    });
+    let shim = cli_ok(&data, &["secret", "get", "shim-tls", "-n", "apps"]);
+    assert!(
+        shim.contains("\"cert-manager.io/alt-names\": \"shim.test\""),
+        "{shim}"
+    );
 
     // A self-signed root and a CA Issuer chained from it.
     let team_root = wait_until("team-root", 10, || {
