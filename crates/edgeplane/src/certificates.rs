@@ -100,27 +100,57 @@ pub(crate) struct Pass {
     pub(crate) next_due: Option<i64>,
 }
 
-/// Issues every certificate that is missing, changed or due. Blocking (secret store I/O).
-pub(crate) fn reconcile(secrets: &Secrets, plan: &CertPlan) -> Pass {
+/// Issues every certificate that is missing, changed or due, and records each one's status
+/// in the store. Blocking (store I/O).
+pub(crate) fn reconcile(store: &store::Store, secrets: &Secrets, plan: &CertPlan) -> Pass {
+    use store::certificates::CertificateOutcome;
     let mut pass = Pass::default();
     let t = now();
     for c in &plan.certificates {
         let who = format!("Certificate {}/{}", c.namespace, c.name);
-        match reconcile_one(secrets, plan, c, t) {
-            Ok((issued, due)) => {
-                if issued {
+        let outcome = match reconcile_one(secrets, plan, c, t) {
+            Ok(done) => {
+                if done.issued {
                     tracing::info!(certificate = %who, secret = %c.secret_name, "certificate issued");
-                    pass.issued.push(who);
+                    pass.issued.push(who.clone());
                 }
-                pass.next_due = Some(pass.next_due.map_or(due, |d: i64| d.min(due)));
+                pass.next_due = Some(pass.next_due.map_or(done.due, |d: i64| d.min(done.due)));
+                let (not_before, not_after, renewal_time) =
+                    (done.not_before, done.not_after, done.due);
+                if done.issued {
+                    CertificateOutcome::Issued {
+                        not_before,
+                        not_after,
+                        renewal_time,
+                    }
+                } else {
+                    CertificateOutcome::UpToDate {
+                        not_before,
+                        not_after,
+                        renewal_time,
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(certificate = %who, problem = %e, "certificate not issued");
                 pass.problems.push(format!("{who}: {e}"));
+                CertificateOutcome::Failed { reason: e }
             }
+        };
+        let owner = format!("{}/{}", c.namespace, c.name);
+        if let Err(e) = store.record_certificate_outcome(&owner, &c.secret_name, &outcome) {
+            tracing::warn!(certificate = %who, error = %e, "cannot record the certificate's status");
         }
     }
     pass
+}
+
+/// What a pass did for one certificate.
+struct Done {
+    issued: bool,
+    not_before: i64,
+    not_after: i64,
+    due: i64,
 }
 
 fn reconcile_one(
@@ -128,7 +158,7 @@ fn reconcile_one(
     plan: &CertPlan,
     c: &CertificatePlan,
     t: i64,
-) -> Result<(bool, i64), String> {
+) -> Result<Done, String> {
     let (issuer_ns, kind) = find_issuer(plan, c)?;
     let digest = digest(c);
     let target = SecretRef::new(&c.namespace, &c.secret_name).map_err(|e| e.to_string())?;
@@ -153,7 +183,12 @@ fn reconcile_one(
         if let Some((nb, na, _)) = current {
             let due = certs::renewal_time(&c.spec, nb, na);
             if spec.annotations.get(ANN_DIGEST) == Some(&digest) && t < due {
-                return Ok((false, due));
+                return Ok(Done {
+                    issued: false,
+                    not_before: nb,
+                    not_after: na,
+                    due,
+                });
             }
         }
     }
@@ -196,6 +231,7 @@ fn reconcile_one(
     }
     .map_err(|e| e.to_string())?;
     let due = certs::renewal_time(&c.spec, issued.not_before, issued.not_after);
+    let (not_before, not_after) = (issued.not_before, issued.not_after);
     let mut annotations = c.secret_annotations.clone();
     annotations.insert(ANN_CERT.into(), c.name.clone());
     annotations.insert("cert-manager.io/issuer-name".into(), c.issuer_name.clone());
@@ -249,7 +285,12 @@ fn reconcile_one(
             },
         )
         .map_err(|e| e.to_string())?;
-    Ok((true, due))
+    Ok(Done {
+        issued: true,
+        not_before,
+        not_after,
+        due,
+    })
 }
 
 /// The issuer's namespace (where its CA secret is) and type.

@@ -42,6 +42,12 @@ pub(crate) enum Request {
         name_servers: Vec<String>,
     },
     ZoneList,
+    /// Every Certificate's status.
+    CertList,
+    /// One Certificate's status, by `namespace/name`.
+    CertGet {
+        name: String,
+    },
     /// A DNSZone's status, by `namespace/name`, name (in any namespace) or domain.
     ZoneGet {
         name: String,
@@ -136,6 +142,8 @@ impl Request {
         match self {
             Request::ZoneCreate { .. } => "zone-create",
             Request::ZoneList => "zone-list",
+            Request::CertList => "cert-list",
+            Request::CertGet { .. } => "cert-get",
             Request::ZoneGet { .. } => "zone-get",
             Request::ZoneDelete { .. } => "zone-delete",
             Request::ZoneImport { .. } => "zone-import",
@@ -498,6 +506,54 @@ pub(crate) fn execute(
                         rfc3339(s.last_reconciled)
                     ));
                 }
+            }
+            Ok(out)
+        }
+        Request::CertList => {
+            let mut out =
+                String::from("CERTIFICATE\tSECRET\tREADY\tREVISION\tNOT_AFTER\tRENEWAL\n");
+            for s in store.certificate_statuses()? {
+                let ready = s.conditions.iter().any(|c| c.kind == "Ready" && c.status);
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\n",
+                    s.owner,
+                    s.secret_name,
+                    truth(ready),
+                    s.revision,
+                    s.not_after
+                        .map_or("-".to_string(), |t| rfc3339(u64::try_from(t).unwrap_or(0))),
+                    s.renewal_time
+                        .map_or("-".to_string(), |t| rfc3339(u64::try_from(t).unwrap_or(0))),
+                ));
+            }
+            Ok(out)
+        }
+        Request::CertGet { name } => {
+            let s = store
+                .certificate_status(&name)?
+                .ok_or_else(|| anyhow!("no status for Certificate {name:?} (namespace/name)"))?;
+            let when = |t: Option<i64>| {
+                t.map_or("-".to_string(), |t| rfc3339(u64::try_from(t).unwrap_or(0)))
+            };
+            let mut out = format!("Certificate {} (secret {})\n", s.owner, s.secret_name);
+            out.push_str(&format!(
+                "  not before: {}\n  not after: {}\n  renewal: {}\n",
+                when(s.not_before),
+                when(s.not_after),
+                when(s.renewal_time)
+            ));
+            out.push_str(&format!(
+                "  revision: {}\n  failed attempts: {}\n",
+                s.revision, s.failed_issuance_attempts
+            ));
+            for c in &s.conditions {
+                out.push_str(&format!(
+                    "  {}={} since {}: {}\n",
+                    c.kind,
+                    truth(c.status),
+                    rfc3339(c.last_transition_time),
+                    c.reason
+                ));
             }
             Ok(out)
         }

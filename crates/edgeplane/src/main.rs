@@ -88,6 +88,17 @@ enum Command {
     /// Identities: access keys for the APIs, with the rules they grant.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Certificates kept issued by `serve` (their status).
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Every Certificate: secret, Ready, revision, expiry, renewal time.
+    List,
+    /// One Certificate's status and conditions, by `namespace/name`.
+    Get { name: String },
 }
 
 #[derive(Subcommand)]
@@ -375,6 +386,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 access_key_id,
                 active: true,
             },
+        },
+        Command::Cert(cmd) => match cmd {
+            CertCommand::List => Request::CertList,
+            CertCommand::Get { name } => Request::CertGet { name },
         },
         Command::Zone(cmd) => match cmd {
             ZoneCommand::Create {

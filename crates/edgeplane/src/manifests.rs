@@ -89,12 +89,13 @@ pub(crate) async fn watch(
                 for d in &plan.diagnostics {
                     tracing::warn!(problem = %d, "cert-manager manifest skipped; the rest applies");
                 }
-                let s = secrets.clone();
-                next_due =
-                    tokio::task::spawn_blocking(move || crate::certificates::reconcile(&s, &plan))
-                        .await
-                        .ok()
-                        .and_then(|pass| pass.next_due);
+                let (st, s) = (store.clone(), secrets.clone());
+                next_due = tokio::task::spawn_blocking(move || {
+                    crate::certificates::reconcile(&st, &s, &plan)
+                })
+                .await
+                .ok()
+                .and_then(|pass| pass.next_due);
             }
             if let Some(p) = &proxy {
                 used = crate::ingress::apply(p, &secrets, &texts).await;

@@ -8,6 +8,7 @@
 //!
 //! This crate does not serve traffic and does not parse wire formats of any protocol.
 
+pub mod certificates;
 mod codec;
 pub mod dnszones;
 pub mod health;

@@ -51,6 +51,14 @@ spec:
   privateKey: {{algorithm: ECDSA}}
 ---
 apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {{name: orphan, namespace: apps}}
+spec:
+  secretName: orphan-tls
+  issuerRef: {{name: missing}}
+  dnsNames: [orphan.test]
+---
+apiVersion: cert-manager.io/v1
 kind: Issuer
 metadata: {{name: bootstrap, namespace: apps}}
 spec: {{selfSigned: {{}}}}
@@ -218,6 +226,23 @@ fn certificates_are_issued_served_renewed_and_verify() {
     });
     assert_ne!(served_serial, first);
     assert!(String::from_utf8_lossy(&curl().stdout).contains("hello over internal TLS"));
+
+    // Status, as cert-manager reports it.
+    let status = cli_ok(&data, &["cert", "get", "apps/app"]);
+    assert!(status.contains("Ready=True"), "{status}");
+    let revision: u64 = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("revision: "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(revision >= 2, "renewed at least once: {status}");
+    let orphan = cli_ok(&data, &["cert", "get", "apps/orphan"]);
+    assert!(
+        orphan.contains("Ready=False") && orphan.contains("Issuer apps/missing not found"),
+        "{orphan}"
+    );
+    let list = cli_ok(&data, &["cert", "list"]);
+    assert!(list.contains("apps/app\tapp-tls\tTrue"), "{list}");
 
     // The ingress-shim annotation made a certificate for shim.test with no Certificate.
     let shim_resolve = format!("shim.test:{}:127.0.0.1", server.websecure.port());
