@@ -667,6 +667,18 @@ struct FileService {
     load_balancer: Option<FileLoadBalancer>,
     #[serde(default)]
     weighted: Option<FileWeighted>,
+    #[serde(default)]
+    failover: Option<FileFailover>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFailover {
+    service: String,
+    fallback: String,
+    #[serde(default, rename = "healthCheck")]
+    #[allow(dead_code)]
+    health_check: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -1291,8 +1303,12 @@ fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<Strin
         }
     }
     for (name, s) in &http.services {
-        let built = match (&s.load_balancer, &s.weighted) {
-            (Some(lb), None) => (|| {
+        let built = match (&s.load_balancer, &s.weighted, &s.failover) {
+            (None, None, Some(f)) => Ok(ServiceConfig::Failover {
+                service: file_name(&f.service),
+                fallback: file_name(&f.fallback),
+            }),
+            (Some(lb), None, None) => (|| {
                 Ok(ServiceConfig::LoadBalancer(LoadBalancerConfig {
                     servers: lb
                         .servers
@@ -1310,7 +1326,7 @@ fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<Strin
                     servers_transport: lb.servers_transport.as_ref().map(|t| file_name(t)),
                 }))
             })(),
-            (None, Some(w)) => Ok(ServiceConfig::Weighted(
+            (None, Some(w), None) => Ok(ServiceConfig::Weighted(
                 w.services
                     .iter()
                     .map(|c| WeightedService {
@@ -1319,7 +1335,7 @@ fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<Strin
                     })
                     .collect(),
             )),
-            _ => Err("a service has exactly one of loadBalancer or weighted".to_string()),
+            _ => Err("a service has exactly one of loadBalancer, weighted or failover".to_string()),
         };
         match built {
             Ok(b) => {

@@ -285,6 +285,9 @@ async fn services(State(s): State<ProxyApi>) -> Response {
                     "loadbalancer",
                     servers.iter().map(|u| u.url.clone()).collect(),
                 ),
+                proxy::runtime::Service::Failover { main, fallback } => {
+                    ("failover", vec![main.0.clone(), fallback.0.clone()])
+                }
                 proxy::runtime::Service::Weighted { children, .. } => (
                     "weighted",
                     children.iter().map(|(n, _)| n.clone()).collect(),

@@ -108,6 +108,11 @@ pub struct RouterTls {
 pub enum ServiceConfig {
     LoadBalancer(LoadBalancerConfig),
     Weighted(Vec<WeightedService>),
+    /// Traefik's `failover`: `service` while it has a usable server, else `fallback`.
+    Failover {
+        service: String,
+        fallback: String,
+    },
 }
 
 /// One child of a weighted service.

@@ -390,6 +390,13 @@ fn pick<'a>(service: &'a Arc<Service>, headers: &HeaderMap) -> Option<Picked<'a>
                 let i = balancer.pick(|i| children.get(i).is_some_and(|(_, c)| has_usable(c)))?;
                 s = children.get(i)?.1.as_ref();
             }
+            Service::Failover { main, fallback } => {
+                s = if has_usable(&main.1) {
+                    main.1.as_ref()
+                } else {
+                    fallback.1.as_ref()
+                };
+            }
         }
     }
     None
@@ -404,6 +411,9 @@ fn has_usable(s: &Service) -> bool {
             } => (0..servers.len()).any(|i| health.usable(i)),
             Service::Weighted { children, .. } => {
                 depth < 16 && children.iter().any(|(_, c)| walk(c, depth + 1))
+            }
+            Service::Failover { main, fallback } => {
+                depth < 16 && (walk(&main.1, depth + 1) || walk(&fallback.1, depth + 1))
             }
         }
     }

@@ -50,6 +50,11 @@ pub enum Service {
         children: Vec<(String, Arc<Service>)>,
         balancer: Balancer,
     },
+    /// The main service while it has a usable server, else the fallback.
+    Failover {
+        main: (String, Arc<Service>),
+        fallback: (String, Arc<Service>),
+    },
 }
 
 /// A backend server.
@@ -364,13 +369,21 @@ fn build_service(
                         && balancer.same_weights(&weights);
                     same.then(|| p.clone())
                 }
-                Service::Servers { .. } => None,
+                Service::Servers { .. } | Service::Failover { .. } => None,
             });
             reuse.unwrap_or_else(|| {
                 Arc::new(Service::Weighted {
                     children: built,
                     balancer: Balancer::new(&weights, Strategy::WeightedRoundRobin),
                 })
+            })
+        }
+        ServiceConfig::Failover { service, fallback } => {
+            let main = build_service(ctx, service, done, seen, depth + 1)?;
+            let back = build_service(ctx, fallback, done, seen, depth + 1)?;
+            Arc::new(Service::Failover {
+                main: (service.clone(), main),
+                fallback: (fallback.clone(), back),
             })
         }
     };

@@ -384,3 +384,17 @@ fn a_file_of_sixty_thousand_routers_is_within_the_parser_budget() {
     assert_eq!(p.diagnostics, Vec::<String>::new());
     assert_eq!(p.config.routers.len(), 60_000);
 }
+
+#[test]
+fn failover_services_in_the_file_format() {
+    let p = plan("http:\n  services:\n    ha:\n      failover: {service: main, fallback: spare, healthCheck: {}}\n    both:\n      failover: {service: a, fallback: b}\n      weighted: {services: [{name: a}]}\n");
+    assert_eq!(
+        p.config.services["ha@file"],
+        ServiceConfig::Failover {
+            service: "main@file".into(),
+            fallback: "spare@file".into()
+        }
+    );
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    assert!(p.diagnostics[0].contains("exactly one of loadBalancer, weighted or failover"));
+}

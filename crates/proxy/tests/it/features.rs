@@ -525,7 +525,7 @@ async fn spread(web: std::net::SocketAddr, n: usize, jar: Option<&str>) -> Vec<S
 fn lb(backends: &[std::net::SocketAddr]) -> proxy::config::LoadBalancerConfig {
     match service(backends) {
         ServiceConfig::LoadBalancer(lb) => lb,
-        ServiceConfig::Weighted(_) => unreachable!("service() builds a load balancer"),
+        _ => unreachable!("service() builds a load balancer"),
     }
 }
 
@@ -736,4 +736,55 @@ async fn access_logs_in_common_and_json_formats() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_services_use_the_fallback_while_the_main_one_is_down() {
+    let (main, main_ok) = backend::start_flagged("main").await;
+    let spare = backend::start("spare").await;
+    let p = start_proxy().await;
+    let mut cfg = proxy::config::DynamicConfig::default();
+    cfg.routers
+        .insert("r".into(), router("PathPrefix(`/`)", "ha"));
+    let mut l = lb(&[main]);
+    l.health_check = Some(proxy::config::HealthCheck {
+        path: "/health".into(),
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(1),
+        hostname: None,
+        port: None,
+        status: None,
+    });
+    cfg.services
+        .insert("main".into(), ServiceConfig::LoadBalancer(l));
+    cfg.services.insert("spare".into(), service(&[spare]));
+    cfg.services.insert(
+        "ha".into(),
+        ServiceConfig::Failover {
+            service: "main".into(),
+            fallback: "spare".into(),
+        },
+    );
+    assert_eq!(p.apply(&cfg), vec![]);
+    let web = p.local_addr("web").expect("web");
+    assert_eq!(spread(web, 3, None).await, vec!["main"; 3]);
+    main_ok.store(false, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(spread(web, 3, None).await, vec!["spare"; 3]);
+    main_ok.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(spread(web, 3, None).await, vec!["main"; 3]);
+    // A failover naming a missing service is reported, not served.
+    cfg.services.insert(
+        "ha".into(),
+        ServiceConfig::Failover {
+            service: "main".into(),
+            fallback: "nope".into(),
+        },
+    );
+    let diags = p.apply(&cfg);
+    assert!(
+        diags.iter().any(|d| d.kind == "service" && d.name == "ha"),
+        "{diags:?}"
+    );
 }
