@@ -111,8 +111,18 @@ pub(crate) async fn probe_loop(
         else {
             return;
         };
-        let probes = servers.iter().map(|s| probe(&client, s, &check));
-        let results = futures_join(probes).await;
+        // Every server at once: one slow server does not delay the others' results.
+        let mut set = tokio::task::JoinSet::new();
+        for (i, s) in servers.iter().enumerate() {
+            let (client, s, check) = (client.clone(), s.clone(), check.clone());
+            set.spawn(async move { (i, probe(&client, &s, &check).await) });
+        }
+        let mut results = vec![false; servers.len()];
+        while let Some(r) = set.join_next().await {
+            if let Ok((i, ok)) = r {
+                results[i] = ok;
+            }
+        }
         for (i, ok) in results.into_iter().enumerate() {
             if health.set_up(i, ok) {
                 tracing::warn!(server = %servers[i].url, healthy = ok, "health check changed");
@@ -121,17 +131,6 @@ pub(crate) async fn probe_loop(
         drop(svc);
         tokio::time::sleep(check.interval).await;
     }
-}
-
-async fn futures_join<F: std::future::Future<Output = bool>>(
-    probes: impl Iterator<Item = F>,
-) -> Vec<bool> {
-    let handles: Vec<_> = probes.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await);
-    }
-    out
 }
 
 async fn probe(
@@ -180,5 +179,5 @@ pub(crate) fn watch(service: &Arc<Service>, client: &Client<HttpConnector, Empty
     }
 }
 
-/// How long to wait before the first probe result counts; exported for tests.
+/// The shortest probe interval a health check may ask for.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);

@@ -3,7 +3,6 @@
 //! Graceful shutdown stops accepting and lets in-flight requests finish within a deadline.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,7 +87,6 @@ pub(crate) async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     let local_port = ep.listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let draining = Arc::new(AtomicBool::new(false));
     loop {
         let accepted = tokio::select! {
             a = ep.listener.accept() => a,
@@ -112,7 +110,6 @@ pub(crate) async fn serve(
         let builder = builder.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
-        let _ = &draining;
         tokio::spawn(async move {
             let gauge = shared.metrics.open_connection(&config.name);
             if config
@@ -175,7 +172,6 @@ pub(crate) async fn serve(
             drop(gauge);
         });
     }
-    draining.store(true, Ordering::Relaxed);
     drop(ep.listener);
     tokio::select! {
         () = graceful.shutdown() => {}

@@ -3,7 +3,7 @@
 //! failed attempts since the last success; one row per Certificate keyed by `namespace/name`,
 //! written by the process that owns the data directory.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::dnszones::StatusCondition;
@@ -30,13 +30,6 @@ pub struct CertificateStatus {
     pub last_failure_time: Option<u64>,
     /// Seconds since the Unix epoch of the pass (set by the store).
     pub last_reconciled: u64,
-}
-
-fn corrupt(owner: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what: format!("status of Certificate {owner}"),
-        reason: e.to_string(),
-    }
 }
 
 /// What one pass found for a Certificate.
@@ -149,51 +142,18 @@ impl Store {
             });
         }
         s.conditions = conditions;
-        let bytes = serde_json::to_vec(&s).map_err(|e| corrupt(owner, e))?;
-        let txn = self.inner.db.begin_write().map_err(StoreError::storage)?;
-        txn.open_table(CERTIFICATE_STATUS)
-            .map_err(StoreError::storage)?
-            .insert(owner, bytes.as_slice())
-            .map_err(StoreError::storage)?;
-        txn.commit().map_err(StoreError::storage)?;
+        self.status_put(CERTIFICATE_STATUS, "Certificate", owner, &s)?;
         Ok(s)
     }
 
     /// The status of one Certificate (`namespace/name`).
     pub fn certificate_status(&self, owner: &str) -> Result<Option<CertificateStatus>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(StoreError::storage)?;
-        let table = match txn.open_table(CERTIFICATE_STATUS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(StoreError::storage(e)),
-        };
-        match table.get(owner).map_err(StoreError::storage)? {
-            Some(v) => serde_json::from_slice(v.value())
-                .map(Some)
-                .map_err(|e| corrupt(owner, e)),
-            None => Ok(None),
-        }
+        self.status_get(CERTIFICATE_STATUS, "Certificate", owner)
     }
 
     /// Every Certificate status; a row that does not decode is reported and left out.
     pub fn certificate_statuses(&self) -> Result<Vec<CertificateStatus>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(StoreError::storage)?;
-        let table = match txn.open_table(CERTIFICATE_STATUS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::storage(e)),
-        };
-        let mut out = Vec::new();
-        for item in table.iter().map_err(StoreError::storage)? {
-            let (k, v) = item.map_err(StoreError::storage)?;
-            match serde_json::from_slice(v.value()) {
-                Ok(s) => out.push(s),
-                Err(e) => {
-                    tracing::warn!(owner = k.value(), error = %e, "skipping a corrupt Certificate status")
-                }
-            }
-        }
-        Ok(out)
+        self.status_all(CERTIFICATE_STATUS, "Certificate")
     }
 }
 

@@ -8,12 +8,12 @@
 //! goes through that process. Rows are small JSON documents; the table is created by the first
 //! write.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::{Store, StoreError};
 
-const DNSZONE_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("dnszone_status");
+const DNSZONE_STATUS: crate::status_table::Table = TableDefinition::new("dnszone_status");
 
 /// The status of one DNSZone, as its last reconcile left it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,13 +46,6 @@ pub struct StatusCondition {
     pub last_transition_time: u64,
 }
 
-fn corrupt(owner: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what: format!("status of DNSZone {owner}"),
-        reason: e.to_string(),
-    }
-}
-
 impl Store {
     /// Records what a reconcile found. The store sets the times and the generation: the
     /// generation goes up when the spec digest differs from the one recorded before, and a
@@ -80,52 +73,19 @@ impl Store {
                 })
                 .map_or(now, |o| o.last_transition_time);
         }
-        let bytes = serde_json::to_vec(&status).map_err(|e| corrupt(&status.owner, e))?;
-        let txn = self.inner.db.begin_write().map_err(StoreError::storage)?;
-        txn.open_table(DNSZONE_STATUS)
-            .map_err(StoreError::storage)?
-            .insert(status.owner.as_str(), bytes.as_slice())
-            .map_err(StoreError::storage)?;
-        txn.commit().map_err(StoreError::storage)?;
+        self.status_put(DNSZONE_STATUS, "DNSZone", &status.owner, &status)?;
         Ok(status)
     }
 
     /// The status of one DNSZone (`namespace/name`).
     pub fn dnszone_status(&self, owner: &str) -> Result<Option<DnsZoneStatus>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(StoreError::storage)?;
-        let table = match txn.open_table(DNSZONE_STATUS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(StoreError::storage(e)),
-        };
-        match table.get(owner).map_err(StoreError::storage)? {
-            Some(v) => serde_json::from_slice(v.value())
-                .map(Some)
-                .map_err(|e| corrupt(owner, e)),
-            None => Ok(None),
-        }
+        self.status_get(DNSZONE_STATUS, "DNSZone", owner)
     }
 
     /// Every DNSZone status, by owner. A row that does not decode is reported and left out, so
     /// it hides no other.
     pub fn dnszone_statuses(&self) -> Result<Vec<DnsZoneStatus>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(StoreError::storage)?;
-        let table = match txn.open_table(DNSZONE_STATUS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::storage(e)),
-        };
-        let mut out = Vec::new();
-        for item in table.iter().map_err(StoreError::storage)? {
-            let (k, v) = item.map_err(StoreError::storage)?;
-            match serde_json::from_slice(v.value()) {
-                Ok(s) => out.push(s),
-                Err(e) => {
-                    tracing::warn!(owner = k.value(), error = %e, "skipping a corrupt DNSZone status")
-                }
-            }
-        }
-        Ok(out)
+        self.status_all(DNSZONE_STATUS, "DNSZone")
     }
 
     /// Forgets a DNSZone's status (its resources are gone); whether there was one.

@@ -14,6 +14,7 @@ pub mod dnszones;
 pub mod health;
 pub mod identities;
 pub mod secrets;
+mod status_table;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
