@@ -3,8 +3,11 @@
 //! the time it is due for renewal (2/3 of its lifetime unless `renewBefore` or
 //! `renewBeforePercentage` say otherwise). Pure: no I/O, no clock (the caller passes `now`).
 //!
-//! This crate does not read manifests, talk to ACME servers or write secrets: `config` parses
+//! [`acme`] runs ACME orders (instant-acme) with the challenges answered by a caller's
+//! [`acme::Solver`]. This crate does not read manifests or write secrets: `config` parses
 //! Certificate and Issuer resources, and `serve` stores what is issued in the secret store.
+
+pub mod acme;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -176,25 +179,7 @@ pub fn issue(
     keep_key: Option<&str>,
 ) -> Result<Issued, CertError> {
     spec.validate()?;
-    let key = match keep_key {
-        Some(pem) => rcgen::KeyPair::from_pem(pem)
-            .map_err(|e| CertError::Invalid(format!("the kept private key: {e}")))?,
-        None => {
-            let alg: &'static rcgen::SignatureAlgorithm = match spec.key {
-                KeyAlgorithm::Rsa(2048) => &rcgen::PKCS_RSA_SHA256,
-                KeyAlgorithm::Rsa(3072) => &rcgen::PKCS_RSA_SHA384,
-                KeyAlgorithm::Rsa(_) => &rcgen::PKCS_RSA_SHA512,
-                KeyAlgorithm::Ecdsa(384) => &rcgen::PKCS_ECDSA_P384_SHA384,
-                KeyAlgorithm::Ecdsa(_) => &rcgen::PKCS_ECDSA_P256_SHA256,
-                KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
-            };
-            match spec.key {
-                KeyAlgorithm::Rsa(bits) => generate_rsa(bits, alg)?,
-                _ => rcgen::KeyPair::generate_for(alg)
-                    .map_err(|e| CertError::Signing(e.to_string()))?,
-            }
-        }
-    };
+    let key = key_for(spec, keep_key)?;
     let mut params = rcgen::CertificateParams::default();
     let mut dn = rcgen::DistinguishedName::new();
     if let Some(cn) = &spec.common_name {
@@ -282,6 +267,79 @@ pub fn issue(
         not_after: now + lifetime,
         serial_hex: serial.iter().map(|b| format!("{b:02x}")).collect(),
     })
+}
+
+/// The key to certify: the kept one, or a new one of the spec's algorithm.
+fn key_for(spec: &CertificateSpec, keep_key: Option<&str>) -> Result<rcgen::KeyPair, CertError> {
+    match keep_key {
+        Some(pem) => rcgen::KeyPair::from_pem(pem)
+            .map_err(|e| CertError::Invalid(format!("the kept private key: {e}"))),
+        None => {
+            let alg: &'static rcgen::SignatureAlgorithm = match spec.key {
+                KeyAlgorithm::Rsa(2048) => &rcgen::PKCS_RSA_SHA256,
+                KeyAlgorithm::Rsa(3072) => &rcgen::PKCS_RSA_SHA384,
+                KeyAlgorithm::Rsa(_) => &rcgen::PKCS_RSA_SHA512,
+                KeyAlgorithm::Ecdsa(384) => &rcgen::PKCS_ECDSA_P384_SHA384,
+                KeyAlgorithm::Ecdsa(_) => &rcgen::PKCS_ECDSA_P256_SHA256,
+                KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
+            };
+            match spec.key {
+                KeyAlgorithm::Rsa(bits) => generate_rsa(bits, alg),
+                _ => {
+                    rcgen::KeyPair::generate_for(alg).map_err(|e| CertError::Signing(e.to_string()))
+                }
+            }
+        }
+    }
+}
+
+/// A certificate signing request and the private key it is for.
+pub struct Csr {
+    pub der: Vec<u8>,
+    pub key_pem: Zeroizing<String>,
+}
+
+/// A CSR for `spec` (its common name, DNS names and IP addresses), with the kept key or a new
+/// one of the spec's algorithm, for a CA that sets everything else itself (ACME).
+pub fn csr(spec: &CertificateSpec, keep_key: Option<&str>) -> Result<Csr, CertError> {
+    spec.validate()?;
+    let key = key_for(spec, keep_key)?;
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    if let Some(cn) = &spec.common_name {
+        dn.push(rcgen::DnType::CommonName, cn.as_str());
+    }
+    params.distinguished_name = dn;
+    let mut names: Vec<&str> = spec.dns_names.iter().map(String::as_str).collect();
+    if let Some(cn) = spec.common_name.as_deref() {
+        if cn.parse::<IpAddr>().is_err() && !names.iter().any(|n| n.eq_ignore_ascii_case(cn)) {
+            names.push(cn);
+        }
+    }
+    for n in names {
+        let name = rcgen::string::Ia5String::try_from(n)
+            .map_err(|_| CertError::Invalid(format!("invalid DNS name {n:?}")))?;
+        params.subject_alt_names.push(rcgen::SanType::DnsName(name));
+    }
+    for ip in &spec.ip_addresses {
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress(*ip));
+    }
+    let req = params
+        .serialize_request(&key)
+        .map_err(|e| CertError::Signing(e.to_string()))?;
+    Ok(Csr {
+        der: req.der().to_vec(),
+        key_pem: Zeroizing::new(key.serialize_pem()),
+    })
+}
+
+/// The serial number (hex) of the first certificate of a PEM bundle.
+pub fn serial_hex(pem: &str) -> Option<String> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let c = p.parse_x509().ok()?;
+    Some(c.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn generate_rsa(

@@ -74,6 +74,34 @@ impl Route53Provider {
     pub fn iam(&self) -> &aws_sdk_iam::Client {
         &self.iam
     }
+
+    /// The simple record set of `name` and `rtype`, if there is one, read with a listing
+    /// that starts there (one call, whatever the size of the zone).
+    pub async fn record_set(
+        &self,
+        zone_id: &str,
+        name: &DomainName,
+        rtype: RecordType,
+    ) -> Result<Option<RecordSet>, ProviderError> {
+        let t = r53::RrType::from(rtype.as_str());
+        let page = self
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .start_record_name(name.to_route53_string())
+            .start_record_type(t)
+            .max_items(1)
+            .send()
+            .await
+            .map_err(classify)?;
+        for s in page.resource_record_sets() {
+            let set = from_sdk(s).map_err(ProviderError::Unavailable)?;
+            if set.name == *name && set.rtype == rtype && set.set_identifier.is_none() {
+                return Ok(Some(set));
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(

@@ -1,5 +1,5 @@
-//! cert-manager's `cert-manager.io/v1` resources: `Issuer` and `ClusterIssuer` (types `ca`
-//! and `selfSigned`; `acme` is recognised and reported as not available yet), and
+//! cert-manager's `cert-manager.io/v1` resources: `Issuer` and `ClusterIssuer` (types `ca`,
+//! `selfSigned` and `acme` with `dns01.route53` and `http01` solvers), and
 //! `Certificate`, converted into [`certs::CertificateSpec`] plus what the controller needs to
 //! find the issuer and the secret. Each broken document yields a diagnostic naming it.
 
@@ -26,6 +26,126 @@ pub enum IssuerType {
     Ca {
         secret_name: String,
     },
+    /// An ACME CA (Let's Encrypt, Pebble, ZeroSSL...).
+    Acme(Box<AcmeIssuer>),
+}
+
+/// An ACME issuer (`spec.acme`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeIssuer {
+    /// The directory URL.
+    pub server: String,
+    pub email: Option<String>,
+    /// The secret (issuer's namespace) holding the account key as PKCS#8 PEM in `tls.key`;
+    /// created with a new key when missing.
+    pub private_key_secret: String,
+    /// PEM certificates trusted for the ACME server's TLS, besides the system roots.
+    pub ca_bundle: Option<String>,
+    pub skip_tls_verify: bool,
+    pub external_account_binding: Option<ExternalAccountBinding>,
+    pub solvers: Vec<AcmeSolver>,
+}
+
+/// `externalAccountBinding`: a key ID and the HMAC key (base64url) in a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalAccountBinding {
+    pub key_id: String,
+    pub key_secret: SecretKeyRef,
+}
+
+/// A key of a secret in the issuer's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// One entry of `spec.acme.solvers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSolver {
+    pub selector: SolverSelector,
+    pub kind: SolverKind,
+}
+
+/// Which names a solver is for (cert-manager's `selector`; empty matches every name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SolverSelector {
+    pub dns_names: Vec<String>,
+    pub dns_zones: Vec<String>,
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// How a solver answers challenges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SolverKind {
+    /// DNS-01 through a Route53-compatible API: the one of the DNSZone (or embedded zone)
+    /// holding the name, with these credentials or else the zone's scoped identity.
+    Dns01Route53(Route53Solver),
+    /// HTTP-01 answered by the proxy's `web` entry point.
+    Http01,
+}
+
+/// `dns01.route53`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Route53Solver {
+    pub region: Option<String>,
+    pub hosted_zone_id: Option<String>,
+    /// `accessKeyID` given in the manifest (not a secret).
+    pub access_key_id: Option<String>,
+    pub access_key_id_ref: Option<SecretKeyRef>,
+    pub secret_access_key_ref: Option<SecretKeyRef>,
+}
+
+impl AcmeIssuer {
+    /// The solver cert-manager would choose for `name` (a DNS name, maybe `*.`-prefixed) of a
+    /// Certificate with `labels`: among solvers whose `matchLabels` all match, one listing the
+    /// name in `dnsNames` wins, then the longest matching `dnsZones` entry, then one with no
+    /// name selector; ties go to the first listed. A wildcard name needs DNS-01.
+    pub fn solver_for(&self, name: &str, labels: &BTreeMap<String, String>) -> Option<&AcmeSolver> {
+        let wildcard = name.starts_with("*.");
+        let bare = name
+            .trim_start_matches("*.")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let mut best: Option<(u32, &AcmeSolver)> = None;
+        for s in &self.solvers {
+            if wildcard && s.kind == SolverKind::Http01 {
+                continue;
+            }
+            let sel = &s.selector;
+            if !sel
+                .match_labels
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+            {
+                continue;
+            }
+            let label_bonus = u32::try_from(sel.match_labels.len())
+                .unwrap_or(u32::MAX)
+                .min(999);
+            let score = if sel.dns_names.is_empty() && sel.dns_zones.is_empty() {
+                Some(label_bonus)
+            } else if sel.dns_names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                Some(1_000_000 + label_bonus)
+            } else {
+                sel.dns_zones
+                    .iter()
+                    .map(|z| z.trim_end_matches('.').to_ascii_lowercase())
+                    .filter(|z| bare == *z || bare.ends_with(&format!(".{z}")))
+                    .map(|z| {
+                        1000 + 1000 * u32::try_from(z.split('.').count()).unwrap_or(0).min(900)
+                            + label_bonus
+                    })
+                    .max()
+            };
+            if let Some(score) = score {
+                if best.is_none_or(|(b, _)| score > b) {
+                    best = Some((score, s));
+                }
+            }
+        }
+        best.map(|(_, s)| s)
+    }
 }
 
 /// A Certificate to keep issued.
@@ -42,6 +162,8 @@ pub struct CertificatePlan {
     pub spec: certs::CertificateSpec,
     /// `rotationPolicy: Never` keeps the private key across renewals.
     pub keep_key: bool,
+    /// The Certificate's labels (ACME solver selectors match them).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Everything cert-manager-shaped in a set of files.
@@ -64,6 +186,8 @@ struct Meta {
     name: String,
     #[serde(default)]
     namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -81,7 +205,7 @@ struct IssuerSpec {
     #[serde(default)]
     ca: Option<CaDoc>,
     #[serde(default)]
-    acme: Option<serde::de::IgnoredAny>,
+    acme: Option<AcmeDoc>,
     #[serde(default)]
     vault: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -95,6 +219,211 @@ struct CaDoc {
     #[serde(default)]
     #[allow(dead_code)]
     crl_distribution_points: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AcmeDoc {
+    server: String,
+    #[serde(default)]
+    email: Option<String>,
+    private_key_secret_ref: NameRefDoc,
+    #[serde(default)]
+    ca_bundle: Option<String>,
+    #[serde(default, rename = "skipTLSVerify")]
+    skip_tls_verify: bool,
+    #[serde(default)]
+    external_account_binding: Option<EabDoc>,
+    #[serde(default)]
+    solvers: Vec<SolverDoc>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    preferred_chain: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    disable_account_key_generation: Option<bool>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    enable_duration_feature: Option<bool>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    profile: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameRefDoc {
+    name: String,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EabDoc {
+    #[serde(rename = "keyID")]
+    key_id: String,
+    key_secret_ref: NameRefDoc,
+    #[serde(default)]
+    key_algorithm: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SolverDoc {
+    #[serde(default)]
+    selector: Option<SelectorDoc>,
+    #[serde(default)]
+    dns01: Option<Dns01Doc>,
+    #[serde(default)]
+    http01: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SelectorDoc {
+    #[serde(default)]
+    dns_names: Vec<String>,
+    #[serde(default)]
+    dns_zones: Vec<String>,
+    #[serde(default)]
+    match_labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Dns01Doc {
+    #[serde(default)]
+    route53: Option<Route53Doc>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    cname_strategy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Route53Doc {
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default, rename = "hostedZoneID")]
+    hosted_zone_id: Option<String>,
+    #[serde(default, rename = "accessKeyID")]
+    access_key_id: Option<String>,
+    #[serde(default, rename = "accessKeyIDSecretRef")]
+    access_key_id_secret_ref: Option<NameRefDoc>,
+    #[serde(default)]
+    secret_access_key_secret_ref: Option<NameRefDoc>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+fn acme_issuer(d: AcmeDoc) -> Result<AcmeIssuer, String> {
+    let url = d.server.trim();
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+        return Err(format!("acme.server {url:?} must be an https:// URL"));
+    }
+    let ca_bundle = match d.ca_bundle {
+        Some(b) => {
+            let bytes = model::base64::decode(b.trim().as_bytes())
+                .ok_or_else(|| "acme.caBundle must be base64-encoded PEM".to_string())?;
+            let pem = String::from_utf8(bytes)
+                .map_err(|_| "acme.caBundle must be base64-encoded PEM".to_string())?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err("acme.caBundle holds no PEM certificate".into());
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let key_ref = |r: NameRefDoc, field: &str| -> Result<SecretKeyRef, String> {
+        let key = r.key.ok_or_else(|| format!("{field}.key is required"))?;
+        Ok(SecretKeyRef { name: r.name, key })
+    };
+    let external_account_binding = match d.external_account_binding {
+        Some(e) => {
+            if let Some(a) = e.key_algorithm.as_deref() {
+                if a != "HS256" {
+                    return Err(format!(
+                        "acme.externalAccountBinding.keyAlgorithm {a:?}: only HS256 is supported"
+                    ));
+                }
+            }
+            Some(ExternalAccountBinding {
+                key_id: e.key_id,
+                key_secret: key_ref(e.key_secret_ref, "acme.externalAccountBinding.keySecretRef")?,
+            })
+        }
+        None => None,
+    };
+    let mut solvers = Vec::new();
+    for (i, s) in d.solvers.into_iter().enumerate() {
+        let at = format!("acme.solvers[{i}]");
+        let kind = match (s.dns01, s.http01) {
+            (Some(dns), None) => {
+                let r = dns
+                    .route53
+                    .ok_or_else(|| format!("{at}.dns01: only the route53 provider is available"))?;
+                if r.role.is_some() {
+                    return Err(format!(
+                        "{at}.dns01.route53.role: assuming a role is not supported"
+                    ));
+                }
+                if r.access_key_id.is_some() && r.access_key_id_secret_ref.is_some() {
+                    return Err(format!(
+                        "{at}.dns01.route53: accessKeyID and accessKeyIDSecretRef are exclusive"
+                    ));
+                }
+                let has_id = r.access_key_id.is_some() || r.access_key_id_secret_ref.is_some();
+                if has_id != r.secret_access_key_secret_ref.is_some() {
+                    return Err(format!(
+                        "{at}.dns01.route53: an access key ID and secretAccessKeySecretRef go together"
+                    ));
+                }
+                SolverKind::Dns01Route53(Route53Solver {
+                    region: r.region,
+                    hosted_zone_id: r.hosted_zone_id,
+                    access_key_id: r.access_key_id,
+                    access_key_id_ref: r
+                        .access_key_id_secret_ref
+                        .map(|k| key_ref(k, &format!("{at}.dns01.route53.accessKeyIDSecretRef")))
+                        .transpose()?,
+                    secret_access_key_ref: r
+                        .secret_access_key_secret_ref
+                        .map(|k| {
+                            key_ref(k, &format!("{at}.dns01.route53.secretAccessKeySecretRef"))
+                        })
+                        .transpose()?,
+                })
+            }
+            (None, Some(_)) => SolverKind::Http01,
+            _ => return Err(format!("{at}: exactly one of dns01 and http01 is required")),
+        };
+        let sel = s.selector.unwrap_or(SelectorDoc {
+            dns_names: Vec::new(),
+            dns_zones: Vec::new(),
+            match_labels: BTreeMap::new(),
+        });
+        solvers.push(AcmeSolver {
+            selector: SolverSelector {
+                dns_names: sel.dns_names,
+                dns_zones: sel.dns_zones,
+                match_labels: sel.match_labels,
+            },
+            kind,
+        });
+    }
+    if solvers.is_empty() {
+        return Err("acme.solvers: at least one solver is required".into());
+    }
+    Ok(AcmeIssuer {
+        server: url.to_string(),
+        email: d.email.filter(|e| !e.is_empty()),
+        private_key_secret: d.private_key_secret_ref.name,
+        ca_bundle,
+        skip_tls_verify: d.skip_tls_verify,
+        external_account_binding,
+        solvers,
+    })
 }
 
 #[derive(Deserialize)]
@@ -206,15 +535,20 @@ fn parse_one(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
                     "{who}: exactly one of selfSigned, ca, acme is required"
                 ));
             }
-            let kind_of = if s.self_signed.is_some() {
+            let mut d = d;
+            let kind_of = if d.spec.self_signed.is_some() {
                 IssuerType::SelfSigned
-            } else if let Some(ca) = &s.ca {
+            } else if let Some(ca) = &d.spec.ca {
                 IssuerType::Ca {
                     secret_name: ca.secret_name.clone(),
                 }
+            } else if let Some(acme) = d.spec.acme.take() {
+                IssuerType::Acme(Box::new(
+                    acme_issuer(acme).map_err(|e| format!("{who}: {e}"))?,
+                ))
             } else {
                 return Err(format!(
-                    "{who}: only selfSigned and ca issuers are available in this version"
+                    "{who}: vault and venafi issuers are not available; use selfSigned, ca or acme"
                 ));
             };
             plan.issuers.push(IssuerPlan {
@@ -238,7 +572,7 @@ fn parse_one(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
                 .clone()
                 .unwrap_or_else(|| "default".into());
             let who = format!("Certificate {ns}/{}", d.metadata.name);
-            certificate(ns, d.metadata.name, d.spec)
+            certificate(ns, d.metadata.name, d.metadata.labels, d.spec)
                 .map(|c| plan.certificates.push(c))
                 .map_err(|e| format!("{who}: {e}"))
         }
@@ -249,6 +583,7 @@ fn parse_one(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
 fn certificate(
     namespace: String,
     name: String,
+    labels: BTreeMap<String, String>,
     d: CertificateSpecDoc,
 ) -> Result<CertificatePlan, String> {
     if let Some(g) = d.issuer_ref.group.as_deref() {
@@ -323,6 +658,7 @@ fn certificate(
         issuer_kind,
         spec,
         keep_key,
+        labels,
     })
 }
 
@@ -455,6 +791,7 @@ fn ingress_shim(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
         issuer_kind: issuer_kind.to_string(),
         spec,
         keep_key: false,
+        labels: BTreeMap::new(),
     });
     Ok(())
 }
@@ -572,6 +909,123 @@ spec:
     }
 
     #[test]
+    fn acme_issuers_and_solver_selection() {
+        let p = load_one(
+            r#"
+apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {name: le}
+spec:
+  acme:
+    server: https://acme.test/dir
+    email: ops@example.com
+    caBundle: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=
+    privateKeySecretRef: {name: le-account}
+    externalAccountBinding: {keyID: kid-1, keySecretRef: {name: eab, key: secret}, keyAlgorithm: HS256}
+    solvers:
+      - http01: {ingress: {ingressClassName: edgeplane}}
+      - selector: {dnsZones: [example.com]}
+        dns01:
+          route53:
+            region: eu-west-1
+            accessKeyIDSecretRef: {name: route53, key: access-key-id}
+            secretAccessKeySecretRef: {name: route53, key: secret-access-key}
+      - selector: {dnsZones: [deep.example.com]}
+        dns01: {route53: {hostedZoneID: Z2}}
+      - selector: {dnsNames: [exact.deep.example.com]}
+        http01: {}
+      - selector: {matchLabels: {tier: gold}}
+        dns01: {route53: {hostedZoneID: GOLD}}
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: bad, namespace: apps}
+spec:
+  acme:
+    server: https://acme.test/dir
+    privateKeySecretRef: {name: k}
+    solvers: [{dns01: {cloudflare: {}}}]
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: nosolver, namespace: apps}
+spec: {acme: {server: https://acme.test/dir, privateKeySecretRef: {name: k}}}
+"#,
+        );
+        assert_eq!(p.issuers.len(), 1, "{:?}", p.diagnostics);
+        let IssuerType::Acme(a) = &p.issuers[0].kind else {
+            panic!("not acme: {:?}", p.issuers[0].kind)
+        };
+        assert_eq!(a.server, "https://acme.test/dir");
+        assert_eq!(a.private_key_secret, "le-account");
+        assert!(a
+            .ca_bundle
+            .as_deref()
+            .is_some_and(|b| b.contains("BEGIN CERTIFICATE")));
+        assert_eq!(
+            a.external_account_binding
+                .as_ref()
+                .map(|e| e.key_id.as_str()),
+            Some("kid-1")
+        );
+        let none = BTreeMap::new();
+        let kind = |name: &str, labels: &BTreeMap<String, String>| {
+            a.solver_for(name, labels).map(|s| match &s.kind {
+                SolverKind::Http01 => "http01".to_string(),
+                SolverKind::Dns01Route53(r) => format!(
+                    "dns01:{}",
+                    r.hosted_zone_id
+                        .clone()
+                        .or(r.region.clone())
+                        .unwrap_or_default()
+                ),
+            })
+        };
+        // No name selector matches: the first unselective solver (HTTP-01).
+        assert_eq!(kind("www.other.org", &none).as_deref(), Some("http01"));
+        // dnsZones beats no selector; the longest zone wins.
+        assert_eq!(
+            kind("www.example.com", &none).as_deref(),
+            Some("dns01:eu-west-1")
+        );
+        assert_eq!(
+            kind("example.com", &none).as_deref(),
+            Some("dns01:eu-west-1")
+        );
+        assert_eq!(
+            kind("a.deep.example.com", &none).as_deref(),
+            Some("dns01:Z2")
+        );
+        // dnsNames beats dnsZones.
+        assert_eq!(
+            kind("exact.deep.example.com", &none).as_deref(),
+            Some("http01")
+        );
+        // A wildcard never goes to HTTP-01.
+        assert_eq!(
+            kind("*.example.com", &none).as_deref(),
+            Some("dns01:eu-west-1")
+        );
+        // matchLabels: only for Certificates with the label, then it beats no selector.
+        let gold = BTreeMap::from([("tier".to_string(), "gold".to_string())]);
+        assert_eq!(kind("www.other.org", &gold).as_deref(), Some("dns01:GOLD"));
+        assert!(
+            p.diagnostics
+                .iter()
+                .any(|d| d.contains("Issuer") && d.contains("unknown field `cloudflare`")),
+            "{:?}",
+            p.diagnostics
+        );
+        assert!(
+            p.diagnostics
+                .iter()
+                .any(|d| d.contains("Issuer nosolver") && d.contains("at least one solver")),
+            "{:?}",
+            p.diagnostics
+        );
+    }
+
+    #[test]
     fn issuers_and_certificates() {
         let p = load_one(
             r#"
@@ -638,8 +1092,7 @@ spec: {secretName: x, issuerRef: {name: internal}}
         assert_eq!(c.secret_labels["team"], "edge");
         assert_eq!(p.diagnostics.len(), 2, "{:?}", p.diagnostics);
         assert!(
-            p.diagnostics[0].contains("Issuer le")
-                && p.diagnostics[0].contains("only selfSigned and ca"),
+            p.diagnostics[0].contains("Issuer") && p.diagnostics[0].contains("privateKeySecretRef"),
             "{:?}",
             p.diagnostics
         );

@@ -18,6 +18,16 @@
 //!     credentials: {secretRef: {namespace: edgeplane-system, name: other-aws}}
 //! ```
 //!
+//! and how ACME orders run:
+//!
+//! ```yaml
+//! acme:
+//!   maxConcurrentOrders: 16    # orders in flight at once (the default)
+//!   retryBackoff: 5m           # the wait after a failed order, doubled after each failure
+//!   maxRetryBackoff: 32h       # ... up to this
+//!   propagationTimeout: 2m     # how long a challenge may take to be visible everywhere
+//! ```
+//!
 //! YAML through serde-saphyr with `deny_unknown_fields`; the wire types stay here and are
 //! converted into [`StaticConfig`]. Credentials are only named (files, a secret), never read
 //! here, so no key passes through this crate.
@@ -54,6 +64,27 @@ pub struct StaticConfig {
     pub origin: Option<PathBuf>,
     /// The DNS providers by name (never `embedded`).
     pub dns_providers: BTreeMap<String, DnsProviderConfig>,
+    pub acme: AcmeSettings,
+}
+
+/// How ACME orders run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    pub max_concurrent_orders: usize,
+    pub retry_backoff: std::time::Duration,
+    pub max_retry_backoff: std::time::Duration,
+    pub propagation_timeout: std::time::Duration,
+}
+
+impl Default for AcmeSettings {
+    fn default() -> Self {
+        AcmeSettings {
+            max_concurrent_orders: 16,
+            retry_backoff: std::time::Duration::from_secs(300),
+            max_retry_backoff: std::time::Duration::from_secs(32 * 3600),
+            propagation_timeout: std::time::Duration::from_secs(120),
+        }
+    }
 }
 
 /// A named DNS provider.
@@ -95,6 +126,63 @@ pub enum CredentialSource {
 struct FileDoc {
     #[serde(default)]
     dns_providers: BTreeMap<String, ProviderDoc>,
+    #[serde(default)]
+    acme: Option<AcmeDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AcmeDoc {
+    #[serde(default)]
+    max_concurrent_orders: Option<usize>,
+    #[serde(default)]
+    retry_backoff: Option<String>,
+    #[serde(default)]
+    max_retry_backoff: Option<String>,
+    #[serde(default)]
+    propagation_timeout: Option<String>,
+}
+
+fn acme_settings(d: Option<AcmeDoc>) -> Result<AcmeSettings, String> {
+    let mut s = AcmeSettings::default();
+    let Some(d) = d else { return Ok(s) };
+    let dur = |v: &Option<String>,
+               field: &str,
+               min: u64|
+     -> Result<Option<std::time::Duration>, String> {
+        v.as_deref()
+            .map(|t| {
+                crate::certmanager::go_duration(t)
+                    .map_err(|e| format!("acme.{field}: {e}"))
+                    .and_then(|d| {
+                        if d.as_secs() < min {
+                            Err(format!("acme.{field} must be at least {min} s"))
+                        } else {
+                            Ok(d)
+                        }
+                    })
+            })
+            .transpose()
+    };
+    if let Some(n) = d.max_concurrent_orders {
+        if n == 0 || n > 1000 {
+            return Err("acme.maxConcurrentOrders must be between 1 and 1000".into());
+        }
+        s.max_concurrent_orders = n;
+    }
+    if let Some(v) = dur(&d.retry_backoff, "retryBackoff", 1)? {
+        s.retry_backoff = v;
+    }
+    if let Some(v) = dur(&d.max_retry_backoff, "maxRetryBackoff", 1)? {
+        s.max_retry_backoff = v;
+    }
+    if s.max_retry_backoff < s.retry_backoff {
+        return Err("acme.maxRetryBackoff must not be shorter than acme.retryBackoff".into());
+    }
+    if let Some(v) = dur(&d.propagation_timeout, "propagationTimeout", 1)? {
+        s.propagation_timeout = v;
+    }
+    Ok(s)
 }
 
 #[derive(Deserialize)]
@@ -158,6 +246,7 @@ impl StaticConfig {
         let doc: FileDoc = if text.trim().is_empty() {
             FileDoc {
                 dns_providers: BTreeMap::new(),
+                acme: None,
             }
         } else {
             serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?
@@ -168,9 +257,11 @@ impl StaticConfig {
                 .map_err(|e| invalid(format!("dnsProviders.{name}: {e}")))?;
             dns_providers.insert(name, provider);
         }
+        let acme = acme_settings(doc.acme).map_err(invalid)?;
         Ok(StaticConfig {
             origin: None,
             dns_providers,
+            acme,
         })
     }
 

@@ -1,7 +1,8 @@
 //! The certificate controller of `serve`: keeps every cert-manager `Certificate` in the
 //! manifest directory issued into its `kubernetes.io/tls` secret (as cert-manager writes it:
 //! `tls.crt`, `tls.key`, `ca.crt` and its annotations), renewed when due, by its `Issuer` or
-//! `ClusterIssuer` (self-signed, or a CA from a secret). On first start it creates the
+//! `ClusterIssuer` (self-signed, a CA from a secret, or ACME through [`crate::acme`]). On
+//! first start it creates the
 //! internal root CA behind the built-in ClusterIssuer `edgeplane-ca`, so services get TLS with
 //! no outside CA. The proxy serves a renewed certificate on the next handshake, because it
 //! follows the versions of the secrets it uses.
@@ -22,7 +23,7 @@ pub(crate) const DEFAULT_ISSUER: &str = "edgeplane-ca";
 const ANN_CERT: &str = "cert-manager.io/certificate-name";
 const ANN_DIGEST: &str = "edgeplane.io/certificate-digest";
 
-fn caller() -> Caller {
+pub(crate) fn caller() -> Caller {
     Caller {
         identity: "certificates".to_string(),
         rules: AccessRule::parse("*:*/*")
@@ -31,7 +32,7 @@ fn caller() -> Caller {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -101,15 +102,35 @@ pub(crate) struct Pass {
 }
 
 /// Issues every certificate that is missing, changed or due, and records each one's status
-/// in the store. Blocking (store I/O).
-pub(crate) fn reconcile(store: &store::Store, secrets: &Secrets, plan: &CertPlan) -> Pass {
+/// in the store; ACME certificates are handed to `acme`, which orders them in the background.
+/// Blocking (store I/O).
+pub(crate) fn reconcile(
+    store: &store::Store,
+    secrets: &Secrets,
+    plan: &CertPlan,
+    acme: Option<&std::sync::Arc<crate::acme::Acme>>,
+    zones: &[crate::acme::ZoneRef],
+) -> Pass {
     use store::certificates::CertificateOutcome;
     let mut pass = Pass::default();
     let t = now();
     for c in &plan.certificates {
         let who = format!("Certificate {}/{}", c.namespace, c.name);
-        let outcome = match reconcile_one(secrets, plan, c, t) {
-            Ok(done) => {
+        let ctx = Ctx {
+            store,
+            secrets,
+            plan,
+            acme,
+            zones,
+        };
+        let outcome = match reconcile_one(&ctx, c, t) {
+            Ok(Step::Pending { reason, at }) => {
+                if let Some(at) = at {
+                    pass.next_due = Some(pass.next_due.map_or(at, |d: i64| d.min(at)));
+                }
+                CertificateOutcome::Pending { reason }
+            }
+            Ok(Step::Done(done)) => {
                 if done.issued {
                     tracing::info!(certificate = %who, secret = %c.secret_name, "certificate issued");
                     pass.issued.push(who.clone());
@@ -145,6 +166,25 @@ pub(crate) fn reconcile(store: &store::Store, secrets: &Secrets, plan: &CertPlan
     pass
 }
 
+/// What a pass needs.
+struct Ctx<'a> {
+    store: &'a store::Store,
+    secrets: &'a Secrets,
+    plan: &'a CertPlan,
+    acme: Option<&'a std::sync::Arc<crate::acme::Acme>>,
+    zones: &'a [crate::acme::ZoneRef],
+}
+
+/// Where a certificate stands after a pass.
+enum Step {
+    Done(Done),
+    /// Being issued in the background; look again at `at` (Unix seconds) if given.
+    Pending {
+        reason: String,
+        at: Option<i64>,
+    },
+}
+
 /// What a pass did for one certificate.
 struct Done {
     issued: bool,
@@ -153,12 +193,8 @@ struct Done {
     due: i64,
 }
 
-fn reconcile_one(
-    secrets: &Secrets,
-    plan: &CertPlan,
-    c: &CertificatePlan,
-    t: i64,
-) -> Result<Done, String> {
+fn reconcile_one(ctx: &Ctx<'_>, c: &CertificatePlan, t: i64) -> Result<Step, String> {
+    let (secrets, plan) = (ctx.secrets, ctx.plan);
     let (issuer_ns, kind) = find_issuer(plan, c)?;
     let digest = digest(c);
     let target = SecretRef::new(&c.namespace, &c.secret_name).map_err(|e| e.to_string())?;
@@ -183,12 +219,12 @@ fn reconcile_one(
         if let Some((nb, na, _)) = current {
             let due = certs::renewal_time(&c.spec, nb, na);
             if spec.annotations.get(ANN_DIGEST) == Some(&digest) && t < due {
-                return Ok(Done {
+                return Ok(Step::Done(Done {
                     issued: false,
                     not_before: nb,
                     not_after: na,
                     due,
-                });
+                }));
             }
         }
     }
@@ -201,6 +237,22 @@ fn reconcile_one(
         None
     };
     let issued = match &kind {
+        IssuerType::Acme(issuer) => {
+            let Some(acme) = ctx.acme else {
+                return Err("ACME issuers need `serve`'s certificate controller".into());
+            };
+            let job = crate::acme::Job {
+                cert: c.clone(),
+                issuer_ns: issuer_ns.clone(),
+                issuer: (**issuer).clone(),
+                kept_key: kept_key.map(zeroize::Zeroizing::new),
+                zones: ctx.zones.to_vec(),
+                digest,
+            };
+            let crate::acme::Requested::Pending { reason, at } =
+                acme.request(job, ctx.store, secrets);
+            return Ok(Step::Pending { reason, at });
+        }
         IssuerType::SelfSigned => {
             certs::issue(&c.spec, &certs::Signer::SelfSigned, t, kept_key.as_deref())
         }
@@ -232,6 +284,24 @@ fn reconcile_one(
     .map_err(|e| e.to_string())?;
     let due = certs::renewal_time(&c.spec, issued.not_before, issued.not_after);
     let (not_before, not_after) = (issued.not_before, issued.not_after);
+    store_issued(secrets, c, &issued, &digest)?;
+    Ok(Step::Done(Done {
+        issued: true,
+        not_before,
+        not_after,
+        due,
+    }))
+}
+
+/// Writes an issued certificate into its secret the way cert-manager does (`tls.crt`,
+/// `tls.key`, `ca.crt` when there is a CA, and the cert-manager annotations).
+pub(crate) fn store_issued(
+    secrets: &Secrets,
+    c: &CertificatePlan,
+    issued: &certs::Issued,
+    digest: &str,
+) -> Result<(), String> {
+    let target = SecretRef::new(&c.namespace, &c.secret_name).map_err(|e| e.to_string())?;
     let mut annotations = c.secret_annotations.clone();
     annotations.insert(ANN_CERT.into(), c.name.clone());
     annotations.insert("cert-manager.io/issuer-name".into(), c.issuer_name.clone());
@@ -258,21 +328,23 @@ fn reconcile_one(
             .join(","),
     );
     annotations.insert("cert-manager.io/uri-sans".into(), c.spec.uris.join(","));
-    annotations.insert(ANN_DIGEST.into(), digest);
-    let data = BTreeMap::from([
+    annotations.insert(ANN_DIGEST.into(), digest.to_string());
+    let mut data = BTreeMap::from([
         (
             "tls.crt".to_string(),
-            SecretValue::new(issued.chain_pem.into_bytes()),
+            SecretValue::new(issued.chain_pem.clone().into_bytes()),
         ),
         (
             "tls.key".to_string(),
             SecretValue::new(issued.key_pem.as_bytes().to_vec()),
         ),
-        (
-            "ca.crt".to_string(),
-            SecretValue::new(issued.ca_pem.into_bytes()),
-        ),
     ]);
+    if !issued.ca_pem.is_empty() {
+        data.insert(
+            "ca.crt".to_string(),
+            SecretValue::new(issued.ca_pem.clone().into_bytes()),
+        );
+    }
     secrets
         .apply(
             &caller(),
@@ -285,12 +357,7 @@ fn reconcile_one(
             },
         )
         .map_err(|e| e.to_string())?;
-    Ok(Done {
-        issued: true,
-        not_before,
-        not_after,
-        due,
-    })
+    Ok(())
 }
 
 /// The issuer's namespace (where its CA secret is) and type.

@@ -1,6 +1,7 @@
 //! The `edgeplane` binary: the CLI and the `serve` wiring. Business logic lives in the
 //! library crates; this file parses arguments, starts components and stops them.
 
+mod acme;
 mod certificates;
 mod control;
 mod ingress;
@@ -535,6 +536,20 @@ fn record_change(action: &str, a: RecordArgs) -> Request {
     }
 }
 
+/// An address this process can dial for a listener bound to `addr` (the loopback for a
+/// wildcard bind).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
 async fn serve(
     data_dir: PathBuf,
     key_source: store::secrets::MasterKeySource,
@@ -644,7 +659,8 @@ async fn serve(
     let api_listener = tokio::net::TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("binding the Route53 API on {}", args.api_listen))?;
-    tracing::info!(addr = %api_listener.local_addr()?, "Route53 API listening");
+    let api_addr = api_listener.local_addr()?;
+    tracing::info!(addr = %api_addr, "Route53 API listening");
     let api_router = api::route53::router(api::route53::Route53State {
         store: store.clone(),
         identities: store::identities::Identities::new(secrets.clone())?,
@@ -679,13 +695,34 @@ async fn serve(
         },
         stop_rx.clone(),
     ));
+    let acme = acme::Acme::new(
+        acme::Env {
+            api_endpoint: Some(format!("http://{}", reachable(api_addr))),
+            dns_addrs: servers
+                .iter()
+                .flat_map(|s| s.local_addrs().to_vec())
+                .map(reachable)
+                .collect(),
+            http01: Some((
+                proxy.http01_challenges(),
+                proxy.local_addr("web").map(reachable),
+            )),
+            providers: providers.clone(),
+            store: store.clone(),
+            settings: acme::Settings::from(&providers.config().acme),
+        },
+        tokio::runtime::Handle::current(),
+    );
     let manifests = tokio::spawn(manifests::watch(
         args.manifests.clone(),
         store.clone(),
         secrets.clone(),
         name_servers.clone(),
         providers.clone(),
-        Some(proxy.clone()),
+        manifests::Planes {
+            proxy: Some(proxy.clone()),
+            acme: Some(acme),
+        },
         stop_rx.clone(),
     ));
     let admin = tokio::spawn({

@@ -45,6 +45,13 @@ fn fingerprint(dir: &Path) -> Fingerprint {
     out
 }
 
+/// What the manifests feed besides the store: the proxy, and the ACME orders of the
+/// certificate controller.
+pub(crate) struct Planes {
+    pub(crate) proxy: Option<std::sync::Arc<proxy::Proxy>>,
+    pub(crate) acme: Option<std::sync::Arc<crate::acme::Acme>>,
+}
+
 /// Reconciles the directory until `stop` fires.
 pub(crate) async fn watch(
     dir: PathBuf,
@@ -52,9 +59,10 @@ pub(crate) async fn watch(
     secrets: Secrets,
     name_servers: Vec<model::DomainName>,
     providers: std::sync::Arc<crate::providers::DnsProviders>,
-    proxy: Option<std::sync::Arc<proxy::Proxy>>,
+    planes: Planes,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Planes { proxy, acme } = planes;
     let identities = match Identities::new(secrets.clone()) {
         Ok(i) => i,
         Err(e) => {
@@ -69,6 +77,9 @@ pub(crate) async fn watch(
     let mut used: (Vec<(String, String)>, crate::ingress::SecretVersions) = Default::default();
     // When the next certificate is due for renewal (Unix seconds).
     let mut next_due: Option<i64> = None;
+    // An ACME order ended: run the certificate pass (status, proxy) now.
+    let mut woken = false;
+    let wake = acme.as_ref().map(|a| a.wake.clone());
     tracing::info!(dir = %dir.display(), "watching manifests");
     loop {
         let now = fingerprint(&dir);
@@ -77,7 +88,8 @@ pub(crate) async fn watch(
             && proxy.is_some()
             && !used.0.is_empty()
             && crate::ingress::secrets_changed(&secrets, &used.1, &used.0);
-        let renewal_due = next_due.is_some_and(|due| unix_now() >= due);
+        let renewal_due =
+            next_due.is_some_and(|due| unix_now() >= due) || std::mem::take(&mut woken);
         if files_changed || certs_changed || renewal_due {
             let texts = read_all(&now).await;
             if files_changed {
@@ -89,9 +101,10 @@ pub(crate) async fn watch(
                 for d in &plan.diagnostics {
                     tracing::warn!(problem = %d, "cert-manager manifest skipped; the rest applies");
                 }
-                let (st, s) = (store.clone(), secrets.clone());
+                let zones = zone_refs(&texts, &providers);
+                let (st, s, a) = (store.clone(), secrets.clone(), acme.clone());
                 next_due = tokio::task::spawn_blocking(move || {
-                    crate::certificates::reconcile(&st, &s, &plan)
+                    crate::certificates::reconcile(&st, &s, &plan, a.as_ref(), &zones)
                 })
                 .await
                 .ok()
@@ -107,9 +120,36 @@ pub(crate) async fn watch(
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
+            _ = async {
+                match &wake {
+                    Some(w) => w.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => woken = true,
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
         }
     }
+}
+
+/// The DNSZones of the manifests, for the DNS-01 solver (broken ones are reported elsewhere).
+fn zone_refs(
+    files: &[(String, String)],
+    providers: &crate::providers::DnsProviders,
+) -> Vec<crate::acme::ZoneRef> {
+    let mut out = Vec::new();
+    for (_, text) in files {
+        for zone in config::dnszone::parse_with(text, providers.config())
+            .into_iter()
+            .flatten()
+        {
+            out.push(crate::acme::ZoneRef {
+                domain: zone.plan.domain.clone(),
+                provider: zone.provider.clone(),
+                acme_secret: zone.plan.acme_secret.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// The text of every file (a file that cannot be read is reported and left out).

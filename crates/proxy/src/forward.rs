@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) probe: Client<HttpConnector, http_body_util::Empty<Bytes>>,
     pub(crate) metrics: Metrics,
     pub(crate) access_log: Option<crate::access_log::AccessLog>,
+    /// HTTP-01 challenge answers, served on plain-HTTP entry points.
+    pub(crate) acme: crate::acme::Http01Challenges,
 }
 
 impl Shared {
@@ -51,6 +53,7 @@ impl Shared {
             probe,
             metrics,
             access_log,
+            acme: crate::acme::Http01Challenges::default(),
         }
     }
 }
@@ -193,6 +196,22 @@ async fn route(
             )
         }
     };
+    // ACME HTTP-01 answers come first, before any redirection or router (as a CA expects
+    // them on port 80 whatever the routes say).
+    if !tls {
+        if let Some(token) = req.uri().path().strip_prefix(crate::acme::HTTP01_PREFIX) {
+            if let Some(answer) = shared.acme.answer(&host, token) {
+                let mut r = Response::new(
+                    Full::new(Bytes::from(answer))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                );
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                return (r, None);
+            }
+        }
+    }
     if let Some(r) = &conn.entry.redirect_to {
         let location = format!(
             "{}://{}{}{}",

@@ -11,6 +11,7 @@
 //! This crate does not read manifests (that is `config`) and never writes state.
 
 pub mod access_log;
+pub mod acme;
 pub mod balancer;
 pub mod config;
 mod forward;
@@ -196,6 +197,11 @@ impl Proxy {
     /// The names served by the loaded certificates, with their source and expiry.
     pub fn certificates(&self) -> Vec<(String, Vec<String>, i64)> {
         self.certs.load().loaded.clone()
+    }
+
+    /// The ACME HTTP-01 answers the plain-HTTP entry points serve.
+    pub fn http01_challenges(&self) -> acme::Http01Challenges {
+        self.shared.acme.clone()
     }
 
     /// The proxy's metrics.

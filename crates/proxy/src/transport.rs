@@ -30,32 +30,7 @@ pub struct Transport {
 impl Transport {
     /// Builds the clients; a CA or client certificate that cannot be read is an error.
     pub fn build(def: &ServersTransportConfig) -> Result<Transport, String> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let builder = if def.insecure_skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-        } else {
-            let mut roots = rustls::RootCertStore::empty();
-            if def.root_cas.is_empty() {
-                let native = rustls_native_certs::load_native_certs();
-                for c in native.certs {
-                    let _ = roots.add(c);
-                }
-            }
-            for pem in &def.root_cas {
-                for der in CertificateDer::pem_slice_iter(pem) {
-                    let der = der.map_err(|e| format!("unreadable root CA: {e}"))?;
-                    roots
-                        .add(der)
-                        .map_err(|e| format!("unusable root CA: {e}"))?;
-                }
-            }
-            builder.with_root_certificates(roots)
-        };
+        let builder = verifying_builder(&def.root_cas, def.insecure_skip_verify)?;
         let mut tls = match &def.client_certificate {
             None => builder.with_no_client_auth(),
             Some(c) => {
@@ -107,6 +82,48 @@ impl Transport {
             response_header_timeout: def.response_header_timeout,
         })
     }
+}
+
+/// A TLS client configuration that trusts `root_cas` (PEM bundles; the system's roots when
+/// there are none), or nothing at all with `insecure_skip_verify` (signatures are still
+/// checked); no client certificate. Shared by everything in edgeplane that dials TLS.
+pub fn client_tls_config<B: AsRef<[u8]>>(
+    root_cas: &[B],
+    insecure_skip_verify: bool,
+) -> Result<rustls::ClientConfig, String> {
+    Ok(verifying_builder(root_cas, insecure_skip_verify)?.with_no_client_auth())
+}
+
+fn verifying_builder<B: AsRef<[u8]>>(
+    root_cas: &[B],
+    insecure_skip_verify: bool,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    Ok(if insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        if root_cas.is_empty() {
+            let native = rustls_native_certs::load_native_certs();
+            for c in native.certs {
+                let _ = roots.add(c);
+            }
+        }
+        for pem in root_cas {
+            for der in CertificateDer::pem_slice_iter(pem.as_ref()) {
+                let der = der.map_err(|e| format!("unreadable root CA: {e}"))?;
+                roots
+                    .add(der)
+                    .map_err(|e| format!("unusable root CA: {e}"))?;
+            }
+        }
+        builder.with_root_certificates(roots)
+    })
 }
 
 /// `serverName`: the name sent in SNI and verified, whatever the server's address.

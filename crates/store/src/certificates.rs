@@ -49,6 +49,9 @@ pub enum CertificateOutcome {
     },
     /// Not issued: why.
     Failed { reason: String },
+    /// Being issued (an ACME order in flight, or waiting out the backoff after a failure):
+    /// what it is doing. Counts no attempt.
+    Pending { reason: String },
 }
 
 impl Store {
@@ -118,6 +121,28 @@ impl Store {
                     format!("Failed: {reason}"),
                     true,
                     format!("Failed: {reason}"),
+                )
+            }
+            CertificateOutcome::Pending { reason } => {
+                let still_valid = s
+                    .not_after
+                    .is_some_and(|na| i64::try_from(now).unwrap_or(i64::MAX) < na);
+                let ready_reason = match previous
+                    .as_ref()
+                    .and_then(|p| p.conditions.iter().find(|c| c.kind == "Ready"))
+                {
+                    // A failure stays visible while the next attempt waits or runs.
+                    Some(c) if !still_valid && c.reason.starts_with("Failed") => c.reason.clone(),
+                    _ if still_valid => {
+                        "Ready: the certificate is valid; a new one is being issued".to_string()
+                    }
+                    _ => format!("Issuing: {reason}"),
+                };
+                (
+                    still_valid,
+                    ready_reason,
+                    true,
+                    format!("Issuing: {reason}"),
                 )
             }
         };
@@ -200,5 +225,43 @@ mod tests {
             .expect("record");
         assert_eq!((s.revision, s.failed_issuance_attempts), (2, 0));
         assert_eq!(store.certificate_statuses().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn pending_counts_no_attempt_and_keeps_a_failure_visible() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let cond = |s: &CertificateStatus, k: &str| {
+            s.conditions
+                .iter()
+                .find(|c| c.kind == k)
+                .map(|c| (c.status, c.reason.clone()))
+                .expect("condition")
+        };
+        let pending = CertificateOutcome::Pending {
+            reason: "ACME order in progress".into(),
+        };
+        let s = store
+            .record_certificate_outcome("apps/web", "web-tls", &pending)
+            .expect("record");
+        assert_eq!(s.failed_issuance_attempts, 0);
+        assert_eq!(
+            cond(&s, "Ready"),
+            (false, "Issuing: ACME order in progress".into())
+        );
+        assert!(cond(&s, "Issuing").0);
+        let failed = CertificateOutcome::Failed {
+            reason: "the CA refused www.example.com".into(),
+        };
+        store
+            .record_certificate_outcome("apps/web", "web-tls", &failed)
+            .expect("record");
+        let s = store
+            .record_certificate_outcome("apps/web", "web-tls", &pending)
+            .expect("record");
+        // The failure counted once; the waiting pass keeps its reason on Ready.
+        assert_eq!(s.failed_issuance_attempts, 1);
+        let (ready, reason) = cond(&s, "Ready");
+        assert!(!ready && reason.contains("the CA refused"), "{reason}");
     }
 }
