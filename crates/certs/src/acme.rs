@@ -34,8 +34,19 @@ pub use instant_acme::Account;
 pub struct AcmeError(pub String);
 
 impl AcmeError {
-    fn at(step: &str, e: impl std::fmt::Display) -> AcmeError {
-        AcmeError(format!("{step}: {e}"))
+    /// `step: error: its source: ...` (HTTP errors hide their cause in the sources).
+    fn at(step: &str, e: impl std::error::Error) -> AcmeError {
+        let mut text = format!("{step}: {e}");
+        let mut source = e.source();
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !text.contains(&s_text) {
+                text.push_str(": ");
+                text.push_str(&s_text);
+            }
+            source = s.source();
+        }
+        AcmeError(text)
     }
 }
 

@@ -3,19 +3,9 @@
 //! edgeplane's DNS server, using a scoped identity that may only touch `_acme-challenge` TXT
 //! records of its zone.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::harness::{free_port, python, require, Edgeplane};
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::harness::{python, require, Edgeplane};
 
 #[test]
 fn certbot_gets_a_certificate_from_pebble_through_a_scoped_identity() {
@@ -65,66 +55,14 @@ print(k['AccessKeyId'], k['SecretAccessKey'], other)
     );
 
     // Pebble, with a TLS certificate for its own listener, resolving through edgeplane.
-    let cert = work.join("pebble.pem");
-    let key = work.join("pebble.key");
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    let acme_port = free_port();
-    let config = work.join("pebble.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}", "managementListenAddress": "127.0.0.1:{mgmt}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http}, "tlsPort": {tls}, "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
-            mgmt = free_port(),
-            cert = cert.display(),
-            key = key.display(),
-            http = free_port(),
-            tls = free_port(),
-        ),
-    )
-    .expect("pebble config");
-    let _pebble = Killed(
-        Command::new("pebble")
-            .arg("-config")
-            .arg(&config)
-            .arg("-dnsserver")
-            .arg(server.addr().to_string())
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .stdout(std::fs::File::create(work.join("pebble.log")).expect("log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pebble"),
+    let pebble = crate::harness::Pebble::start(
+        &work.join("pebble"),
+        server.addr(),
+        crate::harness::free_port(),
+        None,
+        &[("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")],
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", acme_port)).is_err() {
-        assert!(Instant::now() < deadline, "pebble did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let cert = pebble.listener_cert_path.clone();
 
     let certbot = python().with_file_name("certbot");
     let out = Command::new(&certbot)
@@ -141,7 +79,7 @@ print(k['AccessKeyId'], k['SecretAccessKey'], other)
             "-d",
             "example.com",
             "--server",
-            &format!("https://127.0.0.1:{acme_port}/dir"),
+            &pebble.directory,
         ])
         .arg("--config-dir")
         .arg(work.join("config"))

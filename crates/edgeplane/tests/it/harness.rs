@@ -395,3 +395,159 @@ pub(crate) fn python() -> std::path::PathBuf {
     );
     py
 }
+
+/// Pebble (Let's Encrypt's test CA), with an openssl-made certificate for its own listener,
+/// resolving names through `dns` and validating HTTP-01 on `http_port`; stopped when dropped.
+pub(crate) struct Pebble {
+    child: std::process::Child,
+    /// The ACME directory URL.
+    pub(crate) directory: String,
+    /// The CA of Pebble's listener certificate (PEM), for clients to trust.
+    pub(crate) listener_cert: String,
+    pub(crate) listener_cert_path: std::path::PathBuf,
+    mgmt_port: u16,
+}
+
+impl Pebble {
+    /// Starts Pebble in `work`; `env` adds variables (`PEBBLE_VA_NOSLEEP`, ...).
+    pub(crate) fn start(
+        work: &Path,
+        dns: SocketAddr,
+        http_port: u16,
+        validity_secs: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Pebble {
+        require("pebble");
+        require("openssl");
+        std::fs::create_dir_all(work).expect("pebble dir");
+        // A CA and a leaf it signs for Pebble's listener (TLS clients refuse a CA certificate
+        // used as a server's own).
+        let ca = work.join("listener-ca.pem");
+        let ca_key = work.join("listener-ca.key");
+        let cert = work.join("pebble.pem");
+        let key = work.join("pebble.key");
+        let csr = work.join("pebble.csr");
+        let ext = work.join("pebble.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext file");
+        let run = |args: &[&std::ffi::OsStr]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .stderr(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .expect("openssl");
+            assert!(status.success(), "openssl {args:?} failed");
+        };
+        let os = |s: &'static str| std::ffi::OsStr::new(s);
+        run(&[
+            os("req"),
+            os("-x509"),
+            os("-newkey"),
+            os("ec"),
+            os("-pkeyopt"),
+            os("ec_paramgen_curve:prime256v1"),
+            os("-nodes"),
+            os("-days"),
+            os("2"),
+            os("-subj"),
+            os("/CN=pebble listener CA"),
+            os("-keyout"),
+            ca_key.as_os_str(),
+            os("-out"),
+            ca.as_os_str(),
+        ]);
+        run(&[
+            os("req"),
+            os("-newkey"),
+            os("ec"),
+            os("-pkeyopt"),
+            os("ec_paramgen_curve:prime256v1"),
+            os("-nodes"),
+            os("-subj"),
+            os("/CN=localhost"),
+            os("-keyout"),
+            key.as_os_str(),
+            os("-out"),
+            csr.as_os_str(),
+        ]);
+        run(&[
+            os("x509"),
+            os("-req"),
+            os("-in"),
+            csr.as_os_str(),
+            os("-CA"),
+            ca.as_os_str(),
+            os("-CAkey"),
+            ca_key.as_os_str(),
+            os("-CAcreateserial"),
+            os("-days"),
+            os("2"),
+            os("-extfile"),
+            ext.as_os_str(),
+            os("-out"),
+            cert.as_os_str(),
+        ]);
+        let acme_port = free_port();
+        let mgmt_port = free_port();
+        let validity = validity_secs
+            .map(|v| format!(r#", "certificateValidityPeriod": {v}"#))
+            .unwrap_or_default();
+        let config = work.join("pebble.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}", "managementListenAddress": "127.0.0.1:{mgmt_port}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http_port}, "tlsPort": {tls}, "ocspResponderURL": "", "externalAccountBindingRequired": false{validity}}}}}"#,
+                cert = cert.display(),
+                key = key.display(),
+                tls = free_port(),
+            ),
+        )
+        .expect("pebble config");
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config")
+            .arg(&config)
+            .arg("-dnsserver")
+            .arg(dns.to_string())
+            .stdout(std::fs::File::create(work.join("pebble.log")).expect("log"))
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start pebble");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", acme_port)).is_err() {
+            assert!(Instant::now() < deadline, "pebble did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Pebble {
+            child,
+            directory: format!("https://127.0.0.1:{acme_port}/dir"),
+            listener_cert: std::fs::read_to_string(&ca).expect("pebble listener CA"),
+            listener_cert_path: ca,
+            mgmt_port,
+        }
+    }
+
+    /// The root of the certificates Pebble issues (new at every start).
+    pub(crate) fn root(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-sSk", "--max-time", "5"])
+            .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt_port))
+            .output()
+            .expect("curl");
+        let pem = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(pem.contains("BEGIN CERTIFICATE"), "no Pebble root: {pem}");
+        pem
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

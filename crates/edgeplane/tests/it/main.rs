@@ -2,6 +2,7 @@
 //! (kdig, dig, Knot, NSD) on loopback ports chosen at run time. A missing peer fails the test.
 
 mod acme;
+mod acme_issuer;
 mod admin_api;
 mod certificates;
 mod cli;
