@@ -171,7 +171,102 @@ pub struct CertificatePlan {
 pub struct CertPlan {
     pub issuers: Vec<IssuerPlan>,
     pub certificates: Vec<CertificatePlan>,
+    /// The static configuration's certificate resolvers, by name: routers' `tls.certResolver`
+    /// asks them for certificates (issuer kind [`RESOLVER_KIND`]).
+    pub resolvers: BTreeMap<String, CertResolver>,
     pub diagnostics: Vec<String>,
+}
+
+/// The issuer kind of certificates a router asks a certificate resolver for.
+pub const RESOLVER_KIND: &str = "CertResolver";
+
+/// A certificate resolver of the static configuration (Traefik's `certificatesResolvers`):
+/// an ACME issuer and the key type of the certificates it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertResolver {
+    pub issuer: AcmeIssuer,
+    pub key: certs::KeyAlgorithm,
+}
+
+/// The secret holding what `resolver` keeps for `names`: readable, and unique per name set.
+pub fn resolver_secret_name(resolver: &str, names: &[String]) -> String {
+    let first = names.first().map_or("none", String::as_str);
+    let slug: String = first
+        .replace("*.", "wildcard.")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in names.join(",").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut slug = slug.trim_matches('-').to_string();
+    slug.truncate(180);
+    let res: String = resolver
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("{res}-{slug}-{:08x}-tls", h as u32)
+}
+
+/// The names a resolver's certificate covers: `tls.domains` (each main, then its sans) when
+/// given, else the hosts the rules require (a `*.x` host pattern as a wildcard name).
+pub fn resolver_names(domains: &[(String, Vec<String>)], rules: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut add = |n: String| {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        if !n.is_empty() && !names.contains(&n) {
+            names.push(n);
+        }
+    };
+    if domains.is_empty() {
+        for r in rules {
+            for h in rule_hosts(r) {
+                add(h);
+            }
+        }
+    } else {
+        for (main, sans) in domains {
+            add(main.clone());
+            for s in sans {
+                add(s.clone());
+            }
+        }
+    }
+    names
+}
+
+/// The host names a rule requires (`Host(...)`, and `HostRegexp` of one-label wildcards).
+fn rule_hosts(rule: &str) -> Vec<String> {
+    let Ok(rule) = proxy::rule::Rule::parse(rule) else {
+        return Vec::new(); // the proxy reports the rule
+    };
+    let mut out = Vec::new();
+    for h in rule.expr().required_hosts().unwrap_or_default() {
+        let name = match h {
+            proxy::rule::HostPattern::Exact(h) => h,
+            proxy::rule::HostPattern::OneLabel(s) => format!("*.{s}"),
+            proxy::rule::HostPattern::AnyLabels(_) => continue,
+        };
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -179,6 +274,8 @@ pub struct CertPlan {
 struct Head {
     api_version: Option<String>,
     kind: Option<String>,
+    #[serde(default)]
+    http: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -495,7 +592,19 @@ struct SecretTemplateDoc {
 
 /// Reads every cert-manager resource of these files (name, text).
 pub fn load(files: &[(String, String)]) -> CertPlan {
-    let mut plan = CertPlan::default();
+    load_with(files, &BTreeMap::new())
+}
+
+/// [`load`], with the static configuration's certificate resolvers: routers whose
+/// `tls.certResolver` names one get a certificate for their hosts from it.
+pub fn load_with(
+    files: &[(String, String)],
+    resolvers: &BTreeMap<String, CertResolver>,
+) -> CertPlan {
+    let mut plan = CertPlan {
+        resolvers: resolvers.clone(),
+        ..CertPlan::default()
+    };
     for (file, text) in files {
         for (line, doc) in crate::documents(text) {
             if let Err(e) = parse_one(&doc, &mut plan) {
@@ -514,6 +623,9 @@ fn parse_one(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
     ) && head.kind.as_deref() == Some("IngressRoute")
     {
         return ingress_shim(doc, plan);
+    }
+    if head.api_version.is_none() && head.kind.is_none() && head.http.is_some() {
+        return file_resolvers(doc, plan);
     }
     if head.api_version.as_deref() != Some("cert-manager.io/v1") {
         return Ok(());
@@ -696,6 +808,130 @@ struct ShimRoute {
 struct ShimTls {
     #[serde(default)]
     secret_name: Option<String>,
+    #[serde(default)]
+    cert_resolver: Option<String>,
+    #[serde(default)]
+    domains: Vec<DomainDoc>,
+}
+
+#[derive(Deserialize)]
+struct DomainDoc {
+    #[serde(default)]
+    main: String,
+    #[serde(default)]
+    sans: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct FileProviderDoc {
+    #[serde(default)]
+    http: Option<FileHttpDoc>,
+}
+
+#[derive(Deserialize)]
+struct FileHttpDoc {
+    #[serde(default)]
+    routers: BTreeMap<String, FileRouterDoc>,
+}
+
+#[derive(Deserialize)]
+struct FileRouterDoc {
+    #[serde(default)]
+    rule: String,
+    #[serde(default)]
+    tls: Option<ShimTls>,
+}
+
+/// A certificate a router asks `resolver` for, in `namespace` (the route's; `default` for the
+/// file provider).
+fn resolver_certificate(
+    plan: &mut CertPlan,
+    who: &str,
+    namespace: &str,
+    resolver: &str,
+    domains: &[DomainDoc],
+    rules: &[&str],
+) -> Result<(), String> {
+    let Some(r) = plan.resolvers.get(resolver) else {
+        return Err(format!(
+            "{who}: tls.certResolver {resolver:?} is not in the static configuration's certificatesResolvers"
+        ));
+    };
+    let domains: Vec<(String, Vec<String>)> = domains
+        .iter()
+        .map(|d| (d.main.clone(), d.sans.clone()))
+        .collect();
+    let names = resolver_names(&domains, rules);
+    if names.is_empty() {
+        return Err(format!(
+            "{who}: tls.certResolver needs a Host in the rules or tls.domains"
+        ));
+    }
+    let secret_name = resolver_secret_name(resolver, &names);
+    if plan
+        .certificates
+        .iter()
+        .any(|c| c.namespace == namespace && c.secret_name == secret_name)
+    {
+        return Ok(()); // another router asked for the same names
+    }
+    let spec = certs::CertificateSpec {
+        common_name: None,
+        dns_names: names,
+        ip_addresses: Vec::new(),
+        uris: Vec::new(),
+        duration: Duration::from_secs(90 * 86_400),
+        renew_before: None,
+        renew_before_percentage: None,
+        key: r.key,
+        usages: Vec::new(),
+        is_ca: false,
+    };
+    spec.validate().map_err(|e| format!("{who}: {e}"))?;
+    plan.certificates.push(CertificatePlan {
+        namespace: namespace.to_string(),
+        name: secret_name.clone(),
+        secret_name,
+        secret_labels: BTreeMap::from([(
+            "edgeplane.io/cert-resolver".to_string(),
+            resolver.to_string(),
+        )]),
+        secret_annotations: BTreeMap::new(),
+        issuer_name: resolver.to_string(),
+        issuer_kind: RESOLVER_KIND.to_string(),
+        spec,
+        keep_key: false,
+        labels: BTreeMap::new(),
+    });
+    Ok(())
+}
+
+/// Routers of Traefik's file format with `tls.certResolver`.
+fn file_resolvers(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
+    let d: FileProviderDoc =
+        crate::from_yaml(doc).map_err(|e| format!("Traefik dynamic configuration: {e}"))?;
+    let mut problems = Vec::new();
+    for (name, r) in d.http.map(|h| h.routers).unwrap_or_default() {
+        let Some(tls) = &r.tls else { continue };
+        let Some(resolver) = &tls.cert_resolver else {
+            continue;
+        };
+        if let Err(e) = resolver_certificate(
+            plan,
+            &format!("router {name}@file"),
+            "default",
+            resolver,
+            &tls.domains,
+            &[r.rule.as_str()],
+        ) {
+            problems.push(e);
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// cert-manager's ingress-shim for IngressRoutes: `cert-manager.io/issuer` or
@@ -704,6 +940,19 @@ struct ShimTls {
 /// `private-key-algorithm` and `private-key-size` annotations honoured).
 fn ingress_shim(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
     let d: ShimDoc = crate::from_yaml(doc).map_err(|e| format!("IngressRoute: {e}"))?;
+    if let Some(resolver) = d.spec.tls.as_ref().and_then(|t| t.cert_resolver.as_deref()) {
+        let ns = d.metadata.namespace.as_deref().unwrap_or("default");
+        let rules: Vec<&str> = d.spec.routes.iter().map(|r| r.rule.as_str()).collect();
+        let domains = d.spec.tls.as_ref().map_or(&[][..], |t| &t.domains[..]);
+        resolver_certificate(
+            plan,
+            &format!("IngressRoute {ns}/{}", d.metadata.name),
+            ns,
+            resolver,
+            domains,
+            &rules,
+        )?;
+    }
     let a = &d.metadata.annotations;
     let (issuer_name, issuer_kind) = match (
         a.get("cert-manager.io/issuer"),
@@ -730,22 +979,8 @@ fn ingress_shim(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
         .tls
         .and_then(|t| t.secret_name)
         .ok_or_else(|| format!("{who}: a cert-manager annotation needs tls.secretName"))?;
-    let mut dns_names = Vec::new();
-    for r in &d.spec.routes {
-        let Ok(rule) = proxy::rule::Rule::parse(&r.rule) else {
-            continue; // the proxy reports the rule
-        };
-        for h in rule.expr().required_hosts().unwrap_or_default() {
-            let name = match h {
-                proxy::rule::HostPattern::Exact(h) => h,
-                proxy::rule::HostPattern::OneLabel(s) => format!("*.{s}"),
-                proxy::rule::HostPattern::AnyLabels(_) => continue,
-            };
-            if !dns_names.contains(&name) {
-                dns_names.push(name);
-            }
-        }
-    }
+    let rules: Vec<&str> = d.spec.routes.iter().map(|r| r.rule.as_str()).collect();
+    let dns_names = resolver_names(&[], &rules);
     if dns_names.is_empty() {
         return Err(format!(
             "{who}: no Host in its rules to put in a certificate"
@@ -845,6 +1080,128 @@ mod tests {
 
     fn load_one(text: &str) -> CertPlan {
         load(&[("t.yaml".to_string(), text.to_string())])
+    }
+
+    #[test]
+    fn routers_with_a_cert_resolver_ask_it_for_certificates() {
+        let resolvers = BTreeMap::from([(
+            "le".to_string(),
+            CertResolver {
+                issuer: AcmeIssuer {
+                    server: "https://acme.test/dir".into(),
+                    email: None,
+                    private_key_secret: "le-resolver-account".into(),
+                    ca_bundle: None,
+                    skip_tls_verify: false,
+                    external_account_binding: None,
+                    solvers: vec![AcmeSolver {
+                        selector: SolverSelector::default(),
+                        kind: SolverKind::Http01,
+                    }],
+                },
+                key: certs::KeyAlgorithm::Ecdsa(384),
+            },
+        )]);
+        let text = r#"
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: shop, namespace: apps}
+spec:
+  routes:
+    - {match: Host(`shop.example.com`) || Host(`www.shop.example.com`), services: [{name: s, port: 80}]}
+  tls: {certResolver: le}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: wild, namespace: apps}
+spec:
+  routes: [{match: Host(`x.example.org`), services: [{name: s, port: 80}]}]
+  tls: {certResolver: le, domains: [{main: example.org, sans: ["*.example.org"]}]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: nope, namespace: apps}
+spec:
+  routes: [{match: Host(`n.example.com`), services: [{name: s, port: 80}]}]
+  tls: {certResolver: missing}
+---
+http:
+  routers:
+    api:
+      rule: Host(`api.example.net`)
+      service: api
+      tls: {certResolver: le}
+"#;
+        let p = load_with(&[("t.yaml".to_string(), text.to_string())], &resolvers);
+        let names: Vec<(&str, &str, Vec<String>)> = p
+            .certificates
+            .iter()
+            .map(|c| {
+                (
+                    c.namespace.as_str(),
+                    c.issuer_kind.as_str(),
+                    c.spec.dns_names.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (
+                    "apps",
+                    RESOLVER_KIND,
+                    vec![
+                        "shop.example.com".to_string(),
+                        "www.shop.example.com".to_string()
+                    ]
+                ),
+                (
+                    "apps",
+                    RESOLVER_KIND,
+                    vec!["example.org".to_string(), "*.example.org".to_string()]
+                ),
+                (
+                    "default",
+                    RESOLVER_KIND,
+                    vec!["api.example.net".to_string()]
+                ),
+            ]
+        );
+        assert_eq!(p.certificates[0].spec.key, certs::KeyAlgorithm::Ecdsa(384));
+        assert_eq!(
+            p.certificates[0].secret_name,
+            resolver_secret_name("le", &p.certificates[0].spec.dns_names)
+        );
+        assert!(p.certificates[0]
+            .secret_name
+            .starts_with("le-shop-example-com-"));
+        assert!(
+            p.diagnostics
+                .iter()
+                .any(|d| d.contains("nope") && d.contains("\"missing\"")),
+            "{:?}",
+            p.diagnostics
+        );
+        // The proxy side asks for the same secrets.
+        let proxy = crate::ingress::load(&[crate::ingress::ManifestFile {
+            name: "t.yaml",
+            text,
+        }]);
+        for c in &p.certificates {
+            assert!(
+                proxy
+                    .secret_refs
+                    .contains(&(c.namespace.clone(), c.secret_name.clone())),
+                "{:?} not in {:?}",
+                c.secret_name,
+                proxy.secret_refs
+            );
+        }
+        // Names are distinct per name set.
+        assert_ne!(
+            resolver_secret_name("le", &["a.test".into()]),
+            resolver_secret_name("le", &["a.test".into(), "b.test".into()])
+        );
     }
 
     #[test]

@@ -304,11 +304,23 @@ struct TlsDoc {
     #[serde(default)]
     cert_resolver: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
-    domains: Option<serde::de::IgnoredAny>,
+    domains: Vec<TlsDomainDoc>,
     #[serde(default)]
     #[allow(dead_code)]
     store: Option<serde::de::IgnoredAny>,
+}
+
+/// `tls.domains`: the names a resolver's certificate covers.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TlsDomainDoc {
+    main: String,
+    #[serde(default)]
+    sans: Vec<String>,
+}
+
+fn domain_pairs(d: &[TlsDomainDoc]) -> Vec<(String, Vec<String>)> {
+    d.iter().map(|d| (d.main.clone(), d.sans.clone())).collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -656,8 +668,7 @@ struct FileRouterTls {
     #[serde(default)]
     cert_resolver: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
-    domains: Option<serde::de::IgnoredAny>,
+    domains: Vec<TlsDomainDoc>,
 }
 
 #[derive(Deserialize)]
@@ -828,6 +839,19 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
                     if let Some(secret) = &tls.secret_name {
                         wanted_secrets.push((m.ns().to_string(), secret.clone()));
                     }
+                    // The certificate a resolver keeps for this route (issued by `serve`).
+                    if let Some(resolver) = &tls.cert_resolver {
+                        let rules: Vec<&str> =
+                            spec.routes.iter().map(|r| r.rule.as_str()).collect();
+                        let names =
+                            crate::certmanager::resolver_names(&domain_pairs(&tls.domains), &rules);
+                        if !names.is_empty() {
+                            wanted_secrets.push((
+                                m.ns().to_string(),
+                                crate::certmanager::resolver_secret_name(resolver, &names),
+                            ));
+                        }
+                    }
                 }
                 for (i, r) in spec.routes.iter().enumerate() {
                     let router_name = format!("{}-{}-{i}@kubernetescrd", m.ns(), m.name);
@@ -845,6 +869,22 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
             }
             Item::File(http, tls) => {
                 file_provider(http, cfg, &mut plan.diagnostics, at);
+                for r in http.routers.values() {
+                    let Some(t) = &r.tls else { continue };
+                    let Some(resolver) = &t.cert_resolver else {
+                        continue;
+                    };
+                    let names = crate::certmanager::resolver_names(
+                        &domain_pairs(&t.domains),
+                        &[r.rule.as_str()],
+                    );
+                    if !names.is_empty() {
+                        wanted_secrets.push((
+                            "default".to_string(),
+                            crate::certmanager::resolver_secret_name(resolver, &names),
+                        ));
+                    }
+                }
                 for (name, t) in &http.servers_transports {
                     match transport(t, "default", &tls_secrets, &ca_secrets) {
                         Ok(t) => {

@@ -28,6 +28,20 @@
 //!   propagationTimeout: 2m     # how long a challenge may take to be visible everywhere
 //! ```
 //!
+//! and certificate resolvers for routers' `tls.certResolver`, in Traefik's words:
+//!
+//! ```yaml
+//! certificatesResolvers:
+//!   le:
+//!     acme:
+//!       email: ops@example.com
+//!       caServer: https://acme-v02.api.letsencrypt.org/directory   # the default
+//!       keyType: EC256               # RSA2048, RSA3072, RSA4096, EC256 (default), EC384
+//!       caCertificates: [/etc/edgeplane/acme-ca.pem]   # trusted for the CA's API
+//!       dnsChallenge: {provider: route53}   # through the zone's scoped identity
+//!       # or httpChallenge: {entryPoint: web}
+//! ```
+//!
 //! YAML through serde-saphyr with `deny_unknown_fields`; the wire types stay here and are
 //! converted into [`StaticConfig`]. Credentials are only named (files, a secret), never read
 //! here, so no key passes through this crate.
@@ -65,6 +79,8 @@ pub struct StaticConfig {
     /// The DNS providers by name (never `embedded`).
     pub dns_providers: BTreeMap<String, DnsProviderConfig>,
     pub acme: AcmeSettings,
+    /// `certificatesResolvers`, by name.
+    pub cert_resolvers: BTreeMap<String, crate::certmanager::CertResolver>,
 }
 
 /// How ACME orders run.
@@ -128,6 +144,167 @@ struct FileDoc {
     dns_providers: BTreeMap<String, ProviderDoc>,
     #[serde(default)]
     acme: Option<AcmeDoc>,
+    #[serde(default)]
+    certificates_resolvers: BTreeMap<String, ResolverDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolverDoc {
+    acme: ResolverAcmeDoc,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ResolverAcmeDoc {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    ca_server: Option<String>,
+    #[serde(default)]
+    key_type: Option<String>,
+    #[serde(default)]
+    ca_certificates: Vec<PathBuf>,
+    #[serde(default)]
+    http_challenge: Option<HttpChallengeDoc>,
+    #[serde(default)]
+    dns_challenge: Option<DnsChallengeDoc>,
+    #[serde(default)]
+    tls_challenge: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    eab: Option<serde::de::IgnoredAny>,
+    // Accepted for compatibility; edgeplane keeps accounts and certificates in its store.
+    #[serde(default)]
+    #[allow(dead_code)]
+    storage: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    certificates_duration: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    preferred_chain: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    ca_system_cert_pool: Option<bool>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    ca_server_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HttpChallengeDoc {
+    #[serde(default)]
+    #[allow(dead_code)]
+    entry_point: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    delay: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DnsChallengeDoc {
+    provider: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    resolvers: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    propagation: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    delay_before_check: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    disable_propagation_check: Option<bool>,
+}
+
+fn resolver(
+    name: &str,
+    d: ResolverAcmeDoc,
+    base: &Path,
+) -> Result<crate::certmanager::CertResolver, String> {
+    use crate::certmanager::{AcmeIssuer, AcmeSolver, Route53Solver, SolverKind, SolverSelector};
+    if !model::secret::is_dns1123_subdomain(name) {
+        return Err("a resolver name is lowercase letters, digits, '-' and '.'".into());
+    }
+    if d.tls_challenge.is_some() {
+        return Err("tlsChallenge is not supported; use httpChallenge or dnsChallenge".into());
+    }
+    if d.eab.is_some() {
+        return Err("eab: keep the HMAC key in a secret and use a ClusterIssuer with externalAccountBinding".into());
+    }
+    let key = match d.key_type.as_deref().unwrap_or("EC256") {
+        "EC256" => certs::KeyAlgorithm::Ecdsa(256),
+        "EC384" => certs::KeyAlgorithm::Ecdsa(384),
+        "RSA2048" => certs::KeyAlgorithm::Rsa(2048),
+        "RSA3072" => certs::KeyAlgorithm::Rsa(3072),
+        "RSA4096" => certs::KeyAlgorithm::Rsa(4096),
+        other => {
+            return Err(format!(
+                "keyType {other:?} (EC256, EC384, RSA2048, RSA3072 or RSA4096)"
+            ))
+        }
+    };
+    let mut solvers = Vec::new();
+    if let Some(dns) = d.dns_challenge {
+        if dns.provider != "route53" {
+            return Err(format!(
+                "dnsChallenge.provider {:?}: only route53 is available",
+                dns.provider
+            ));
+        }
+        solvers.push(AcmeSolver {
+            selector: SolverSelector::default(),
+            kind: SolverKind::Dns01Route53(Route53Solver::default()),
+        });
+    }
+    if d.http_challenge.is_some() {
+        solvers.push(AcmeSolver {
+            selector: SolverSelector::default(),
+            kind: SolverKind::Http01,
+        });
+    }
+    if solvers.is_empty() {
+        return Err("one of httpChallenge and dnsChallenge is required".into());
+    }
+    let mut bundle = String::new();
+    for f in &d.ca_certificates {
+        let path = if f.is_absolute() {
+            f.clone()
+        } else {
+            base.join(f)
+        };
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| format!("caCertificates {}: {e}", path.display()))?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(format!(
+                "caCertificates {}: no PEM certificate",
+                path.display()
+            ));
+        }
+        bundle.push_str(&pem);
+        bundle.push('\n');
+    }
+    let server = d
+        .ca_server
+        .unwrap_or_else(|| "https://acme-v02.api.letsencrypt.org/directory".to_string());
+    if !server.starts_with("https://") && !server.starts_with("http://") {
+        return Err(format!("caServer {server:?} must be an https:// URL"));
+    }
+    Ok(crate::certmanager::CertResolver {
+        issuer: AcmeIssuer {
+            server,
+            email: d.email.filter(|e| !e.is_empty()),
+            private_key_secret: format!("{name}-resolver-account"),
+            ca_bundle: (!bundle.is_empty()).then_some(bundle),
+            skip_tls_verify: false,
+            external_account_binding: None,
+            solvers,
+        },
+        key,
+    })
 }
 
 #[derive(Deserialize)]
@@ -247,6 +424,7 @@ impl StaticConfig {
             FileDoc {
                 dns_providers: BTreeMap::new(),
                 acme: None,
+                certificates_resolvers: BTreeMap::new(),
             }
         } else {
             serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?
@@ -258,10 +436,17 @@ impl StaticConfig {
             dns_providers.insert(name, provider);
         }
         let acme = acme_settings(doc.acme).map_err(invalid)?;
+        let mut cert_resolvers = BTreeMap::new();
+        for (name, r) in doc.certificates_resolvers {
+            let built = resolver(&name, r.acme, base)
+                .map_err(|e| invalid(format!("certificatesResolvers.{name}: {e}")))?;
+            cert_resolvers.insert(name, built);
+        }
         Ok(StaticConfig {
             origin: None,
             dns_providers,
             acme,
+            cert_resolvers,
         })
     }
 

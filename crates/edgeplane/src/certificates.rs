@@ -362,6 +362,18 @@ pub(crate) fn store_issued(
 
 /// The issuer's namespace (where its CA secret is) and type.
 fn find_issuer(plan: &CertPlan, c: &CertificatePlan) -> Result<(String, IssuerType), String> {
+    if c.issuer_kind == config::certmanager::RESOLVER_KIND {
+        return plan
+            .resolvers
+            .get(&c.issuer_name)
+            .map(|r| {
+                (
+                    CLUSTER_NAMESPACE.to_string(),
+                    IssuerType::Acme(Box::new(r.issuer.clone())),
+                )
+            })
+            .ok_or_else(|| format!("certificate resolver {:?} not found", c.issuer_name));
+    }
     if c.issuer_kind == "ClusterIssuer" {
         if let Some(i) = plan
             .issuers

@@ -97,7 +97,8 @@ pub(crate) async fn watch(
             }
             if files_changed || renewal_due {
                 // Certificates before the proxy, so a new secret is served in the same pass.
-                let plan = config::certmanager::load(&texts);
+                let plan =
+                    config::certmanager::load_with(&texts, &providers.config().cert_resolvers);
                 for d in &plan.diagnostics {
                     tracing::warn!(problem = %d, "cert-manager manifest skipped; the rest applies");
                 }

@@ -112,3 +112,59 @@ fn loading_a_missing_file_names_it() {
     let err = StaticConfig::load(Some(&dir)).expect_err("missing");
     assert!(err.to_string().contains("nothing.yaml"), "{err}");
 }
+
+#[test]
+fn acme_settings_and_certificate_resolvers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let text = format!(
+        "acme: {{maxConcurrentOrders: 4, retryBackoff: 10s, maxRetryBackoff: 1h}}\ncertificatesResolvers:\n  le:\n    acme:\n      email: ops@example.com\n      storage: acme.json\n      keyType: RSA2048\n      caCertificates: [{}]\n      httpChallenge: {{entryPoint: web}}\n  dns:\n    acme:\n      caServer: https://ca.test/dir\n      dnsChallenge: {{provider: route53}}\n",
+        ca.display()
+    );
+    let c = StaticConfig::parse(&text, "edgeplane.yaml", dir.path()).expect("parses");
+    assert_eq!(c.acme.max_concurrent_orders, 4);
+    assert_eq!(c.acme.retry_backoff.as_secs(), 10);
+    assert_eq!(c.acme.max_retry_backoff.as_secs(), 3600);
+    assert_eq!(c.acme.propagation_timeout.as_secs(), 120);
+    let le = &c.cert_resolvers["le"];
+    assert_eq!(le.key, certs::KeyAlgorithm::Rsa(2048));
+    assert_eq!(
+        le.issuer.server,
+        "https://acme-v02.api.letsencrypt.org/directory"
+    );
+    assert_eq!(le.issuer.email.as_deref(), Some("ops@example.com"));
+    assert!(le
+        .issuer
+        .ca_bundle
+        .as_deref()
+        .is_some_and(|b| b.contains("MIIB")));
+    assert_eq!(le.issuer.private_key_secret, "le-resolver-account");
+    assert_eq!(
+        le.issuer.solvers[0].kind,
+        crate::certmanager::SolverKind::Http01
+    );
+    let dns = &c.cert_resolvers["dns"];
+    assert_eq!(dns.key, certs::KeyAlgorithm::Ecdsa(256));
+    assert!(matches!(
+        dns.issuer.solvers[0].kind,
+        crate::certmanager::SolverKind::Dns01Route53(_)
+    ));
+    for (bad, why) in [
+        ("acme: {maxConcurrentOrders: 0}", "maxConcurrentOrders"),
+        ("acme: {retryBackoff: 1h, maxRetryBackoff: 1m}", "maxRetryBackoff"),
+        ("acme: {retryBackoff: soon}", "retryBackoff"),
+        ("certificatesResolvers: {x: {acme: {tlsChallenge: {}}}}", "tlsChallenge"),
+        ("certificatesResolvers: {x: {acme: {}}}", "httpChallenge and dnsChallenge"),
+        ("certificatesResolvers: {x: {acme: {dnsChallenge: {provider: cloudflare}}}}", "only route53"),
+        ("certificatesResolvers: {x: {acme: {keyType: DSA, httpChallenge: {}}}}", "keyType"),
+        ("certificatesResolvers: {x: {acme: {caCertificates: [/nonexistent.pem], httpChallenge: {}}}}", "nonexistent"),
+    ] {
+        let e = parse(bad).expect_err(bad).to_string();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}

@@ -459,3 +459,117 @@ spec:
     assert!(status.contains("failed attempts: 0"), "{status}");
     drop(pebble);
 }
+
+#[test]
+fn a_routers_cert_resolver_gets_a_certificate_over_http01() {
+    require("curl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_site, port) = backend(dir.path(), "hello through a resolver\n");
+    // Ports chosen up front: the static configuration names Pebble, and Pebble edgeplane's.
+    let (dns_port, web_port) = (free_port(), free_port());
+    let pebble = Pebble::start(
+        &dir.path().join("pebble"),
+        std::net::SocketAddr::from(([127, 0, 0, 1], dns_port)),
+        web_port,
+        None,
+        &[("PEBBLE_VA_NOSLEEP", "1")],
+    );
+    let config = dir.path().join("edgeplane.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "acme: {{retryBackoff: 2s}}\ncertificatesResolvers:\n  pebble:\n    acme:\n      caServer: {}\n      caCertificates: [{}]\n      keyType: EC384\n      httpChallenge: {{entryPoint: web}}\n",
+            pebble.directory,
+            pebble.listener_cert_path.display()
+        ),
+    )
+    .expect("static config");
+    let data = dir.path().join("data");
+    let manifests = dir.path().join("edgeplane.d");
+    std::fs::create_dir_all(&manifests).expect("mkdir");
+    std::fs::write(
+        manifests.join("site.yaml"),
+        format!(
+            r#"apiVersion: edgeplane.io/v1alpha1
+kind: DNSZone
+metadata: {{name: example-com, namespace: web}}
+spec:
+  domain: example.com
+  network: {{elbEips: [127.0.0.1]}}
+  records: [{{name: www, fromNetwork: public, ttl: 60}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: site, namespace: web}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: site-1, namespace: web, labels: {{kubernetes.io/service-name: site}}}}
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {{name: www, namespace: web}}
+spec:
+  entryPoints: [websecure]
+  routes: [{{match: Host(`www.example.com`), services: [{{name: site, port: 80}}]}}]
+  tls: {{certResolver: pebble}}
+"#
+        ),
+    )
+    .expect("write");
+    let server = Edgeplane::start(
+        &data,
+        &[
+            "--manifests",
+            &manifests.display().to_string(),
+            "--config",
+            &config.display().to_string(),
+            "--dns-listen",
+            &format!("127.0.0.1:{dns_port}"),
+            "--web-listen",
+            &format!("127.0.0.1:{web_port}"),
+        ],
+    );
+    let root_path = dir.path().join("pebble-root.pem");
+    std::fs::write(&root_path, pebble.root()).expect("write");
+    wait_until("HTTPS with the resolver's certificate", 60, || {
+        curl_https(
+            &root_path,
+            "www.example.com",
+            server.websecure.port(),
+            "/index.html",
+        )
+        .contains("hello through a resolver")
+        .then_some(())
+    });
+    let list = cli_ok(&data, &["cert", "list"]);
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("web/pebble-www-example-com-"))
+        .unwrap_or_else(|| panic!("no resolver certificate in {list}"));
+    assert!(row.contains("\tTrue\t"), "{row}");
+    // The resolver's key type: P-384.
+    let secret = row.split('\t').nth(1).expect("secret column");
+    let key = secret_key(&data, "web", secret, "tls.key").expect("key");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("openssl pkey -noout -text 2>/dev/null | head -1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(key.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("openssl pkey");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("384"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    drop(pebble);
+}
