@@ -627,6 +627,11 @@ fn parse_one(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
     if head.api_version.is_none() && head.kind.is_none() && head.http.is_some() {
         return file_resolvers(doc, plan);
     }
+    if head.api_version.as_deref() == Some("networking.k8s.io/v1")
+        && head.kind.as_deref() == Some("Ingress")
+    {
+        return kube_ingress_shim(doc, plan);
+    }
     if head.api_version.as_deref() != Some("cert-manager.io/v1") {
         return Ok(());
     }
@@ -903,6 +908,139 @@ fn resolver_certificate(
         keep_key: false,
         labels: BTreeMap::new(),
     });
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct KubeIngressDoc {
+    metadata: ShimMeta,
+    #[serde(default)]
+    spec: KubeIngressSpec,
+}
+
+#[derive(Deserialize, Default)]
+struct KubeIngressSpec {
+    #[serde(default)]
+    tls: Vec<KubeIngressTls>,
+    #[serde(default)]
+    rules: Vec<KubeIngressRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KubeIngressTls {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    secret_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct KubeIngressRule {
+    #[serde(default)]
+    host: Option<String>,
+}
+
+/// cert-manager's ingress-shim for `networking.k8s.io/v1` Ingresses: with
+/// `cert-manager.io/issuer` or `cluster-issuer`, one Certificate per `spec.tls` entry (named
+/// after its secret, for its hosts); with Traefik's `router.tls.certresolver` annotation, one
+/// certificate from that resolver for the TLS hosts (else the rules' hosts).
+fn kube_ingress_shim(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
+    let d: KubeIngressDoc = crate::from_yaml(doc).map_err(|e| format!("Ingress: {e}"))?;
+    let ns = d
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let who = format!("Ingress {ns}/{}", d.metadata.name);
+    let a = &d.metadata.annotations;
+    if let Some(resolver) = a.get("traefik.ingress.kubernetes.io/router.tls.certresolver") {
+        let mut hosts: Vec<String> = d.spec.tls.iter().flat_map(|t| t.hosts.clone()).collect();
+        if hosts.is_empty() {
+            hosts = d.spec.rules.iter().filter_map(|r| r.host.clone()).collect();
+        }
+        let domains: Vec<DomainDoc> = hosts
+            .into_iter()
+            .map(|h| DomainDoc {
+                main: h,
+                sans: Vec::new(),
+            })
+            .collect();
+        resolver_certificate(plan, &who, &ns, resolver.trim(), &domains, &[])?;
+    }
+    let (issuer_name, issuer_kind) = match (
+        a.get("cert-manager.io/issuer"),
+        a.get("cert-manager.io/cluster-issuer"),
+    ) {
+        (Some(i), None) => (i.clone(), "Issuer"),
+        (None, Some(i)) => (i.clone(), "ClusterIssuer"),
+        (None, None) => return Ok(()),
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{who}: both cert-manager.io/issuer and cluster-issuer are set"
+            ))
+        }
+    };
+    let duration = a
+        .get("cert-manager.io/duration")
+        .map(|v| go_duration(v))
+        .transpose()?;
+    let renew_before = a
+        .get("cert-manager.io/renew-before")
+        .map(|v| go_duration(v))
+        .transpose()?;
+    let key = match a
+        .get("cert-manager.io/private-key-algorithm")
+        .map(String::as_str)
+    {
+        None | Some("RSA") => certs::KeyAlgorithm::Rsa(size(a)?.unwrap_or(2048)),
+        Some("ECDSA") => certs::KeyAlgorithm::Ecdsa(size(a)?.unwrap_or(256)),
+        Some("Ed25519") => certs::KeyAlgorithm::Ed25519,
+        Some(other) => return Err(format!("{who}: private-key-algorithm {other:?}")),
+    };
+    if d.spec.tls.is_empty() {
+        return Err(format!("{who}: a cert-manager annotation needs spec.tls"));
+    }
+    for (i, t) in d.spec.tls.iter().enumerate() {
+        let Some(secret_name) = t.secret_name.clone() else {
+            return Err(format!("{who}: spec.tls[{i}] has no secretName"));
+        };
+        let mut dns_names: Vec<String> = Vec::new();
+        for h in &t.hosts {
+            let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            if !h.is_empty() && !dns_names.contains(&h) {
+                dns_names.push(h);
+            }
+        }
+        if dns_names.is_empty() {
+            return Err(format!("{who}: spec.tls[{i}] has no hosts"));
+        }
+        let spec = certs::CertificateSpec {
+            common_name: a.get("cert-manager.io/common-name").cloned(),
+            dns_names,
+            ip_addresses: Vec::new(),
+            uris: Vec::new(),
+            duration: duration.unwrap_or(Duration::from_secs(90 * 86_400)),
+            renew_before,
+            renew_before_percentage: None,
+            key,
+            usages: Vec::new(),
+            is_ca: false,
+        };
+        spec.validate().map_err(|e| format!("{who}: {e}"))?;
+        plan.certificates.push(CertificatePlan {
+            namespace: ns.clone(),
+            name: secret_name.clone(),
+            secret_name,
+            secret_labels: BTreeMap::new(),
+            secret_annotations: BTreeMap::new(),
+            issuer_name: issuer_name.clone(),
+            issuer_kind: issuer_kind.to_string(),
+            spec,
+            keep_key: false,
+            labels: BTreeMap::new(),
+        });
+    }
     Ok(())
 }
 

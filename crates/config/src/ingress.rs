@@ -1,5 +1,6 @@
 //! Proxy resources from manifests: Traefik's `IngressRoute`, `Middleware` and
-//! `TraefikService` (`traefik.io/v1alpha1`), Kubernetes `Service` + `EndpointSlice` for
+//! `TraefikService` (`traefik.io/v1alpha1`), Kubernetes `Ingress` and `IngressClass`
+//! (`networking.k8s.io/v1`, see [`kube_ingress`]), Kubernetes `Service` + `EndpointSlice` for
 //! backends, `Secret`s of type `kubernetes.io/tls`, and Traefik's file-provider dynamic
 //! configuration (a document with top-level `http:`), translated into a
 //! [`proxy::config::DynamicConfig`].
@@ -126,7 +127,7 @@ struct NameRef {
     namespace: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ServiceRef {
     name: String,
@@ -743,6 +744,8 @@ enum Item {
     TlsOption(Meta, TlsOptionSpec),
     ServersTransport(Meta, TransportDoc),
     File(FileHttp, FileTls),
+    Ingress(kube_ingress::IngressDoc),
+    IngressClass(kube_ingress::IngressClassDoc),
 }
 
 /// Reads every proxy resource of these files.
@@ -799,8 +802,33 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
     };
     let cfg = &mut plan.config;
     let mut wanted_secrets: Vec<(String, String)> = Vec::new();
+    let class_docs: Vec<&kube_ingress::IngressClassDoc> = items
+        .iter()
+        .filter_map(|(_, i)| match i {
+            Item::IngressClass(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let classes = kube_ingress::classes(&class_docs);
     for (at, item) in &items {
         match item {
+            Item::Ingress(d) => {
+                if !kube_ingress::is_ours(d, &classes) {
+                    continue;
+                }
+                wanted_secrets.extend(kube_ingress::secrets(d));
+                let (routers, problems) = kube_ingress::routers(d, &backends, cfg);
+                for (name, r) in routers {
+                    cfg.routers.insert(name, r);
+                }
+                for p in problems {
+                    plan.diagnostics.push(format!(
+                        "{at}: Ingress {}/{}: {p}",
+                        d.metadata.ns(),
+                        d.metadata.name
+                    ));
+                }
+            }
             Item::Middleware(m, spec) => match middleware(spec) {
                 Ok(mw) => {
                     cfg.middlewares.insert(crd_name(m.ns(), &m.name), mw);
@@ -995,6 +1023,12 @@ fn parse_item(doc: &str) -> Result<Option<Item>, String> {
             Item::EndpointSlice(crate::from_yaml(doc).map_err(parse_err)?)
         }
         Some("Secret") if api == "v1" => Item::Secret(crate::from_yaml(doc).map_err(parse_err)?),
+        Some("Ingress") if api == "networking.k8s.io/v1" => {
+            Item::Ingress(crate::from_yaml(doc).map_err(parse_err)?)
+        }
+        Some("IngressClass") if api == "networking.k8s.io/v1" => {
+            Item::IngressClass(crate::from_yaml(doc).map_err(parse_err)?)
+        }
         Some(_) => return Ok(None),
         None if head.http.is_some() || head.tls.is_some() => {
             let d: FileDoc = crate::from_yaml(doc).map_err(parse_err)?;
@@ -1401,6 +1435,8 @@ fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<Strin
         );
     }
 }
+
+mod kube_ingress;
 
 #[cfg(test)]
 mod tests;

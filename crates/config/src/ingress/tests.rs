@@ -398,3 +398,214 @@ fn failover_services_in_the_file_format() {
     assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
     assert!(p.diagnostics[0].contains("exactly one of loadBalancer, weighted or failover"));
 }
+
+#[test]
+fn kubernetes_ingresses_become_routers_the_traefik_way() {
+    let text = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: whoami, namespace: apps}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: whoami-1, namespace: apps, labels: {kubernetes.io/service-name: whoami}}
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.0.0.1]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: edge}
+spec: {controller: edgeplane.io/ingress-controller}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: apps
+  annotations:
+    traefik.ingress.kubernetes.io/router.entrypoints: websecure
+    traefik.ingress.kubernetes.io/router.middlewares: apps-strip@kubernetescrd
+spec:
+  ingressClassName: edge
+  tls: [{hosts: [shop.example.com], secretName: shop-tls}]
+  defaultBackend: {service: {name: whoami, port: {name: http}}}
+  rules:
+    - host: shop.example.com
+      http:
+        paths:
+          - {path: /api/, pathType: Prefix, backend: {service: {name: whoami, port: {number: 80}}}}
+          - {path: /exact, pathType: Exact, backend: {service: {name: whoami, port: {number: 80}}}}
+          - {path: /, pathType: Prefix, backend: {service: {name: whoami, port: {number: 80}}}}
+    - host: "*.shop.example.com"
+      http:
+        paths: [{path: /, pathType: ImplementationSpecific, backend: {service: {name: whoami, port: {number: 80}}}}]
+    - host: bad.example.com
+      http:
+        paths: [{path: /x, pathType: Regex, backend: {service: {name: whoami, port: {number: 80}}}}]
+    - host: missing.example.com
+      http:
+        paths: [{path: /, pathType: Prefix, backend: {service: {name: nope, port: {number: 80}}}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: plain, namespace: apps}
+spec:
+  rules: [{host: plain.example.com, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: whoami, port: {number: 80}}}}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: theirs, namespace: apps}
+spec:
+  ingressClassName: nginx
+  rules: [{host: theirs.example.com, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: whoami, port: {number: 80}}}}]}}]
+"#;
+    let p = plan(text);
+    let r = |name: &str| {
+        p.config
+            .routers
+            .get(name)
+            .unwrap_or_else(|| panic!("no router {name}: {:?}", p.config.routers.keys()))
+    };
+    assert_eq!(
+        r("apps-shop-0-0@kubernetes").rule,
+        "Host(`shop.example.com`) && PathPrefix(`/api`)"
+    );
+    assert_eq!(
+        r("apps-shop-0-1@kubernetes").rule,
+        "Host(`shop.example.com`) && Path(`/exact`)"
+    );
+    assert_eq!(
+        r("apps-shop-0-2@kubernetes").rule,
+        "Host(`shop.example.com`)"
+    );
+    assert_eq!(
+        r("apps-shop-1-0@kubernetes").rule,
+        r"HostRegexp(`^[a-z0-9-]+\.shop\.example\.com$`)"
+    );
+    let shop = r("apps-shop-0-0@kubernetes");
+    assert_eq!(shop.entry_points, vec!["websecure".to_string()]);
+    assert_eq!(
+        shop.middlewares,
+        vec!["apps-strip@kubernetescrd".to_string()]
+    );
+    assert!(shop.tls.is_some(), "spec.tls makes TLS routers");
+    let default = r("apps-shop-default@kubernetes");
+    assert_eq!(
+        (default.rule.as_str(), default.priority),
+        ("PathPrefix(`/`)", Some(1))
+    );
+    // The backend is the Service's load balancer, as for IngressRoutes.
+    match &p.config.services[&shop.service] {
+        ServiceConfig::LoadBalancer(lb) => {
+            assert_eq!(lb.servers[0].url, "http://10.0.0.1:8080")
+        }
+        other => panic!("{other:?}"),
+    }
+    // No class: the default, served, without TLS and on every entry point.
+    let plain = r("apps-plain-0-0@kubernetes");
+    assert!(plain.tls.is_none() && plain.entry_points.is_empty());
+    // Another controller's class is left alone.
+    assert!(!p.config.routers.keys().any(|k| k.contains("theirs")));
+    assert!(p
+        .secret_refs
+        .contains(&("apps".to_string(), "shop-tls".to_string())));
+    let diags = p.diagnostics.join("\n");
+    assert!(
+        diags.contains("Ingress apps/shop") && diags.contains("pathType \"Regex\""),
+        "{diags}"
+    );
+    assert!(diags.contains("service apps/nope not found"), "{diags}");
+}
+
+#[test]
+fn ingress_annotations_ask_cert_manager_and_resolvers_for_certificates() {
+    let text = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: apps
+  annotations: {cert-manager.io/cluster-issuer: edgeplane-ca, cert-manager.io/private-key-algorithm: ECDSA}
+spec:
+  tls:
+    - {hosts: [shop.example.com, www.shop.example.com], secretName: shop-tls}
+    - {hosts: ["*.img.example.com"], secretName: img-tls}
+  rules: [{host: shop.example.com}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  namespace: apps
+  annotations: {traefik.ingress.kubernetes.io/router.tls.certresolver: le}
+spec:
+  rules: [{host: api.example.com, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s, port: {number: 80}}}}]}}]
+"#;
+    let resolvers = std::collections::BTreeMap::from([(
+        "le".to_string(),
+        crate::certmanager::CertResolver {
+            issuer: crate::certmanager::AcmeIssuer {
+                server: "https://acme.test/dir".into(),
+                email: None,
+                private_key_secret: "le-resolver-account".into(),
+                ca_bundle: None,
+                skip_tls_verify: false,
+                external_account_binding: None,
+                solvers: vec![crate::certmanager::AcmeSolver {
+                    selector: Default::default(),
+                    kind: crate::certmanager::SolverKind::Http01,
+                }],
+            },
+            key: certs::KeyAlgorithm::Ecdsa(256),
+        },
+    )]);
+    let c = crate::certmanager::load_with(&[("t.yaml".to_string(), text.to_string())], &resolvers);
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    let got: Vec<(&str, &str, Vec<String>)> = c
+        .certificates
+        .iter()
+        .map(|x| {
+            (
+                x.secret_name.as_str(),
+                x.issuer_kind.as_str(),
+                x.spec.dns_names.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got[0],
+        (
+            "shop-tls",
+            "ClusterIssuer",
+            vec![
+                "shop.example.com".to_string(),
+                "www.shop.example.com".to_string()
+            ]
+        )
+    );
+    assert_eq!(
+        got[1],
+        (
+            "img-tls",
+            "ClusterIssuer",
+            vec!["*.img.example.com".to_string()]
+        )
+    );
+    assert_eq!(got[2].1, crate::certmanager::RESOLVER_KIND);
+    assert_eq!(got[2].2, vec!["api.example.com".to_string()]);
+    assert_eq!(c.certificates[0].spec.key, certs::KeyAlgorithm::Ecdsa(256));
+    // The proxy asks for the resolver's secret under the same name.
+    let p = plan(text);
+    assert!(
+        p.secret_refs
+            .contains(&("apps".to_string(), got[2].0.to_string())),
+        "{:?}",
+        p.secret_refs
+    );
+    let api = &p.config.routers.get("apps-api-0-0@kubernetes");
+    assert!(
+        api.is_none_or(|r| r.tls.as_ref().and_then(|t| t.cert_resolver.as_deref()) == Some("le"))
+    );
+}

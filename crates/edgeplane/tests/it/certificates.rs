@@ -301,3 +301,88 @@ fn certificates_are_issued_served_renewed_and_verify() {
     let _ = backend.kill();
     let _ = backend.wait();
 }
+
+#[test]
+fn a_kubernetes_ingress_with_a_cluster_issuer_annotation_is_served_over_https() {
+    require("curl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    std::fs::write(site.join("index.html"), "hello from an Ingress\n").expect("write");
+    let port = crate::harness::free_port();
+    let mut backend = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&site)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("backend");
+    let manifests_dir = dir.path().join("edgeplane.d");
+    std::fs::create_dir_all(&manifests_dir).expect("mkdir");
+    std::fs::write(
+        manifests_dir.join("ingress.yaml"),
+        format!(
+            r#"apiVersion: v1
+kind: Service
+metadata: {{name: site, namespace: shop}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: site-1, namespace: shop, labels: {{kubernetes.io/service-name: site}}}}
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: shop
+  annotations:
+    cert-manager.io/cluster-issuer: edgeplane-ca
+    traefik.ingress.kubernetes.io/router.entrypoints: websecure
+spec:
+  tls: [{{hosts: [shop.test], secretName: shop-tls}}]
+  rules:
+    - host: shop.test
+      http:
+        paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: site, port: {{name: http}}}}}}}}]
+"#
+        ),
+    )
+    .expect("write");
+    let server = Edgeplane::start(
+        &data,
+        &["--manifests", &manifests_dir.display().to_string()],
+    );
+    let root = wait_until("the root CA", 10, || {
+        secret_key(&data, "cert-manager", "edgeplane-root-ca", "ca.crt")
+    });
+    let root_path = dir.path().join("root.pem");
+    std::fs::write(&root_path, &root).expect("write");
+    let resolve = format!("shop.test:{}:127.0.0.1", server.websecure.port());
+    let url = format!("https://shop.test:{}/index.html", server.websecure.port());
+    wait_until("HTTPS for the Ingress", 15, || {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&root_path)
+            .args(["--resolve", &resolve, &url])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .contains("hello from an Ingress")
+            .then_some(())
+    });
+    let status = cli_ok(&data, &["cert", "get", "shop/shop-tls"]);
+    assert!(status.contains("Ready=True"), "{status}");
+    server.stop();
+    let _ = backend.kill();
+    let _ = backend.wait();
+}
