@@ -375,7 +375,7 @@ async fn run_order<S: Solver>(
             "the CA did not validate within {:?}",
             timeouts.validation
         )),
-        e => AcmeError::at("validation", e),
+        e => AcmeError::at("the CA did not validate the challenges", e),
     })?;
     if status != OrderStatus::Ready {
         return Err(AcmeError(invalid_reason(order).await));

@@ -213,21 +213,43 @@ fn seed_workflow_gets_an_apex_and_wildcard_certificate_over_dns01_and_serves_it(
     drop(pebble);
 }
 
+const EAB_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+
+/// A DNSZone whose one name points where nothing answers HTTP (127.0.0.2), or at the proxy.
+fn far_zone(address: &str) -> String {
+    format!(
+        "apiVersion: edgeplane.io/v1alpha1\nkind: DNSZone\nmetadata: {{name: example-net, namespace: default}}\nspec:\n  domain: example.net\n  network: {{elbEips: [{address}]}}\n  records: [{{name: far, fromNetwork: public, ttl: 5}}]\n"
+    )
+}
+
 #[test]
-fn http01_through_the_proxy_with_renewal_of_a_short_lived_certificate() {
+fn http01_through_the_proxy_with_eab_renewal_key_rotation_and_a_ca_side_failure() {
     require("curl");
     require("openssl");
     let dir = tempfile::tempdir().expect("tempdir");
     let (_site, port) = backend(dir.path(), "hello over http-01\n");
     let (server, data, manifests) = start(dir.path(), "2s");
-    // Certificates valid for 45 s: renewed at 2/3, 30 s after issuance.
-    let pebble = Pebble::start(
+    // Certificates valid for 45 s: renewed at 2/3, 30 s after issuance. Accounts need an
+    // external account binding (as ZeroSSL's do).
+    let pebble = Pebble::start_with(
         &dir.path().join("pebble"),
         server.addr(),
         server.web.port(),
         Some(45),
         &[("PEBBLE_VA_NOSLEEP", "1")],
+        Some(("kid-1", EAB_KEY)),
     );
+    cli_ok(
+        &data,
+        &[
+            "secret",
+            "create",
+            "eab",
+            "--from-literal",
+            &format!("secret={EAB_KEY}"),
+        ],
+    );
+    std::fs::write(manifests.join("far.yaml"), far_zone("127.0.0.2")).expect("write");
     std::fs::write(
         manifests.join("site.yaml"),
         format!(
@@ -237,7 +259,7 @@ metadata: {{name: example-org, namespace: default}}
 spec:
   domain: example.org
   network: {{elbEips: [127.0.0.1]}}
-  records: [{{name: www, fromNetwork: public, ttl: 60}}]
+  records: [{{name: www, fromNetwork: public, ttl: 60}}, {{name: keep, fromNetwork: public, ttl: 60}}]
 ---
 apiVersion: cert-manager.io/v1
 kind: Issuer
@@ -247,6 +269,7 @@ spec:
     server: {server}
     caBundle: {bundle}
     privateKeySecretRef: {{name: pebble-http-account}}
+    externalAccountBinding: {{keyID: kid-1, keySecretRef: {{name: eab, key: secret}}}}
     solvers: [{{http01: {{ingress: {{ingressClassName: edgeplane}}}}}}]
 ---
 apiVersion: cert-manager.io/v1
@@ -256,6 +279,23 @@ spec:
   secretName: www-tls
   issuerRef: {{name: pebble-http}}
   dnsNames: [www.example.org]
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {{name: keep, namespace: default}}
+spec:
+  secretName: keep-tls
+  issuerRef: {{name: pebble-http}}
+  dnsNames: [keep.example.org]
+  privateKey: {{rotationPolicy: Never, algorithm: ECDSA}}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {{name: far, namespace: default}}
+spec:
+  secretName: far-tls
+  issuerRef: {{name: pebble-http}}
+  dnsNames: [far.example.net]
 ---
 apiVersion: v1
 kind: Service
@@ -284,6 +324,24 @@ spec:
     let first = wait_until("the HTTP-01 certificate", 60, || {
         secret_key(&data, "default", "www-tls", "tls.crt")
     });
+    let first_key = secret_key(&data, "default", "www-tls", "tls.key").expect("key");
+    let keep_key = wait_until("the kept-key certificate", 30, || {
+        secret_key(&data, "default", "keep-tls", "tls.key")
+    });
+    // The CA could not reach far.example.net: its own reason is reported.
+    let far = wait_until("the CA-side failure", 60, || {
+        let s = cert_status(&data, "default/far");
+        (failed_attempts(&s) >= 1).then_some(s)
+    });
+    assert!(
+        far.contains("Ready=False")
+            && far.contains("the CA did not validate")
+            && far.contains("far.example.net")
+            && far.contains("connection refused"),
+        "{far}"
+    );
+    // Fixed in DNS; the next retry (backoff) gets the certificate.
+    std::fs::write(manifests.join("far.yaml"), far_zone("127.0.0.1")).expect("write");
     let root_path = dir.path().join("pebble-root.pem");
     std::fs::write(&root_path, pebble.root()).expect("write");
     wait_until("HTTPS for www.example.org", 20, || {
@@ -314,11 +372,29 @@ spec:
         .output()
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&leftover.stdout), "404");
+    wait_until("far.example.net after the fix", 60, || {
+        secret_key(&data, "default", "far-tls", "tls.crt")
+    });
     // Renewed when due, and the proxy serves the new one on the next handshake.
     let renewed = wait_until("renewal", 60, || {
         let pem = secret_key(&data, "default", "www-tls", "tls.crt")?;
         (pem != first).then_some(pem)
     });
+    // rotationPolicy: the default (Always) made a new key, Never kept it.
+    assert_ne!(
+        secret_key(&data, "default", "www-tls", "tls.key").expect("key"),
+        first_key
+    );
+    wait_until("the kept-key certificate renewed", 30, || {
+        let s = cert_status(&data, "default/keep");
+        s.contains("revision: 2").then_some(())
+    });
+    assert_eq!(
+        secret_key(&data, "default", "keep-tls", "tls.key").expect("key"),
+        keep_key
+    );
+    // The account was registered once, with the binding, and kept.
+    assert!(secret_key(&data, "default", "pebble-http-account", "tls.key").is_some());
     let serial = |pem: &str| {
         let path = dir.path().join("serial.pem");
         std::fs::write(&path, pem).expect("write");

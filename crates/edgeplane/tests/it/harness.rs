@@ -417,6 +417,19 @@ impl Pebble {
         validity_secs: Option<u64>,
         env: &[(&str, &str)],
     ) -> Pebble {
+        Pebble::start_with(work, dns, http_port, validity_secs, env, None)
+    }
+
+    /// [`Pebble::start`], requiring external account binding with one key (ID, base64url
+    /// HMAC key) when `eab` is given.
+    pub(crate) fn start_with(
+        work: &Path,
+        dns: SocketAddr,
+        http_port: u16,
+        validity_secs: Option<u64>,
+        env: &[(&str, &str)],
+        eab: Option<(&str, &str)>,
+    ) -> Pebble {
         require("pebble");
         require("openssl");
         std::fs::create_dir_all(work).expect("pebble dir");
@@ -493,14 +506,20 @@ impl Pebble {
         ]);
         let acme_port = free_port();
         let mgmt_port = free_port();
-        let validity = validity_secs
+        let mut validity = validity_secs
             .map(|v| format!(r#", "certificateValidityPeriod": {v}"#))
             .unwrap_or_default();
+        let eab_required = eab.is_some();
+        if let Some((kid, key)) = eab {
+            validity.push_str(&format!(
+                r#", "externalAccountMACKeys": {{"{kid}": "{key}"}}"#
+            ));
+        }
         let config = work.join("pebble.json");
         std::fs::write(
             &config,
             format!(
-                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}", "managementListenAddress": "127.0.0.1:{mgmt_port}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http_port}, "tlsPort": {tls}, "ocspResponderURL": "", "externalAccountBindingRequired": false{validity}}}}}"#,
+                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}", "managementListenAddress": "127.0.0.1:{mgmt_port}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http_port}, "tlsPort": {tls}, "ocspResponderURL": "", "externalAccountBindingRequired": {eab_required}{validity}}}}}"#,
                 cert = cert.display(),
                 key = key.display(),
                 tls = free_port(),
