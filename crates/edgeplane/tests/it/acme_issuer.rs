@@ -166,6 +166,24 @@ fn seed_workflow_gets_an_apex_and_wildcard_certificate_over_dns01_and_serves_it(
             ),
         );
     assert!(issuer.contains("caBundle"), "{issuer}");
+    // Another ACME client's challenge value at the same name: it must survive (multivalue).
+    wait_until("the zone served", 30, || {
+        let d = kdig(server.addr(), &["app.example.com", "A"]);
+        (!d.answer.is_empty()).then_some(())
+    });
+    cli_ok(
+        &data,
+        &[
+            "record",
+            "upsert",
+            "app.example.com",
+            "_acme-challenge",
+            "TXT",
+            "\"kept-by-another-client\"",
+            "--ttl",
+            "60",
+        ],
+    );
     let applied = Instant::now();
     std::fs::write(manifests.join("issuer.yaml"), issuer).expect("write");
 
@@ -205,9 +223,11 @@ fn seed_workflow_gets_an_apex_and_wildcard_certificate_over_dns01_and_serves_it(
     let account = secret_key(&data, "cert-manager", "seed-acme-account", "tls.key")
         .expect("account key stored");
     assert!(account.contains("PRIVATE KEY"));
-    // The challenge records are gone again, from edgeplane's authoritative answers.
+    // Our challenge values are gone again and the other client's is still there, in
+    // edgeplane's authoritative answers.
     let d = kdig(server.addr(), &["_acme-challenge.app.example.com", "TXT"]);
-    assert!(d.answer.is_empty(), "challenge left behind: {}", d.raw);
+    assert_eq!(d.answer.len(), 1, "challenge left behind: {}", d.raw);
+    assert!(d.raw.contains("kept-by-another-client"), "{}", d.raw);
     // The zone's scoped identity did the writing: its key is in the zone's secret.
     assert!(secret_key(&data, "default", "route53", "access-key-id").is_some());
     drop(pebble);
