@@ -609,3 +609,55 @@ spec:
         api.is_none_or(|r| r.tls.as_ref().and_then(|t| t.cert_resolver.as_deref()) == Some("le"))
     );
 }
+
+#[test]
+fn the_seed_example_parses_cleanly() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/seed");
+    let mut files = Vec::new();
+    for sub in ["", "/alternatives"] {
+        for e in std::fs::read_dir(format!("{dir}{sub}")).expect("examples") {
+            let path = e.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
+                files.push((
+                    path.display().to_string(),
+                    std::fs::read_to_string(&path).expect("read"),
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        files.len(),
+        5,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    let inputs: Vec<ManifestFile<'_>> = files
+        .iter()
+        .map(|(name, text)| ManifestFile { name, text })
+        .collect();
+    let p = load(&inputs);
+    assert_eq!(p.diagnostics, Vec::<String>::new());
+    assert_eq!(
+        p.secret_refs,
+        [("default".to_string(), "app-tls".to_string())]
+    );
+    let c = crate::certmanager::load(&files);
+    assert_eq!(c.diagnostics, Vec::<String>::new());
+    // The internal-CA issuer and its ACME alternative (same name), and the one Certificate.
+    assert_eq!(c.issuers.len(), 2);
+    assert!(c
+        .issuers
+        .iter()
+        .any(|i| matches!(i.kind, crate::certmanager::IssuerType::Acme(_))));
+    assert_eq!(c.certificates.len(), 1);
+    for (name, text) in &files {
+        for plan in crate::dnszone::parse(text) {
+            if let Err(e) = &plan {
+                assert!(
+                    matches!(e, crate::dnszone::ManifestError::OtherKind { .. }),
+                    "{name}: {e}"
+                );
+            }
+        }
+    }
+}
