@@ -415,6 +415,22 @@ pub fn server_config(
     });
     let mut config = match &opt.client_auth {
         None => builder.with_no_client_auth().with_cert_resolver(resolver),
+        Some(auth)
+            if matches!(
+                auth.mode.as_str(),
+                "RequestClientCert" | "RequireAnyClientCert"
+            ) =>
+        {
+            // Traefik's unverified modes: a certificate is asked for (and required by the
+            // second), its possession proven by the handshake signature, its issuer not checked.
+            let verifier = Arc::new(AnyClientCertificate {
+                mandatory: auth.mode == "RequireAnyClientCert",
+                provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            });
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_cert_resolver(resolver)
+        }
         Some(auth) => {
             let mut roots = rustls::RootCertStore::empty();
             for pem in &auth.ca_pems {
@@ -437,7 +453,7 @@ pub fn server_config(
                 "VerifyClientCertIfGiven" => verifier.allow_unauthenticated(),
                 other => {
                     return Err(format!(
-                        "clientAuthType {other:?} is not supported (RequireAndVerifyClientCert, VerifyClientCertIfGiven)"
+                        "clientAuthType {other:?} is not supported (NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"
                     ))
                 }
             }
@@ -457,4 +473,69 @@ pub fn server_config(
             .collect()
     };
     Ok(Arc::new(config))
+}
+
+/// `RequestClientCert` / `RequireAnyClientCert`: any client certificate is accepted; the
+/// handshake signature still proves the client holds its key.
+#[derive(Debug)]
+struct AnyClientCertificate {
+    mandatory: bool,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
