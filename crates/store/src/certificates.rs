@@ -11,6 +11,9 @@ use crate::{Store, StoreError};
 
 const CERTIFICATE_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("certificate_status");
 
+/// An unchanged status is written again after this long, for its `lastReconciled`.
+const UNCHANGED_REWRITE_SECS: u64 = 300;
+
 /// The status of one Certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -167,6 +170,15 @@ impl Store {
             });
         }
         s.conditions = conditions;
+        // A pass that finds nothing new writes nothing (each write is a durable commit), but
+        // `lastReconciled` is refreshed at least every few minutes.
+        if let Some(p) = &previous {
+            let mut same = s.clone();
+            same.last_reconciled = p.last_reconciled;
+            if same == *p && now.saturating_sub(p.last_reconciled) < UNCHANGED_REWRITE_SECS {
+                return Ok(same);
+            }
+        }
         self.status_put(CERTIFICATE_STATUS, "Certificate", owner, &s)?;
         Ok(s)
     }
@@ -225,6 +237,35 @@ mod tests {
             .expect("record");
         assert_eq!((s.revision, s.failed_issuance_attempts), (2, 0));
         assert_eq!(store.certificate_statuses().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn repeated_outcomes_keep_the_status_and_changes_are_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let up = CertificateOutcome::UpToDate {
+            not_before: 100,
+            not_after: i64::MAX / 2,
+            renewal_time: 200,
+        };
+        let first = store
+            .record_certificate_outcome("apps/web", "web-tls", &up)
+            .expect("record");
+        let generation = store.certificate_status("apps/web").expect("read");
+        let again = store
+            .record_certificate_outcome("apps/web", "web-tls", &up)
+            .expect("record");
+        assert_eq!(first, again);
+        assert_eq!(
+            store.certificate_status("apps/web").expect("read"),
+            generation
+        );
+        // A change is written.
+        let failed = CertificateOutcome::Failed { reason: "x".into() };
+        let s = store
+            .record_certificate_outcome("apps/web", "web-tls", &failed)
+            .expect("record");
+        assert_eq!(store.certificate_status("apps/web").expect("read"), Some(s));
     }
 
     #[test]
