@@ -89,7 +89,7 @@ impl Proxy {
         let certs = Arc::new(ArcSwap::from_pointee(
             CertStore::build(&[], Some(default_cert.clone())).0,
         ));
-        let (policy, _) = TlsPolicy::build(&Default::default(), &[], &certs);
+        let (policy, _) = TlsPolicy::build(&Default::default(), &[], &certs, None);
         let tls_policy = Arc::new(ArcSwap::from_pointee(policy));
         let access_log = match &options.access_log {
             Some(c) => Some(
@@ -158,7 +158,13 @@ impl Proxy {
             CertStore::build(&config.certificates, Some(self.default_cert.clone()));
         runtime.diagnostics.extend(cert_diags);
         let claims = tls_claims(config);
-        let (policy, tls_diags) = TlsPolicy::build(&config.tls_options, &claims, &self.certs);
+        let previous_policy = self.tls_policy.load_full();
+        let (policy, tls_diags) = TlsPolicy::build(
+            &config.tls_options,
+            &claims,
+            &self.certs,
+            Some(&previous_policy),
+        );
         runtime.diagnostics.extend(tls_diags);
         let diags = runtime.diagnostics.clone();
         for (name, svc) in &runtime.services {

@@ -178,6 +178,9 @@ pub struct TlsPolicy {
     exact: HashMap<String, Arc<rustls::ServerConfig>>,
     wildcard: HashMap<String, Arc<rustls::ServerConfig>>,
     default: Arc<rustls::ServerConfig>,
+    /// Every configuration built, by the option it was built from: a reload that keeps an
+    /// option keeps its configuration (and so its session cache and ticket keys).
+    built: Vec<(crate::config::TlsOptions, Arc<rustls::ServerConfig>)>,
 }
 
 impl TlsPolicy {
@@ -187,6 +190,7 @@ impl TlsPolicy {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
             default,
+            built: Vec::new(),
         }
     }
 
@@ -214,8 +218,26 @@ impl TlsPolicy {
         options: &std::collections::BTreeMap<String, crate::config::TlsOptions>,
         claims: &[(crate::rule::HostPattern, String, String)],
         store: &Arc<ArcSwap<CertStore>>,
+        previous: Option<&TlsPolicy>,
     ) -> (TlsPolicy, Vec<Diagnostic>) {
         let mut diags = Vec::new();
+        let mut built: Vec<(crate::config::TlsOptions, Arc<rustls::ServerConfig>)> = Vec::new();
+        // The previous configuration of an unchanged option, else a new one. (Every
+        // configuration resolves certificates through `store`, which outlives reloads.)
+        let mut server_config = |opt: &crate::config::TlsOptions,
+                                 store: &Arc<ArcSwap<CertStore>>|
+         -> Result<Arc<rustls::ServerConfig>, String> {
+            if let Some((_, c)) = built.iter().find(|(o, _)| o == opt) {
+                return Ok(c.clone());
+            }
+            let reused = previous.and_then(|p| p.built.iter().find(|(o, _)| o == opt));
+            let c = match reused {
+                Some((_, c)) => c.clone(),
+                None => server_config(opt, store)?,
+            };
+            built.push((opt.clone(), c.clone()));
+            Ok(c)
+        };
         let mut compiled: HashMap<String, Arc<rustls::ServerConfig>> = HashMap::new();
         for (name, opt) in options {
             match server_config(opt, store) {
@@ -245,6 +267,7 @@ impl TlsPolicy {
             },
         };
         let mut policy = TlsPolicy::uniform(default);
+        policy.built = built;
         let mut owner: HashMap<String, String> = HashMap::new();
         let mut conflicted = std::collections::HashSet::new();
         for (host, option, router) in claims {

@@ -512,3 +512,93 @@ async fn servers_transports_reach_tls_backends() {
     );
     assert_eq!(crate::get(web, "x", "/insecure").await.0, 200);
 }
+
+/// One `openssl s_client` handshake with `host`, resuming the session in `out` when
+/// `resume`, and saving the new one there; whether the session was reused.
+async fn handshake(addr: SocketAddr, host: &str, out: &std::path::Path, resume: bool) -> bool {
+    let out_path = out;
+    let (host, out) = (host.to_string(), out.to_path_buf());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &addr.to_string(),
+                "-servername",
+                &host,
+            ])
+            // Sessions are single-use (TLS 1.3): each handshake keeps the next one.
+            .args(if resume { &["-sess_in"][..] } else { &[][..] })
+            .args(if resume {
+                vec![out.as_os_str()]
+            } else {
+                vec![]
+            })
+            .arg("-sess_out")
+            .arg(&out)
+            // A whole request and its answer: the session tickets, sent after the handshake,
+            // arrive before the connection ends.
+            .arg("-ign_eof")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())?;
+                c.wait_with_output()
+            })
+    })
+    .await
+    .expect("join")
+    .expect("openssl s_client");
+    let next = out_path.with_extension("next");
+    if next.exists() {
+        std::fs::rename(&next, out_path).expect("keep the session");
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.contains("Reused, TLSv1.")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_across_a_reload_that_keeps_the_tls_option() {
+    let a = backend::start("a").await;
+    let p = crate::start_proxy().await;
+    let ca = Ca::new("server CA");
+    let certs = vec![ca.issue(&["app.test", "strict.test"], "apps/app")];
+    let opt = proxy::config::TlsOptions {
+        alpn_protocols: vec!["http/1.1".into()],
+        ..Default::default()
+    };
+    let cfg = with_option(a, certs.clone(), "Host(`strict.test`)", opt.clone());
+    assert_eq!(p.apply(&cfg), vec![]);
+    let secure = p.local_addr("websecure").expect("websecure");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = dir.path().join("session.pem");
+    assert!(!handshake(secure, "strict.test", &session, false).await);
+    // Resumption works at all.
+    assert!(handshake(secure, "strict.test", &session, true).await);
+    // A reload that changes routers but not the option keeps the session cache.
+    let mut changed = cfg.clone();
+    changed
+        .routers
+        .insert("extra".into(), router("Host(`extra.test`)", "s"));
+    assert_eq!(p.apply(&changed), vec![]);
+    assert!(
+        handshake(secure, "strict.test", &session, true).await,
+        "session lost by a reload that kept the option"
+    );
+    // A changed option is a new configuration: nothing to resume.
+    let other = proxy::config::TlsOptions {
+        alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+        ..opt
+    };
+    assert_eq!(
+        p.apply(&with_option(a, certs, "Host(`strict.test`)", other)),
+        vec![]
+    );
+    assert!(!handshake(secure, "strict.test", &session, true).await);
+}
