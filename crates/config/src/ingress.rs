@@ -412,7 +412,42 @@ struct ClientAuthDoc {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TraefikServiceSpec {
-    weighted: WeightedDoc,
+    #[serde(default)]
+    weighted: Option<WeightedDoc>,
+    #[serde(default)]
+    mirroring: Option<CrdMirroringDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CrdMirroringDoc {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    port: Option<PortRef>,
+    #[serde(default)]
+    mirror_body: Option<bool>,
+    #[serde(default)]
+    max_body_size: Option<i64>,
+    #[serde(default)]
+    mirrors: Vec<CrdMirrorDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CrdMirrorDoc {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    port: Option<PortRef>,
+    #[serde(default)]
+    percent: u32,
 }
 
 #[derive(Deserialize)]
@@ -681,6 +716,40 @@ struct FileService {
     weighted: Option<FileWeighted>,
     #[serde(default)]
     failover: Option<FileFailover>,
+    #[serde(default)]
+    mirroring: Option<FileMirroring>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileMirroring {
+    service: String,
+    #[serde(default)]
+    mirror_body: Option<bool>,
+    #[serde(default)]
+    max_body_size: Option<i64>,
+    #[serde(default)]
+    mirrors: Vec<FileMirror>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    health_check: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMirror {
+    name: String,
+    #[serde(default)]
+    percent: u32,
+}
+
+/// Traefik's `maxBodySize`: absent or -1 means edgeplane's bound, not unlimited.
+fn mirror_limit(v: Option<i64>) -> Result<u64, String> {
+    match v {
+        None | Some(-1) => Ok(proxy::config::DEFAULT_MIRROR_MAX_BODY),
+        Some(n) if n >= 0 => Ok(n as u64),
+        Some(n) => Err(format!("maxBodySize {n} must be -1 or at least 0")),
+    }
 }
 
 #[derive(Deserialize)]
@@ -839,23 +908,12 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
                 }
             },
             Item::TraefikService(m, spec) => {
-                let mut children = Vec::new();
-                let mut failed = None;
-                for (i, s) in spec.weighted.services.iter().enumerate() {
-                    match backends.service(m.ns(), s, &format!("{}-{}-w{i}", m.ns(), m.name), cfg) {
-                        Ok(name) => children.push(WeightedService {
-                            service: name,
-                            weight: s.weight.unwrap_or(1),
-                        }),
-                        Err(e) => failed = Some(e),
+                let built = traefik_service(m, spec, &backends, cfg);
+                match built {
+                    Ok(service) => {
+                        cfg.services.insert(crd_name(m.ns(), &m.name), service);
                     }
-                }
-                match failed {
-                    None => {
-                        cfg.services
-                            .insert(crd_name(m.ns(), &m.name), ServiceConfig::Weighted(children));
-                    }
-                    Some(e) => plan.diagnostics.push(format!(
+                    Err(e) => plan.diagnostics.push(format!(
                         "{at}: TraefikService {}/{}: {e}",
                         m.ns(),
                         m.name
@@ -1036,6 +1094,60 @@ fn parse_item(doc: &str) -> Result<Option<Item>, String> {
         }
         None => return Ok(None),
     }))
+}
+
+/// A TraefikService: `weighted` or `mirroring`.
+fn traefik_service(
+    m: &Meta,
+    spec: &TraefikServiceSpec,
+    backends: &Backends<'_>,
+    cfg: &mut DynamicConfig,
+) -> Result<ServiceConfig, String> {
+    match (&spec.weighted, &spec.mirroring) {
+        (Some(w), None) => {
+            let mut children = Vec::new();
+            for (i, s) in w.services.iter().enumerate() {
+                let name =
+                    backends.service(m.ns(), s, &format!("{}-{}-w{i}", m.ns(), m.name), cfg)?;
+                children.push(WeightedService {
+                    service: name,
+                    weight: s.weight.unwrap_or(1),
+                });
+            }
+            Ok(ServiceConfig::Weighted(children))
+        }
+        (None, Some(mr)) => {
+            let main = ServiceRef {
+                name: mr.name.clone(),
+                namespace: mr.namespace.clone(),
+                kind: mr.kind.clone(),
+                port: mr.port.clone(),
+                ..ServiceRef::default()
+            };
+            let service =
+                backends.service(m.ns(), &main, &format!("{}-{}-main", m.ns(), m.name), cfg)?;
+            let mut mirrors = Vec::new();
+            for (i, x) in mr.mirrors.iter().enumerate() {
+                let r = ServiceRef {
+                    name: x.name.clone(),
+                    namespace: x.namespace.clone(),
+                    kind: x.kind.clone(),
+                    port: x.port.clone(),
+                    ..ServiceRef::default()
+                };
+                let name =
+                    backends.service(m.ns(), &r, &format!("{}-{}-m{i}", m.ns(), m.name), cfg)?;
+                mirrors.push((name, x.percent));
+            }
+            Ok(ServiceConfig::Mirroring(proxy::config::MirroringConfig {
+                service,
+                mirrors,
+                mirror_body: mr.mirror_body.unwrap_or(true),
+                max_body_size: mirror_limit(mr.max_body_size)?,
+            }))
+        }
+        _ => Err("exactly one of weighted and mirroring is required".to_string()),
+    }
 }
 
 fn crd_name(ns: &str, name: &str) -> String {
@@ -1377,6 +1489,35 @@ fn file_provider(http: &FileHttp, cfg: &mut DynamicConfig, diags: &mut Vec<Strin
         }
     }
     for (name, s) in &http.services {
+        if let Some(m) = &s.mirroring {
+            let built = if s.load_balancer.is_some() || s.weighted.is_some() || s.failover.is_some()
+            {
+                Err(
+                    "a service has exactly one of loadBalancer, weighted, failover or mirroring"
+                        .to_string(),
+                )
+            } else {
+                mirror_limit(m.max_body_size).map(|max_body_size| {
+                    ServiceConfig::Mirroring(proxy::config::MirroringConfig {
+                        service: file_name(&m.service),
+                        mirrors: m
+                            .mirrors
+                            .iter()
+                            .map(|x| (file_name(&x.name), x.percent))
+                            .collect(),
+                        mirror_body: m.mirror_body.unwrap_or(true),
+                        max_body_size,
+                    })
+                })
+            };
+            match built {
+                Ok(b) => {
+                    cfg.services.insert(file_name(name), b);
+                }
+                Err(e) => diags.push(format!("{at}: service {name}: {e}")),
+            }
+            continue;
+        }
         let built = match (&s.load_balancer, &s.weighted, &s.failover) {
             (None, None, Some(f)) => Ok(ServiceConfig::Failover {
                 service: file_name(&f.service),

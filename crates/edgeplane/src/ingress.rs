@@ -292,6 +292,12 @@ async fn services(State(s): State<ProxyApi>) -> Response {
                     "weighted",
                     children.iter().map(|(n, _)| n.clone()).collect(),
                 ),
+                proxy::runtime::Service::Mirroring { main, mirrors, .. } => (
+                    "mirroring",
+                    std::iter::once(main.0.clone())
+                        .chain(mirrors.iter().map(|m| m.name.clone()))
+                        .collect(),
+                ),
             };
             serde_json::json!({"name": name, "type": kind, "servers": servers, "status": "enabled"})
         })

@@ -113,7 +113,26 @@ pub enum ServiceConfig {
         service: String,
         fallback: String,
     },
+    /// Traefik's `mirroring`: every request to `service`, and a share of them copied to
+    /// each mirror (their answers discarded).
+    Mirroring(MirroringConfig),
 }
+
+/// A mirroring service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirroringConfig {
+    pub service: String,
+    /// (service, percent of requests)
+    pub mirrors: Vec<(String, u32)>,
+    /// Copy request bodies (else mirrors get the headers and an empty body).
+    pub mirror_body: bool,
+    /// A request whose body is larger is not mirrored (its body is buffered up to this).
+    pub max_body_size: u64,
+}
+
+/// Bodies above this are not mirrored unless `maxBodySize` says otherwise (Traefik buffers
+/// without limit by default; edgeplane does not hold unbounded bodies in memory).
+pub const DEFAULT_MIRROR_MAX_BODY: u64 = 4 * 1024 * 1024;
 
 /// One child of a weighted service.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::body::RequestBody;
 use crate::config::MiddlewareConfig;
 use crate::metrics::Metrics;
 use crate::rule::RequestView;
@@ -162,7 +163,7 @@ struct ServedBy(String);
 
 async fn route(
     shared: &Shared,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     tls: bool,
     mut req: Request<Incoming>,
 ) -> (Response<Body>, Option<Arc<crate::runtime::Route>>) {
@@ -317,6 +318,27 @@ async fn route(
             Some(route.clone()),
         );
     };
+    let req = match route.service.as_ref() {
+        Service::Mirroring {
+            mirrors,
+            mirror_body,
+            max_body_size,
+            ..
+        } => {
+            mirror(
+                conn,
+                tls,
+                req,
+                client_ip,
+                mirrors,
+                *mirror_body,
+                *max_body_size,
+                stripped_prefix.as_deref(),
+            )
+            .await
+        }
+        _ => req.map(RequestBody::Streamed),
+    };
     let _in_flight = picked.balancer.start(picked.index);
     let (mut resp, reached) = forward(
         picked.transport,
@@ -351,6 +373,84 @@ async fn route(
         }
     }
     (resp, Some(route.clone()))
+}
+
+/// Copies the request to the mirrors whose turn it is, in the background (their answers are
+/// read and dropped), and returns it for the main service: streamed as it came when no copy
+/// is needed or its body is not copied, else buffered (up to `max_body`: a larger body is
+/// not mirrored and goes on streaming to the main service).
+#[allow(clippy::too_many_arguments)]
+async fn mirror(
+    conn: &Arc<ConnInfo>,
+    tls: bool,
+    req: Request<Incoming>,
+    client_ip: IpAddr,
+    mirrors: &[crate::runtime::Mirror],
+    mirror_body: bool,
+    max_body: u64,
+    stripped_prefix: Option<&str>,
+) -> Request<RequestBody> {
+    let firing: Vec<Arc<Service>> = mirrors
+        .iter()
+        .filter(|m| m.fires())
+        .map(|m| m.service.clone())
+        .collect();
+    if firing.is_empty() || upgrade_protocol(req.headers()).is_some() {
+        return req.map(RequestBody::Streamed);
+    }
+    let (parts, body) = req.into_parts();
+    let declared = hyper::body::Body::size_hint(&body).upper();
+    let (main_body, copy) = if hyper::body::Body::is_end_stream(&body) || !mirror_body {
+        (RequestBody::Streamed(body), Some(Bytes::new()))
+    } else if declared.is_some_and(|n| n > max_body) {
+        (RequestBody::Streamed(body), None)
+    } else {
+        match crate::body::buffer(body, max_body).await {
+            Ok(Ok(all)) => (RequestBody::Buffered(Some(all.clone())), Some(all)),
+            Ok(Err((head, rest))) => (
+                RequestBody::Prefixed {
+                    head: Some(head),
+                    rest,
+                },
+                None,
+            ),
+            // The client's body broke: the main service gets nothing more either.
+            Err(_) => (RequestBody::Buffered(Some(Bytes::new())), None),
+        }
+    };
+    if let Some(copy) = copy {
+        for service in firing {
+            let mut r =
+                Request::from_parts(parts.clone(), RequestBody::Buffered(Some(copy.clone())));
+            if !mirror_body {
+                r.headers_mut().remove(header::CONTENT_LENGTH);
+                r.headers_mut().remove(header::TRANSFER_ENCODING);
+            }
+            let conn = conn.clone();
+            let prefix = stripped_prefix.map(str::to_string);
+            tokio::spawn(async move {
+                let Some(p) = pick(&service, r.headers()) else {
+                    return;
+                };
+                let (resp, _) = forward(
+                    p.transport,
+                    &conn,
+                    tls,
+                    r,
+                    client_ip,
+                    p.upstream,
+                    p.pass_host,
+                    prefix.as_deref(),
+                )
+                .await;
+                // Read (and drop) the answer, so the connection can be reused.
+                let _ = http_body_util::Limited::new(resp.into_body(), 1 << 20)
+                    .collect()
+                    .await;
+            });
+        }
+    }
+    Request::from_parts(parts, main_body)
 }
 
 /// The server a request goes to.
@@ -416,6 +516,7 @@ fn pick<'a>(service: &'a Arc<Service>, headers: &HeaderMap) -> Option<Picked<'a>
                     fallback.1.as_ref()
                 };
             }
+            Service::Mirroring { main, .. } => s = main.1.as_ref(),
         }
     }
     None
@@ -434,6 +535,7 @@ fn has_usable(s: &Service) -> bool {
             Service::Failover { main, fallback } => {
                 depth < 16 && (walk(&main.1, depth + 1) || walk(&fallback.1, depth + 1))
             }
+            Service::Mirroring { main, .. } => depth < 16 && walk(&main.1, depth + 1),
         }
     }
     walk(s, 0)
@@ -473,7 +575,7 @@ async fn forward(
     transport: &crate::transport::Transport,
     conn: &ConnInfo,
     tls: bool,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     client_ip: IpAddr,
     upstream: &Upstream,
     pass_host: bool,
@@ -678,7 +780,7 @@ fn request_host<B>(req: &Request<B>) -> Result<String, ()> {
     Ok(h)
 }
 
-fn set_path(req: &mut Request<Incoming>, path: &str) {
+fn set_path<B>(req: &mut Request<B>, path: &str) {
     let pq = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),

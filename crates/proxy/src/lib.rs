@@ -13,6 +13,7 @@
 pub mod access_log;
 pub mod acme;
 pub mod balancer;
+pub mod body;
 pub mod config;
 mod forward;
 pub mod health;

@@ -55,6 +55,40 @@ pub enum Service {
         main: (String, Arc<Service>),
         fallback: (String, Arc<Service>),
     },
+    /// Every request to `main`; a share copied to each mirror.
+    Mirroring {
+        main: (String, Arc<Service>),
+        mirrors: Vec<Mirror>,
+        mirror_body: bool,
+        max_body_size: u64,
+    },
+}
+
+/// One mirror of a mirroring service.
+#[derive(Debug)]
+pub struct Mirror {
+    pub name: String,
+    pub service: Arc<Service>,
+    pub percent: u32,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl Mirror {
+    pub fn new(name: String, service: Arc<Service>, percent: u32) -> Mirror {
+        Mirror {
+            name,
+            service,
+            percent: percent.min(100),
+            seen: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this request is copied: exactly `percent` of every hundred, spread evenly.
+    pub fn fires(&self) -> bool {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = u64::from(self.percent);
+        (n + 1) * p / 100 != n * p / 100
+    }
 }
 
 /// A backend server.
@@ -369,13 +403,32 @@ fn build_service(
                         && balancer.same_weights(&weights);
                     same.then(|| p.clone())
                 }
-                Service::Servers { .. } | Service::Failover { .. } => None,
+                Service::Servers { .. } | Service::Failover { .. } | Service::Mirroring { .. } => {
+                    None
+                }
             });
             reuse.unwrap_or_else(|| {
                 Arc::new(Service::Weighted {
                     children: built,
                     balancer: Balancer::new(&weights, Strategy::WeightedRoundRobin),
                 })
+            })
+        }
+        ServiceConfig::Mirroring(m) => {
+            let main = build_service(ctx, &m.service, done, seen, depth + 1)?;
+            let mut mirrors = Vec::new();
+            for (name, percent) in &m.mirrors {
+                if *percent > 100 {
+                    return Err(format!("mirror {name}: percent {percent} is above 100"));
+                }
+                let s = build_service(ctx, name, done, seen, depth + 1)?;
+                mirrors.push(Mirror::new(name.clone(), s, *percent));
+            }
+            Arc::new(Service::Mirroring {
+                main: (m.service.clone(), main),
+                mirrors,
+                mirror_body: m.mirror_body,
+                max_body_size: m.max_body_size,
             })
         }
         ServiceConfig::Failover { service, fallback } => {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use crate::body::RequestBody;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -21,9 +21,9 @@ use crate::config::ServersTransportConfig;
 pub struct Transport {
     pub(crate) definition: ServersTransportConfig,
     /// `http://` and `https://` servers (ALPN picks HTTP/2 over TLS unless disabled).
-    pub(crate) client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    pub(crate) client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     /// `h2c://` servers: HTTP/2 without TLS.
-    pub(crate) h2c: Client<HttpsConnector<HttpConnector>, Incoming>,
+    pub(crate) h2c: Client<HttpsConnector<HttpConnector>, RequestBody>,
     pub(crate) response_header_timeout: Option<Duration>,
 }
 

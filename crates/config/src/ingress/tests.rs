@@ -661,3 +661,62 @@ fn the_seed_example_parses_cleanly() {
         }
     }
 }
+
+#[test]
+fn mirroring_services_from_the_file_provider_and_traefik_services() {
+    let text = format!(
+        r#"{APP}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {{name: shadow, namespace: apps}}
+spec:
+  mirroring:
+    name: whoami
+    port: 80
+    maxBodySize: 2048
+    mirrors: [{{name: whoami, port: 80, percent: 10}}]
+---
+http:
+  services:
+    m:
+      mirroring:
+        service: main
+        mirrorBody: false
+        mirrors: [{{name: copy, percent: 50}}]
+    both:
+      mirroring: {{service: main}}
+      weighted: {{services: [{{name: main}}]}}
+    neg:
+      mirroring: {{service: main, maxBodySize: -7}}
+"#
+    );
+    let p = plan(&text);
+    match &p.config.services["apps-shadow@kubernetescrd"] {
+        ServiceConfig::Mirroring(m) => {
+            assert_eq!(m.service, "apps-whoami-80@kubernetescrd");
+            assert_eq!(m.mirrors, vec![("apps-whoami-80@kubernetescrd".to_string(), 10)]);
+            assert!(m.mirror_body);
+            assert_eq!(m.max_body_size, 2048);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &p.config.services["m@file"] {
+        ServiceConfig::Mirroring(m) => {
+            assert_eq!(m.service, "main@file");
+            assert_eq!(m.mirrors, vec![("copy@file".to_string(), 50)]);
+            assert!(!m.mirror_body);
+            assert_eq!(m.max_body_size, proxy::config::DEFAULT_MIRROR_MAX_BODY);
+        }
+        other => panic!("{other:?}"),
+    }
+    let d = p.diagnostics.join("\n");
+    assert!(
+        d.contains("service both") && d.contains("exactly one"),
+        "{d}"
+    );
+    assert!(
+        d.contains("service neg") && d.contains("maxBodySize -7"),
+        "{d}"
+    );
+}

@@ -788,3 +788,138 @@ async fn failover_services_use_the_fallback_while_the_main_one_is_down() {
         "{diags:?}"
     );
 }
+
+/// A backend that records (method, path, body) of every request and answers 200.
+async fn recorder() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>,
+) {
+    use http_body_util::BodyExt;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            log.lock().expect("lock").push((
+                                parts.method.to_string(),
+                                parts.uri.path().to_string(),
+                                body,
+                            ));
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"mirror\n")),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirroring_copies_a_share_of_requests_with_their_bodies() {
+    let main = backend::start("main").await;
+    let (all_addr, all) = recorder().await;
+    let (some_addr, some) = recorder().await;
+    let p = start_proxy().await;
+    let mut cfg = simple("PathPrefix(`/`)", main);
+    cfg.services.insert("all".into(), service(&[all_addr]));
+    cfg.services.insert("some".into(), service(&[some_addr]));
+    cfg.services.insert(
+        "mirrored".into(),
+        ServiceConfig::Mirroring(proxy::config::MirroringConfig {
+            service: "s".into(),
+            mirrors: vec![("all".into(), 100), ("some".into(), 25)],
+            mirror_body: true,
+            max_body_size: 1024,
+        }),
+    );
+    cfg.routers
+        .insert("r".into(), router("PathPrefix(`/`)", "mirrored"));
+    assert_eq!(p.apply(&cfg), vec![]);
+    let web = p.local_addr("web").expect("web");
+    for i in 0..20 {
+        let (code, body) = get(web, "app.test", &format!("/get/{i}")).await;
+        assert_eq!(code, 200);
+        assert!(body.contains("main"), "the main service answers: {body}");
+    }
+    // A body within the limit is copied; the main service gets it whole too.
+    let out = curl(&[
+        "-H",
+        "Host: app.test",
+        "--data-binary",
+        "hello mirrors",
+        &format!("http://{web}/post"),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("main") && text.contains("13"), "{text}");
+    // A body above the limit reaches the main service, not the mirrors.
+    let big = "x".repeat(4000);
+    let out = curl(&[
+        "-H",
+        "Host: app.test",
+        "--data-binary",
+        &big,
+        &format!("http://{web}/big"),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("main") && text.contains("4000"), "{text}");
+    // The same without a length (chunked): read up to the limit, then streamed on whole.
+    let out = curl(&[
+        "-H",
+        "Host: app.test",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &big,
+        &format!("http://{web}/big-chunked"),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("main") && text.contains("4000"), "{text}");
+    // Mirrors are sent in the background: wait for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while all.lock().expect("lock").len() < 21 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all = all.lock().expect("lock").clone();
+    assert_eq!(
+        all.len(),
+        21,
+        "every request but the oversized one: {all:?}"
+    );
+    assert!(all
+        .iter()
+        .any(|(m, p, b)| m == "POST" && p == "/post" && b == b"hello mirrors"));
+    assert!(!all.iter().any(|(_, p, _)| p.starts_with("/big")));
+    // 25% of the 23 requests that came through (the big ones count): 5 or 6.
+    let some = some.lock().expect("lock").len();
+    assert!((4..=6).contains(&some), "25% mirror got {some}");
+}

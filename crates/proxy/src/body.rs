@@ -1,0 +1,92 @@
+//! The body of a request sent upstream: the client's, streamed as it comes (the usual case,
+//! no allocation), or buffered because mirrors get a copy (whole, or its first bytes followed
+//! by the rest of the stream when it outgrew the mirroring limit).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+/// A request body on its way upstream.
+pub enum RequestBody {
+    Streamed(Incoming),
+    /// Buffered whole; `None` once sent.
+    Buffered(Option<Bytes>),
+    /// Buffered bytes, then the rest of the client's stream.
+    Prefixed {
+        head: Option<Bytes>,
+        rest: Incoming,
+    },
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Streamed(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Buffered(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            RequestBody::Prefixed { head, rest } => match head.take() {
+                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Streamed(b) => b.is_end_stream(),
+            RequestBody::Buffered(b) => b.is_none(),
+            RequestBody::Prefixed { head, rest } => head.is_none() && rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Streamed(b) => b.size_hint(),
+            RequestBody::Buffered(b) => {
+                SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            RequestBody::Prefixed { head, rest } => {
+                let h = head.as_ref().map_or(0, |d| d.len() as u64);
+                let r = rest.size_hint();
+                let mut s = SizeHint::new();
+                s.set_lower(r.lower() + h);
+                if let Some(u) = r.upper() {
+                    s.set_upper(u + h);
+                }
+                s
+            }
+        }
+    }
+}
+
+/// Reads up to `limit` bytes of `body`: the whole body when it fits, else what was read and
+/// the rest of the stream.
+pub(crate) async fn buffer(
+    mut body: Incoming,
+    limit: u64,
+) -> Result<Result<Bytes, (Bytes, Incoming)>, hyper::Error> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(Ok(buf.freeze())),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                    if buf.len() as u64 > limit {
+                        return Ok(Err((buf.freeze(), body)));
+                    }
+                }
+                // Trailers are not mirrored (and not kept for a buffered body).
+            }
+        }
+    }
+}
