@@ -28,7 +28,24 @@ pub struct ProxyPlan {
     /// `(option, namespace, name)`; their `ca.crt` (or `tls.ca`, `tls.crt`) is to be added
     /// to the option's `client_auth.ca_pems`.
     pub ca_refs: Vec<(String, String, String)>,
+    /// Servers transports that need secrets no `Secret` manifest provides: kept out of
+    /// `config` until every one of `transport_refs` is read from the secret store and added
+    /// (a transport missing its root CA must never fall back to the system's roots).
+    pub pending_transports: BTreeMap<String, proxy::config::ServersTransportConfig>,
+    pub transport_refs: Vec<TransportSecretRef>,
     pub diagnostics: Vec<String>,
+}
+
+/// A secret a servers transport needs from the secret store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportSecretRef {
+    /// The transport's name in the configuration.
+    pub transport: String,
+    pub namespace: String,
+    pub name: String,
+    /// A root CA (`rootCAsSecrets`: `ca.crt`, else `tls.crt`), or the client certificate
+    /// (`certificatesSecrets`: `tls.crt` and `tls.key`).
+    pub client_certificate: bool,
 }
 
 /// One file: its name (for diagnostics) and text.
@@ -612,6 +629,7 @@ fn transport(
     ns: &str,
     secrets: &BTreeMap<(String, String), CertificatePem>,
     cas: &BTreeMap<(String, String), Vec<u8>>,
+    missing: &mut Vec<(String, String, bool)>,
 ) -> Result<proxy::config::ServersTransportConfig, String> {
     let defaults = proxy::config::ServersTransportConfig::default();
     let mut root_cas = Vec::new();
@@ -626,12 +644,14 @@ fn transport(
     }
     for name in ca_secret_names {
         let key = (ns.to_string(), name.clone());
-        let pem = cas
+        match cas
             .get(&key)
             .cloned()
             .or_else(|| secrets.get(&key).map(|c| c.chain.clone()))
-            .ok_or_else(|| format!("root CA Secret {ns}/{name} not found among the manifests"))?;
-        root_cas.push(pem);
+        {
+            Some(pem) => root_cas.push(pem),
+            None => missing.push((ns.to_string(), name.clone(), false)),
+        }
     }
     let mut client_certificate = None;
     if let Some(c) = d.certificates.first() {
@@ -646,14 +666,10 @@ fn transport(
         });
     }
     if let Some(name) = d.certificates_secrets.first() {
-        client_certificate = Some(
-            secrets
-                .get(&(ns.to_string(), name.clone()))
-                .cloned()
-                .ok_or_else(|| {
-                    format!("certificate Secret {ns}/{name} not found among the manifests")
-                })?,
-        );
+        match secrets.get(&(ns.to_string(), name.clone())) {
+            Some(c) => client_certificate = Some(c.clone()),
+            None => missing.push((ns.to_string(), name.clone(), true)),
+        }
     }
     let t = d.forwarding_timeouts.clone().unwrap_or_default();
     let response_header_timeout = match &t.response_header_timeout {
@@ -972,9 +988,21 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
                     }
                 }
                 for (name, t) in &http.servers_transports {
-                    match transport(t, "default", &tls_secrets, &ca_secrets) {
-                        Ok(t) => {
+                    let mut missing = Vec::new();
+                    match transport(t, "default", &tls_secrets, &ca_secrets, &mut missing) {
+                        Ok(t) if missing.is_empty() => {
                             cfg.servers_transports.insert(file_name(name), t);
+                        }
+                        Ok(t) => {
+                            plan.pending_transports.insert(file_name(name), t);
+                            for (namespace, secret, client_certificate) in missing {
+                                plan.transport_refs.push(TransportSecretRef {
+                                    transport: file_name(name),
+                                    namespace,
+                                    name: secret,
+                                    client_certificate,
+                                });
+                            }
                         }
                         Err(e) => plan
                             .diagnostics
@@ -998,9 +1026,21 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
                 }
             }
             Item::ServersTransport(m, spec) => {
-                match transport(spec, m.ns(), &tls_secrets, &ca_secrets) {
-                    Ok(t) => {
+                let mut missing = Vec::new();
+                match transport(spec, m.ns(), &tls_secrets, &ca_secrets, &mut missing) {
+                    Ok(t) if missing.is_empty() => {
                         cfg.servers_transports.insert(crd_name(m.ns(), &m.name), t);
+                    }
+                    Ok(t) => {
+                        plan.pending_transports.insert(crd_name(m.ns(), &m.name), t);
+                        for (namespace, secret, client_certificate) in missing {
+                            plan.transport_refs.push(TransportSecretRef {
+                                transport: crd_name(m.ns(), &m.name),
+                                namespace,
+                                name: secret,
+                                client_certificate,
+                            });
+                        }
                     }
                     Err(e) => plan.diagnostics.push(format!(
                         "{at}: ServersTransport {}/{}: {e}",
@@ -1219,7 +1259,12 @@ impl Backends<'_> {
         let scheme = match r.scheme.as_deref() {
             None | Some("http") => "http",
             Some("h2c") => "h2c",
-            Some(other) => return Err(format!("scheme {other:?} is not supported (http, h2c)")),
+            Some("https") => "https",
+            Some(other) => {
+                return Err(format!(
+                    "scheme {other:?} is not supported (http, https, h2c)"
+                ))
+            }
         };
         let mut servers = Vec::new();
         for s in self.slices.iter().filter(|s| {
@@ -1258,10 +1303,10 @@ impl Backends<'_> {
         servers.sort_by(|a, b| a.url.cmp(&b.url));
         servers.dedup();
         let name = format!("{ns}-{}-{}", r.name, port_text(&port));
-        let name = if scheme == "h2c" {
-            format!("{name}-h2c")
-        } else {
-            name
+        let name = match scheme {
+            "h2c" => format!("{name}-h2c"),
+            "https" => format!("{name}-https"),
+            _ => name,
         };
         let strategy = strategy(r.strategy.as_deref())?;
         let lb = LoadBalancerConfig {

@@ -42,14 +42,50 @@ pub(crate) async fn apply(
     let mut versions = SecretVersions::new();
     let refs = std::mem::take(&mut plan.secret_refs);
     let ca_refs = std::mem::take(&mut plan.ca_refs);
+    let transport_refs = std::mem::take(&mut plan.transport_refs);
     let mut wanted = refs.clone();
     wanted.extend(ca_refs.iter().map(|(_, ns, n)| (ns.clone(), n.clone())));
+    wanted.extend(
+        transport_refs
+            .iter()
+            .map(|r| (r.namespace.clone(), r.name.clone())),
+    );
     let secrets = secrets.clone();
-    let (loaded, cas) = tokio::task::spawn_blocking(move || {
-        (load_secrets(&secrets, &refs), load_cas(&secrets, &ca_refs))
+    let (loaded, cas, transport_secrets) = tokio::task::spawn_blocking(move || {
+        (
+            load_secrets(&secrets, &refs),
+            load_cas(&secrets, &ca_refs),
+            load_transport_secrets(&secrets, &transport_refs),
+        )
     })
     .await
     .unwrap_or_default();
+    // A transport is used only with every secret it names.
+    let mut pending = std::mem::take(&mut plan.pending_transports);
+    let mut broken: BTreeMap<String, String> = BTreeMap::new();
+    for (r, version, got) in transport_secrets {
+        versions.insert((r.namespace.clone(), r.name.clone()), version);
+        let Some(t) = pending.get_mut(&r.transport) else {
+            continue;
+        };
+        match got {
+            Ok(TransportSecret::RootCa(pem)) => t.root_cas.push(pem),
+            Ok(TransportSecret::Client(c)) => t.client_certificate = Some(c),
+            Err(e) => {
+                broken.entry(r.transport.clone()).or_insert(e);
+            }
+        }
+    }
+    for (name, t) in pending {
+        match broken.remove(&name) {
+            None => {
+                plan.config.servers_transports.insert(name, t);
+            }
+            Some(e) => plan
+                .diagnostics
+                .push(format!("servers transport {name} not used: {e}")),
+        }
+    }
     for (option, key, version, ca) in cas {
         match ca {
             Ok(pem) => {
@@ -90,6 +126,59 @@ pub(crate) async fn apply(
 }
 
 type Loaded = Vec<((String, String), u64, Result<CertificatePem, String>)>;
+
+/// What a servers transport gets from a secret.
+enum TransportSecret {
+    RootCa(Vec<u8>),
+    Client(CertificatePem),
+}
+
+type LoadedTransport = Vec<(
+    config::ingress::TransportSecretRef,
+    u64,
+    Result<TransportSecret, String>,
+)>;
+
+/// Root CAs (`ca.crt`, else `tls.crt`) and client certificates (`tls.crt` + `tls.key`) of
+/// servers transports.
+fn load_transport_secrets(
+    secrets: &Secrets,
+    refs: &[config::ingress::TransportSecretRef],
+) -> LoadedTransport {
+    let caller = proxy_caller();
+    refs.iter()
+        .map(|r| {
+            let (ns, name) = (&r.namespace, &r.name);
+            let got = SecretRef::new(ns, name)
+                .map_err(|e| e.to_string())
+                .and_then(|sr| secrets.get(&caller, &sr, None).map_err(|e| e.to_string()));
+            match got {
+                Err(e) => (r.clone(), 0, Err(format!("secret {ns}/{name}: {e}"))),
+                Ok((info, spec)) => {
+                    let value = |k: &str| spec.data.get(k).map(|v| v.expose().to_vec());
+                    let item = if r.client_certificate {
+                        match (value("tls.crt"), value("tls.key")) {
+                            (Some(chain), Some(key)) => {
+                                Ok(TransportSecret::Client(CertificatePem {
+                                    source: format!("{ns}/{name}"),
+                                    chain,
+                                    key: zeroize::Zeroizing::new(key),
+                                }))
+                            }
+                            _ => Err(format!("secret {ns}/{name} needs tls.crt and tls.key")),
+                        }
+                    } else {
+                        value("ca.crt")
+                            .or_else(|| value("tls.crt"))
+                            .map(TransportSecret::RootCa)
+                            .ok_or_else(|| format!("secret {ns}/{name} has no ca.crt or tls.crt"))
+                    };
+                    (r.clone(), info.version, item)
+                }
+            }
+        })
+        .collect()
+}
 type LoadedCas = Vec<(String, (String, String), u64, Result<Vec<u8>, String>)>;
 
 /// Client CA certificates of TLS options: `ca.crt`, else `tls.ca`, else `tls.crt`.

@@ -695,7 +695,10 @@ http:
     match &p.config.services["apps-shadow@kubernetescrd"] {
         ServiceConfig::Mirroring(m) => {
             assert_eq!(m.service, "apps-whoami-80@kubernetescrd");
-            assert_eq!(m.mirrors, vec![("apps-whoami-80@kubernetescrd".to_string(), 10)]);
+            assert_eq!(
+                m.mirrors,
+                vec![("apps-whoami-80@kubernetescrd".to_string(), 10)]
+            );
             assert!(m.mirror_body);
             assert_eq!(m.max_body_size, 2048);
         }

@@ -363,3 +363,126 @@ fn websockets_pass_through_the_proxy() {
     assert_eq!(out.trim(), "OK");
     server.stop();
 }
+
+#[test]
+fn servers_transports_take_their_root_ca_from_the_secret_store() {
+    require("openssl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifests_dir = dir.path().join("edgeplane.d");
+    std::fs::create_dir_all(&manifests_dir).expect("mkdir");
+    // The backend's certificate, from the internal CA.
+    std::fs::write(
+        manifests_dir.join("cert.yaml"),
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: backend, namespace: apps}\nspec:\n  secretName: backend-tls\n  issuerRef: {name: edgeplane-ca, kind: ClusterIssuer}\n  dnsNames: [backend.internal]\n  privateKey: {algorithm: ECDSA}\n",
+    )
+    .expect("write");
+    let server = Edgeplane::start(
+        &data,
+        &["--manifests", &manifests_dir.display().to_string()],
+    );
+    let key = |ns: &str, name: &str, k: &str| {
+        let out = crate::harness::cli(&data, &["secret", "get", name, "-n", ns, "--key", k]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let crt = wait_until("the backend certificate", || {
+        key("apps", "backend-tls", "tls.crt")
+    });
+    std::fs::write(dir.path().join("backend.crt"), &crt).expect("write");
+    std::fs::write(
+        dir.path().join("backend.key"),
+        key("apps", "backend-tls", "tls.key").expect("key"),
+    )
+    .expect("write");
+    let root = key("cert-manager", "edgeplane-root-ca", "ca.crt").expect("root");
+    std::fs::write(dir.path().join("root.pem"), &root).expect("write");
+    // An HTTPS backend (openssl's status page).
+    let port = crate::harness::free_port();
+    let mut tls_backend = Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+        ])
+        .arg(dir.path().join("backend.crt"))
+        .arg("-key")
+        .arg(dir.path().join("backend.key"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    std::fs::write(
+        manifests_dir.join("route.yaml"),
+        format!(
+            r#"apiVersion: traefik.io/v1alpha1
+kind: ServersTransport
+metadata: {{name: pinned, namespace: apps}}
+spec:
+  serverName: backend.internal
+  rootCAsSecrets: [backend-ca]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: secure-backend, namespace: apps}}
+spec: {{ports: [{{name: https, port: 443}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: secure-backend-1, namespace: apps, labels: {{kubernetes.io/service-name: secure-backend}}}}
+ports: [{{name: https, port: {port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {{name: secure, namespace: apps}}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`secure.test`)
+      services: [{{name: secure-backend, port: 443, scheme: https, serversTransport: pinned}}]
+"#
+        ),
+    )
+    .expect("write");
+    let get = || {
+        curl(&[
+            "-H",
+            "Host: secure.test",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://{}/", server.web),
+        ])
+        .1
+    };
+    // Without its root CA the transport is not used (never the system's roots instead).
+    std::thread::sleep(Duration::from_secs(3));
+    let before = get();
+    assert!(!before.trim_end().ends_with("200"), "{before}");
+    let ca_file = format!("ca.crt={}", dir.path().join("root.pem").display());
+    cli_ok(
+        &data,
+        &[
+            "secret",
+            "create",
+            "backend-ca",
+            "-n",
+            "apps",
+            "--from-file",
+            &ca_file,
+        ],
+    );
+    let got = wait_until("the backend through the pinned transport", || {
+        let out = get();
+        out.trim_end().ends_with("200").then_some(out)
+    });
+    assert!(got.contains("s_server") || got.contains("Ciphers"), "{got}");
+    let _ = tls_backend.kill();
+    let _ = tls_backend.wait();
+    server.stop();
+}
