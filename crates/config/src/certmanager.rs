@@ -601,14 +601,45 @@ pub fn load_with(
     files: &[(String, String)],
     resolvers: &BTreeMap<String, CertResolver>,
 ) -> CertPlan {
+    let parts: Vec<CertPlan> = files
+        .iter()
+        .map(|(file, text)| load_file(file, text, resolvers))
+        .collect();
+    combine(&parts.iter().collect::<Vec<_>>(), resolvers)
+}
+
+/// The cert-manager resources of one file (see [`combine`]); a caller may keep it while the
+/// file does not change.
+pub fn load_file(file: &str, text: &str, resolvers: &BTreeMap<String, CertResolver>) -> CertPlan {
     let mut plan = CertPlan {
         resolvers: resolvers.clone(),
         ..CertPlan::default()
     };
-    for (file, text) in files {
-        for (line, doc) in crate::documents(text) {
-            if let Err(e) = parse_one(&doc, &mut plan) {
-                plan.diagnostics.push(format!("{file}:{line}: {e}"));
+    for (line, doc) in crate::documents(text) {
+        if let Err(e) = parse_one(&doc, &mut plan) {
+            plan.diagnostics.push(format!("{file}:{line}: {e}"));
+        }
+    }
+    plan
+}
+
+/// The files' plans as one; a resolver certificate two files ask for is kept once.
+pub fn combine(parts: &[&CertPlan], resolvers: &BTreeMap<String, CertResolver>) -> CertPlan {
+    let mut plan = CertPlan {
+        resolvers: resolvers.clone(),
+        ..CertPlan::default()
+    };
+    for p in parts {
+        plan.issuers.extend(p.issuers.iter().cloned());
+        plan.diagnostics.extend(p.diagnostics.iter().cloned());
+        for c in &p.certificates {
+            let duplicate = c.issuer_kind == RESOLVER_KIND
+                && plan
+                    .certificates
+                    .iter()
+                    .any(|x| x.namespace == c.namespace && x.secret_name == c.secret_name);
+            if !duplicate {
+                plan.certificates.push(c.clone());
             }
         }
     }

@@ -32,13 +32,9 @@ pub(crate) type SecretVersions = BTreeMap<(String, String), u64>;
 pub(crate) async fn apply(
     proxy: &Proxy,
     secrets: &Secrets,
-    files: &[(String, String)],
+    files: &[&config::ingress::ParsedFile],
 ) -> (Vec<(String, String)>, SecretVersions) {
-    let inputs: Vec<config::ingress::ManifestFile<'_>> = files
-        .iter()
-        .map(|(name, text)| config::ingress::ManifestFile { name, text })
-        .collect();
-    let mut plan = config::ingress::load(&inputs);
+    let mut plan = config::ingress::load_parsed(files);
     let mut versions = SecretVersions::new();
     let refs = std::mem::take(&mut plan.secret_refs);
     let ca_refs = std::mem::take(&mut plan.ca_refs);

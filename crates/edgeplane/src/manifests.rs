@@ -6,8 +6,11 @@
 //! to the proxy. A TLS secret in the store that the proxy uses is re-read when its version
 //! changes.
 //!
-//! The directory is polled once a second (a listing and file metadata): it sees Kubernetes'
-//! ConfigMap symlink swaps and editors' rename-on-save alike, with no watcher edge cases.
+//! The directory is watched (inotify through `notify`): an event is looked at 20 ms later, so
+//! a burst of writes makes one pass. It is also polled once a second (a listing and file
+//! metadata), which sees what a watcher can miss (Kubernetes' ConfigMap symlink swaps, a
+//! directory that appears later, a watcher that failed): the listing, not the event, decides
+//! what changed.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,6 +26,84 @@ const POLL: Duration = Duration::from_secs(1);
 const RESYNC: Duration = Duration::from_secs(60);
 
 type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+/// One file, parsed by every consumer; kept while its text stays the same, so a change to
+/// one file re-parses only that file (a file of 100,000 routers is not read again).
+struct Parsed {
+    text: String,
+    zones: Vec<Result<config::dnszone::DnsZone, config::dnszone::ManifestError>>,
+    certs: config::certmanager::CertPlan,
+    proxy: config::ingress::ParsedFile,
+}
+
+/// The parse of every file, by path, in the directory's order.
+#[derive(Default)]
+struct ParseCache {
+    files: Vec<(String, Parsed)>,
+}
+
+impl ParseCache {
+    /// Re-parses the files whose text changed (off the async threads), drops removed ones.
+    async fn refresh(
+        &mut self,
+        texts: Vec<(String, String)>,
+        config: &config::static_config::StaticConfig,
+    ) {
+        let mut old: std::collections::HashMap<String, Parsed> =
+            std::mem::take(&mut self.files).into_iter().collect();
+        let mut todo = Vec::new();
+        for (i, (path, text)) in texts.into_iter().enumerate() {
+            match old.remove(&path) {
+                Some(p) if p.text == text => self.files.push((path, p)),
+                _ => {
+                    todo.push((i, path.clone(), text));
+                    self.files.push((path, Parsed::empty()));
+                }
+            }
+        }
+        if todo.is_empty() {
+            return;
+        }
+        let config = config.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            todo.into_iter()
+                .map(|(i, path, text)| {
+                    let p = Parsed {
+                        zones: config::dnszone::parse_with(&text, &config),
+                        certs: config::certmanager::load_file(&path, &text, &config.cert_resolvers),
+                        proxy: config::ingress::parse_file(&config::ingress::ManifestFile {
+                            name: &path,
+                            text: &text,
+                        }),
+                        text,
+                    };
+                    (i, p)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (i, p) in parsed {
+            if let Some(slot) = self.files.get_mut(i) {
+                slot.1 = p;
+            }
+        }
+    }
+}
+
+impl Parsed {
+    fn empty() -> Parsed {
+        Parsed {
+            text: String::new(),
+            zones: Vec::new(),
+            certs: config::certmanager::CertPlan::default(),
+            proxy: config::ingress::parse_file(&config::ingress::ManifestFile {
+                name: "",
+                text: "",
+            }),
+        }
+    }
+}
 
 fn fingerprint(dir: &Path) -> Fingerprint {
     let mut out: Fingerprint = std::fs::read_dir(dir)
@@ -75,11 +156,33 @@ pub(crate) async fn watch(
     let mut last: Option<Fingerprint> = None;
     let mut last_sync = Instant::now();
     let mut used: (Vec<(String, String)>, crate::ingress::SecretVersions) = Default::default();
+    let mut cache = ParseCache::default();
     // When the next certificate is due for renewal (Unix seconds).
     let mut next_due: Option<i64> = None;
     // An ACME order ended: run the certificate pass (status, proxy) now.
     let mut woken = false;
     let wake = acme.as_ref().map(|a| a.wake.clone());
+    let (event_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let _watcher = {
+        use notify::Watcher as _;
+        match notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+            if e.is_ok() {
+                let _ = event_tx.send(());
+            }
+        }) {
+            Ok(mut w) => match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => Some(w),
+                Err(e) => {
+                    tracing::debug!(dir = %dir.display(), error = %e, "not watching the manifest directory; polling it");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "no file watcher; polling the manifest directory");
+                None
+            }
+        }
+    };
     tracing::info!(dir = %dir.display(), "watching manifests");
     loop {
         let now = fingerprint(&dir);
@@ -91,18 +194,21 @@ pub(crate) async fn watch(
         let renewal_due =
             next_due.is_some_and(|due| unix_now() >= due) || std::mem::take(&mut woken);
         if files_changed || certs_changed || renewal_due {
-            let texts = read_all(&now).await;
+            cache
+                .refresh(read_all(&now).await, providers.config())
+                .await;
             if files_changed {
-                reconcile_all(&provider, &providers, &store, &secrets, &texts).await;
+                reconcile_all(&provider, &providers, &store, &secrets, &cache).await;
             }
             if files_changed || renewal_due {
                 // Certificates before the proxy, so a new secret is served in the same pass.
-                let plan =
-                    config::certmanager::load_with(&texts, &providers.config().cert_resolvers);
+                let parts: Vec<&config::certmanager::CertPlan> =
+                    cache.files.iter().map(|(_, p)| &p.certs).collect();
+                let plan = config::certmanager::combine(&parts, &providers.config().cert_resolvers);
                 for d in &plan.diagnostics {
                     tracing::warn!(problem = %d, "cert-manager manifest skipped; the rest applies");
                 }
-                let zones = zone_refs(&texts, &providers);
+                let zones = zone_refs(&cache);
                 let (st, s, a) = (store.clone(), secrets.clone(), acme.clone());
                 next_due = tokio::task::spawn_blocking(move || {
                     crate::certificates::reconcile(&st, &s, &plan, a.as_ref(), &zones)
@@ -112,7 +218,9 @@ pub(crate) async fn watch(
                 .and_then(|pass| pass.next_due);
             }
             if let Some(p) = &proxy {
-                used = crate::ingress::apply(p, &secrets, &texts).await;
+                let parsed: Vec<&config::ingress::ParsedFile> =
+                    cache.files.iter().map(|(_, p)| &p.proxy).collect();
+                used = crate::ingress::apply(p, &secrets, &parsed).await;
             }
             last = Some(now);
             if files_changed {
@@ -121,6 +229,11 @@ pub(crate) async fn watch(
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
+            Some(()) = events.recv() => {
+                // Let a burst of writes settle, then look once.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while events.try_recv().is_ok() {}
+            }
             _ = async {
                 match &wake {
                     Some(w) => w.notified().await,
@@ -133,16 +246,10 @@ pub(crate) async fn watch(
 }
 
 /// The DNSZones of the manifests, for the DNS-01 solver (broken ones are reported elsewhere).
-fn zone_refs(
-    files: &[(String, String)],
-    providers: &crate::providers::DnsProviders,
-) -> Vec<crate::acme::ZoneRef> {
+fn zone_refs(cache: &ParseCache) -> Vec<crate::acme::ZoneRef> {
     let mut out = Vec::new();
-    for (_, text) in files {
-        for zone in config::dnszone::parse_with(text, providers.config())
-            .into_iter()
-            .flatten()
-        {
+    for (_, p) in &cache.files {
+        for zone in p.zones.iter().flatten() {
             out.push(crate::acme::ZoneRef {
                 domain: zone.plan.domain.clone(),
                 provider: zone.provider.clone(),
@@ -170,15 +277,15 @@ async fn reconcile_all(
     providers: &crate::providers::DnsProviders,
     store: &Store,
     secrets: &Secrets,
-    files: &[(String, String)],
+    cache: &ParseCache,
 ) {
-    for (path, text) in files {
-        for result in config::dnszone::parse_with(text, providers.config()) {
+    for (path, parsed) in &cache.files {
+        for result in &parsed.zones {
             match result {
                 Ok(zone) => {
                     let plan = &zone.plan;
                     let status = match providers
-                        .reconcile(embedded, &zone, secrets, |w| {
+                        .reconcile(embedded, zone, secrets, |w| {
                             // Quiet while serving: the outcome is logged below.
                             tracing::debug!(owner = plan.owner, "{w}")
                         })
