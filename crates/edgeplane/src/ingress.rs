@@ -34,7 +34,9 @@ pub(crate) async fn apply(
     secrets: &Secrets,
     files: &[&config::ingress::ParsedFile],
 ) -> (Vec<(String, String)>, SecretVersions) {
+    let started = std::time::Instant::now();
     let mut plan = config::ingress::load_parsed(files);
+    let translated = started.elapsed();
     let mut versions = SecretVersions::new();
     let refs = std::mem::take(&mut plan.secret_refs);
     let ca_refs = std::mem::take(&mut plan.ca_refs);
@@ -110,8 +112,12 @@ pub(crate) async fn apply(
     for d in &plan.diagnostics {
         tracing::warn!(problem = %d, "proxy manifest skipped; the rest applies");
     }
+    let compile = std::time::Instant::now();
     let skipped = proxy.apply(&plan.config);
     tracing::info!(
+        translate_ms = translated.as_millis() as u64,
+        compile_ms = compile.elapsed().as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
         routers = plan.config.routers.len(),
         services = plan.config.services.len(),
         certificates = plan.config.certificates.len(),

@@ -24,7 +24,7 @@ fn table(n: usize, by_path: bool) -> RouteTable<usize> {
             TableEntry {
                 name: format!("r{i}"),
                 priority: rule.default_priority(),
-                rule,
+                rule: std::sync::Arc::new(rule),
                 value: i,
             }
         })

@@ -181,6 +181,15 @@ impl Proxy {
         self.certs.store(Arc::new(certs));
         self.tls_policy.store(Arc::new(policy));
         self.shared.runtime.store(Arc::new(runtime));
+        // Freeing a large configuration takes a while: not on the reload's path.
+        let retired = (previous, previous_policy);
+        if std::thread::Builder::new()
+            .name("config-drop".into())
+            .spawn(move || drop(retired))
+            .is_err()
+        {
+            tracing::debug!("freeing the previous configuration in place");
+        }
         self.shared.metrics.reloaded(diags.is_empty(), loaded);
         for d in &diags {
             tracing::warn!(kind = d.kind, name = %d.name, problem = %d.message, "proxy resource skipped; the rest applies");

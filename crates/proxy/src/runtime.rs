@@ -122,6 +122,8 @@ pub struct Runtime {
     pub transports: BTreeMap<String, Arc<crate::transport::Transport>>,
     pub routers: Vec<RouterStatus>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Parsed rules by text, for the next build to reuse.
+    rules: HashMap<String, Arc<Rule>>,
 }
 
 impl Runtime {
@@ -168,8 +170,23 @@ impl Runtime {
             .map(|e| (e.name.clone(), Vec::new()))
             .collect();
         let mut routers = Vec::new();
+        let mut rules: HashMap<String, Arc<Rule>> = HashMap::with_capacity(config.routers.len());
         for (name, r) in &config.routers {
-            let compiled = compile_router(name, r, &services, &middlewares, entry_points);
+            let parsed = match rules
+                .get(&r.rule)
+                .or_else(|| previous.and_then(|p| p.rules.get(&r.rule)))
+            {
+                Some(rule) => Ok(rule.clone()),
+                None => Rule::parse(&r.rule)
+                    .map(Arc::new)
+                    .map_err(|e| format!("rule {:?}: {e}", r.rule)),
+            };
+            if let Ok(rule) = &parsed {
+                rules.insert(r.rule.clone(), rule.clone());
+            }
+            let compiled = parsed.and_then(|rule| {
+                compile_router(name, r, rule, &services, &middlewares, entry_points)
+            });
             let (status_err, priority) = match &compiled {
                 Ok((entry, eps)) => {
                     for ep in eps {
@@ -207,6 +224,7 @@ impl Runtime {
             transports,
             routers,
             diagnostics: diags,
+            rules,
         }
     }
 }
@@ -216,11 +234,11 @@ type Compiled = (TableEntry<Arc<Route>>, Vec<String>);
 fn compile_router(
     name: &str,
     r: &RouterConfig,
+    rule: Arc<Rule>,
     services: &BTreeMap<String, Arc<Service>>,
     middlewares: &HashMap<String, Arc<MiddlewareConfig>>,
     entry_points: &[EntryPointInfo],
 ) -> Result<Compiled, String> {
-    let rule = Rule::parse(&r.rule).map_err(|e| format!("rule {:?}: {e}", r.rule))?;
     let service = services
         .get(&r.service)
         .ok_or_else(|| format!("service {:?} does not exist or is invalid", r.service))?

@@ -16,7 +16,8 @@ use crate::rule::{HostPattern, PathKey, RequestView, Rule};
 #[derive(Debug, Clone)]
 pub struct TableEntry<T> {
     pub name: String,
-    pub rule: Rule,
+    /// Shared: a reload that keeps a rule's text keeps its parse (and compiled regexes).
+    pub rule: std::sync::Arc<Rule>,
     pub priority: i64,
     pub value: T,
 }

@@ -366,8 +366,13 @@ http:
     // A secret not among the manifests is for the store: the transport waits for it, out of
     // the configuration (never used with the system's roots instead).
     assert_eq!(p.diagnostics, Vec::<String>::new());
-    assert!(!p.config.servers_transports.contains_key("apps-broken@kubernetescrd"));
-    assert!(p.pending_transports.contains_key("apps-broken@kubernetescrd"));
+    assert!(!p
+        .config
+        .servers_transports
+        .contains_key("apps-broken@kubernetescrd"));
+    assert!(p
+        .pending_transports
+        .contains_key("apps-broken@kubernetescrd"));
     assert_eq!(
         p.transport_refs,
         vec![TransportSecretRef {

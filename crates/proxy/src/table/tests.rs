@@ -7,7 +7,7 @@ fn entry(name: &str, rule: &str, priority: Option<i64>) -> TableEntry<String> {
     TableEntry {
         name: name.to_string(),
         priority: priority.unwrap_or_else(|| rule.default_priority()),
-        rule,
+        rule: std::sync::Arc::new(rule),
         value: name.to_string(),
     }
 }
