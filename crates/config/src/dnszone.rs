@@ -144,6 +144,23 @@ pub fn parse_with(text: &str, providers: &StaticConfig) -> Vec<Result<DnsZone, M
 
 fn parse_one(line: usize, doc: &str, providers: &StaticConfig) -> Result<DnsZone, ManifestError> {
     let invalid = |reason: String| ManifestError::Invalid { line, reason };
+    // A DNSZone says so: other documents (a file of 100,000 routers, say) are not parsed.
+    if !doc.contains("DNSZone") {
+        let top = |key: &str| {
+            doc.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+        };
+        if let Some(kind) = top("kind:").filter(|k| !k.is_empty() && !k.starts_with('#')) {
+            return Err(ManifestError::OtherKind { line, kind });
+        }
+        if top("http:").is_some() || top("tls:").is_some() {
+            return Err(ManifestError::OtherKind {
+                line,
+                kind: "Traefik dynamic configuration".to_string(),
+            });
+        }
+    }
     let head: Head = crate::from_yaml(doc).map_err(|e| invalid(e.to_string()))?;
     match (head.api_version.as_deref(), head.kind.as_deref()) {
         (Some("edgeplane.io/v1alpha1"), Some("DNSZone")) => {}
