@@ -630,13 +630,13 @@ def main():
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs ({cpu}), "
         f"{version} (**{build} build** of {built}, tree at {commit}), Pebble {pebble_version} with `PEBBLE_VA_NOSLEEP=1` and its default 5% "
         f"nonce rejection, everything on loopback (load average {LOAD[0]:.2f} at the start); `acme: {{retryBackoff: {args.retry_backoff}, "
-        f"maxRetryBackoff: 1m, propagationTimeout: 30s}}`. The manifest directory is polled every second. "
+        f"maxRetryBackoff: 1m, propagationTimeout: 30s}}`. The manifest directory is watched (inotify, looked at 20 ms after an event) and polled every second. "
         f"Whole run {total:.0f} s.",
         "",
         "From a Certificate (with its IngressRoute) written into the manifest directory to the first HTTPS "
         "response through the proxy that verifies against Pebble's root (curl `--cacert --resolve`, polled "
         "every 50 ms); zone, issuers and backend already in place, each certificate a new name, written at a "
-        "random point of the directory's one-second poll; the first of each kind also registers the issuer's "
+        "random point of the directory's one-second poll (which no longer matters: the watcher sees the write); the first of each kind also registers the issuer's "
         "ACME account. The split comes from edgeplane's log (`ACME certificate issued`, its `took_ms`): "
         "written to the order's start (directory poll and pass), the order (account, order, challenges, "
         "validation, finalize, secret stored), stored to the first verified response (the proxy's reload "
