@@ -144,6 +144,81 @@ backend b
     return spawn(["haproxy", "-f", conf, "-db"], open(work / "haproxy.log", "w"))
 
 
+VENV_BIN = Path(os.environ.get("EDGEPLANE_TEST_VENV", Path.home() / ".cache/edgeplane/venv")) / "bin"
+
+
+def start_caddy(work: Path, port: int, tls_port: int, backend: int):
+    conf = work / "Caddyfile"
+    conf.write_text(f"""{{
+  admin off
+  auto_https off
+  default_sni bench.test
+  log {{
+    output discard
+  }}
+}}
+http://:{port} {{
+  bind 127.0.0.1
+  reverse_proxy 127.0.0.1:{backend} {{
+    transport http {{
+      keepalive_idle_conns_per_host 128
+    }}
+  }}
+}}
+https://:{tls_port} {{
+  bind 127.0.0.1
+  tls {work}/cert.pem {work}/key.pem
+  reverse_proxy 127.0.0.1:{backend} {{
+    transport http {{
+      keepalive_idle_conns_per_host 128
+    }}
+  }}
+}}
+""")
+    return spawn([VENV_BIN / "caddy", "run", "--config", conf, "--adapter", "caddyfile"],
+                 open(work / "caddy.log", "w"), env={"GOMAXPROCS": "1"})
+
+
+def start_envoy(work: Path, port: int, tls_port: int, backend: int):
+    conf = work / "envoy.yaml"
+    hcm = """
+          - name: envoy.filters.network.http_connection_manager
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+              stat_prefix: bench
+              codec_type: AUTO
+              route_config:
+                virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: b}}]}]
+              http_filters: [{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]"""
+    conf.write_text(f"""
+static_resources:
+  listeners:
+    - name: plain
+      address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+      filter_chains:
+        - filters:{hcm}
+    - name: tls
+      address: {{socket_address: {{address: 127.0.0.1, port_value: {tls_port}}}}}
+      filter_chains:
+        - transport_socket:
+            name: envoy.transport_sockets.tls
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+              common_tls_context:
+                alpn_protocols: [h2, http/1.1]
+                tls_certificates: [{{certificate_chain: {{filename: {work}/cert.pem}}, private_key: {{filename: {work}/key.pem}}}}]
+          filters:{hcm}
+  clusters:
+    - name: b
+      type: STATIC
+      load_assignment:
+        cluster_name: b
+        endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}}}]}}]
+""")
+    return spawn([VENV_BIN / "envoy", "-c", conf, "--concurrency", "1", "--log-level", "error",
+                  "--base-id", str(port)], open(work / "envoy.log", "w"))
+
+
 def client(cmd, timeout=600):
     out = subprocess.run(["taskset", "-c", CLIENT_CPU, *map(str, cmd)], capture_output=True, text=True, timeout=timeout)
     return out.stdout + out.stderr
@@ -242,8 +317,19 @@ def main():
         be = start_backend(work, backend)
         try:
             wait_http(f"http://127.0.0.1:{backend}/")
-            for name, start in [("edgeplane", start_edgeplane), ("nginx " + version(["nginx", "-v"]).split("/")[-1], start_nginx),
-                                ("HAProxy " + version(["haproxy", "-v"]).split()[2], start_haproxy)]:
+            peers = [("edgeplane", start_edgeplane), ("nginx " + version(["nginx", "-v"]).split("/")[-1], start_nginx),
+                     ("HAProxy " + version(["haproxy", "-v"]).split()[2], start_haproxy)]
+            # Caddy and Envoy from their PyPI wheels (scripts/install-test-deps.sh --bench).
+            if (VENV_BIN / "caddy").exists():
+                peers.append(("Caddy " + version([VENV_BIN / "caddy", "version"]).split()[0], start_caddy))
+            else:
+                print("caddy is missing: run scripts/install-test-deps.sh --bench", file=sys.stderr)
+            if (VENV_BIN / "envoy").exists():
+                envoy_v = re.search(r"/(\d+\.\d+\.\d+)/", version([VENV_BIN / "envoy", "--version"]))
+                peers.append(("Envoy " + (envoy_v.group(1) if envoy_v else "?"), start_envoy))
+            else:
+                print("envoy is missing: run scripts/install-test-deps.sh --bench", file=sys.stderr)
+            for name, start in peers:
                 port, tls_port = free_port(), free_port()
                 proc = start(work, port, tls_port, backend)
                 proc = proc[0] if isinstance(proc, tuple) else proc
@@ -286,7 +372,7 @@ def main():
                      f"(below 1 is better), h2 **{base[4] / other[4]:.2f}**, handshakes **{base[6] / other[6]:.2f}**.")
     if rows:
         lines += ["", "Routing scale (edgeplane; one router hit among N; change = a new file with one router, "
-                  "until it answers; the directory is polled every second and re-read whole):", "",
+                  "until it answers; the directory is watched, and only changed files are parsed again):", "",
                   "| routers | req/s | p99 ms | RSS MiB | start to first answer | change served in |",
                   "|---:|---:|---:|---:|---:|---:|"]
         for n, rps, p50, p99, rss, change, load_s in rows:

