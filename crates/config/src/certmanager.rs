@@ -1007,35 +1007,8 @@ fn kube_ingress_shim(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
             .collect();
         resolver_certificate(plan, &who, &ns, resolver.trim(), &domains, &[])?;
     }
-    let (issuer_name, issuer_kind) = match (
-        a.get("cert-manager.io/issuer"),
-        a.get("cert-manager.io/cluster-issuer"),
-    ) {
-        (Some(i), None) => (i.clone(), "Issuer"),
-        (None, Some(i)) => (i.clone(), "ClusterIssuer"),
-        (None, None) => return Ok(()),
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "{who}: both cert-manager.io/issuer and cluster-issuer are set"
-            ))
-        }
-    };
-    let duration = a
-        .get("cert-manager.io/duration")
-        .map(|v| go_duration(v))
-        .transpose()?;
-    let renew_before = a
-        .get("cert-manager.io/renew-before")
-        .map(|v| go_duration(v))
-        .transpose()?;
-    let key = match a
-        .get("cert-manager.io/private-key-algorithm")
-        .map(String::as_str)
-    {
-        None | Some("RSA") => certs::KeyAlgorithm::Rsa(size(a)?.unwrap_or(2048)),
-        Some("ECDSA") => certs::KeyAlgorithm::Ecdsa(size(a)?.unwrap_or(256)),
-        Some("Ed25519") => certs::KeyAlgorithm::Ed25519,
-        Some(other) => return Err(format!("{who}: private-key-algorithm {other:?}")),
+    let Some(issuer) = shim_issuer(a, &who)? else {
+        return Ok(());
     };
     if d.spec.tls.is_empty() {
         return Err(format!("{who}: a cert-manager annotation needs spec.tls"));
@@ -1054,33 +1027,83 @@ fn kube_ingress_shim(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
         if dns_names.is_empty() {
             return Err(format!("{who}: spec.tls[{i}] has no hosts"));
         }
-        let spec = certs::CertificateSpec {
-            common_name: a.get("cert-manager.io/common-name").cloned(),
-            dns_names,
-            ip_addresses: Vec::new(),
-            uris: Vec::new(),
-            duration: duration.unwrap_or(Duration::from_secs(90 * 86_400)),
-            renew_before,
-            renew_before_percentage: None,
-            key,
-            usages: Vec::new(),
-            is_ca: false,
-        };
-        spec.validate().map_err(|e| format!("{who}: {e}"))?;
-        plan.certificates.push(CertificatePlan {
-            namespace: ns.clone(),
-            name: secret_name.clone(),
-            secret_name,
-            secret_labels: BTreeMap::new(),
-            secret_annotations: BTreeMap::new(),
-            issuer_name: issuer_name.clone(),
-            issuer_kind: issuer_kind.to_string(),
-            spec,
-            keep_key: false,
-            labels: BTreeMap::new(),
-        });
+        let c = shim_certificate(a, &who, &ns, secret_name, &issuer, dns_names)?;
+        plan.certificates.push(c);
     }
     Ok(())
+}
+
+/// The issuer ingress-shim annotations name, as (name, kind); `None` without them.
+fn shim_issuer(
+    a: &BTreeMap<String, String>,
+    who: &str,
+) -> Result<Option<(String, &'static str)>, String> {
+    match (
+        a.get("cert-manager.io/issuer"),
+        a.get("cert-manager.io/cluster-issuer"),
+    ) {
+        (Some(i), None) => Ok(Some((i.clone(), "Issuer"))),
+        (None, Some(i)) => Ok(Some((i.clone(), "ClusterIssuer"))),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(format!(
+            "{who}: both cert-manager.io/issuer and cluster-issuer are set"
+        )),
+    }
+}
+
+/// An ingress-shim Certificate (named after its secret) for `dns_names`, with the
+/// `duration`, `renew-before`, `common-name`, `private-key-algorithm` and
+/// `private-key-size` annotations.
+fn shim_certificate(
+    a: &BTreeMap<String, String>,
+    who: &str,
+    ns: &str,
+    secret_name: String,
+    (issuer_name, issuer_kind): &(String, &'static str),
+    dns_names: Vec<String>,
+) -> Result<CertificatePlan, String> {
+    let duration = a
+        .get("cert-manager.io/duration")
+        .map(|v| go_duration(v))
+        .transpose()?;
+    let renew_before = a
+        .get("cert-manager.io/renew-before")
+        .map(|v| go_duration(v))
+        .transpose()?;
+    let key = match a
+        .get("cert-manager.io/private-key-algorithm")
+        .map(String::as_str)
+    {
+        None | Some("RSA") => certs::KeyAlgorithm::Rsa(size(a)?.unwrap_or(2048)),
+        Some("ECDSA") => certs::KeyAlgorithm::Ecdsa(size(a)?.unwrap_or(256)),
+        Some("Ed25519") => certs::KeyAlgorithm::Ed25519,
+        Some(other) => return Err(format!("{who}: private-key-algorithm {other:?}")),
+    };
+    let spec = certs::CertificateSpec {
+        common_name: a.get("cert-manager.io/common-name").cloned(),
+        dns_names,
+        ip_addresses: Vec::new(),
+        uris: Vec::new(),
+        duration: duration.unwrap_or(Duration::from_secs(90 * 86_400)),
+        renew_before,
+        renew_before_percentage: None,
+        key,
+        usages: Vec::new(),
+        is_ca: false,
+    };
+    spec.validate().map_err(|e| format!("{who}: {e}"))?;
+    Ok(CertificatePlan {
+        namespace: ns.to_string(),
+        name: secret_name.clone(),
+        secret_name,
+        secret_labels: BTreeMap::new(),
+        secret_annotations: BTreeMap::new(),
+        issuer_name: issuer_name.clone(),
+        issuer_kind: issuer_kind.to_string(),
+        spec,
+        keep_key: false,
+        labels: BTreeMap::new(),
+    })
 }
 
 /// Routers of Traefik's file format with `tls.certResolver`.
@@ -1131,19 +1154,9 @@ fn ingress_shim(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
         )?;
     }
     let a = &d.metadata.annotations;
-    let (issuer_name, issuer_kind) = match (
-        a.get("cert-manager.io/issuer"),
-        a.get("cert-manager.io/cluster-issuer"),
-    ) {
-        (Some(i), None) => (i.clone(), "Issuer"),
-        (None, Some(i)) => (i.clone(), "ClusterIssuer"),
-        (None, None) => return Ok(()),
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "IngressRoute {}: both cert-manager.io/issuer and cluster-issuer are set",
-                d.metadata.name
-            ))
-        }
+    let named = format!("IngressRoute {}", d.metadata.name);
+    let Some(issuer) = shim_issuer(a, &named)? else {
+        return Ok(());
     };
     let ns = d
         .metadata
@@ -1163,48 +1176,8 @@ fn ingress_shim(doc: &str, plan: &mut CertPlan) -> Result<(), String> {
             "{who}: no Host in its rules to put in a certificate"
         ));
     }
-    let duration = a
-        .get("cert-manager.io/duration")
-        .map(|v| go_duration(v))
-        .transpose()?;
-    let renew_before = a
-        .get("cert-manager.io/renew-before")
-        .map(|v| go_duration(v))
-        .transpose()?;
-    let key = match a
-        .get("cert-manager.io/private-key-algorithm")
-        .map(String::as_str)
-    {
-        None | Some("RSA") => certs::KeyAlgorithm::Rsa(size(a)?.unwrap_or(2048)),
-        Some("ECDSA") => certs::KeyAlgorithm::Ecdsa(size(a)?.unwrap_or(256)),
-        Some("Ed25519") => certs::KeyAlgorithm::Ed25519,
-        Some(other) => return Err(format!("{who}: private-key-algorithm {other:?}")),
-    };
-    let spec = certs::CertificateSpec {
-        common_name: a.get("cert-manager.io/common-name").cloned(),
-        dns_names,
-        ip_addresses: Vec::new(),
-        uris: Vec::new(),
-        duration: duration.unwrap_or(Duration::from_secs(90 * 86_400)),
-        renew_before,
-        renew_before_percentage: None,
-        key,
-        usages: Vec::new(),
-        is_ca: false,
-    };
-    spec.validate().map_err(|e| format!("{who}: {e}"))?;
-    plan.certificates.push(CertificatePlan {
-        namespace: ns,
-        name: secret_name.clone(),
-        secret_name,
-        secret_labels: BTreeMap::new(),
-        secret_annotations: BTreeMap::new(),
-        issuer_name,
-        issuer_kind: issuer_kind.to_string(),
-        spec,
-        keep_key: false,
-        labels: BTreeMap::new(),
-    });
+    let c = shim_certificate(a, &who, &ns, secret_name, &issuer, dns_names)?;
+    plan.certificates.push(c);
     Ok(())
 }
 
