@@ -111,10 +111,11 @@ pub(crate) struct Acme {
     pub(crate) wake: Arc<tokio::sync::Notify>,
 }
 
-/// What `request` did.
-pub(crate) enum Requested {
-    /// An order runs or waits for its retry: why, and when to look again (Unix seconds).
-    Pending { reason: String, at: Option<i64> },
+/// Where a requested certificate stands: an order runs or waits for its retry. Why, and
+/// when to look again (Unix seconds).
+pub(crate) struct Pending {
+    pub(crate) reason: String,
+    pub(crate) at: Option<i64>,
 }
 
 impl Acme {
@@ -140,15 +141,19 @@ impl Acme {
         job: Job,
         store: &store::Store,
         secrets: &Secrets,
-    ) -> Requested {
+    ) -> Pending {
         let owner = format!("{}/{}", job.cert.namespace, job.cert.name);
-        let key = format!("{}|{}", job.digest, issuer_digest(&job.issuer));
+        let key = format!(
+            "{}|{}",
+            job.digest,
+            crate::certificates::fnv_hex(&format!("{:?}", job.issuer))
+        );
         let now = crate::certificates::now();
         {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let slot = slots.entry(owner.clone()).or_default();
             if slot.running {
-                return Requested::Pending {
+                return Pending {
                     reason: "an ACME order is in progress".into(),
                     at: None,
                 };
@@ -161,7 +166,7 @@ impl Acme {
                 };
             }
             if slot.failures > 0 && now < slot.retry_at {
-                return Requested::Pending {
+                return Pending {
                     reason: format!(
                         "retrying in {} s (attempt {}) after: {}",
                         slot.retry_at - now,
@@ -236,7 +241,7 @@ impl Acme {
             }
             this.wake.notify_one();
         });
-        Requested::Pending {
+        Pending {
             reason: "an ACME order was started".into(),
             at: None,
         }
@@ -356,16 +361,6 @@ fn backoff(s: &Settings, failures: u32) -> Duration {
     s.retry_backoff
         .saturating_mul(factor)
         .min(s.max_retry_backoff)
-}
-
-fn issuer_digest(i: &AcmeIssuer) -> String {
-    let text = format!("{i:?}");
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }
 
 async fn read_secret(secrets: &Secrets, r: &SecretRef) -> Result<Option<SecretSpec>, String> {
@@ -929,11 +924,16 @@ async fn txt_query(server: SocketAddr, name: &DomainName) -> Result<Vec<Vec<u8>>
         .collect())
 }
 
+/// An unpredictable query ID (std's randomly keyed hasher; no extra dependency).
 fn rand_id() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    (nanos ^ (nanos >> 16)) as u16
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() & 0xffff) as u16
 }
 
 /// What the proxy answers for a token, asked over plain HTTP on `addr`.

@@ -249,8 +249,7 @@ fn reconcile_one(ctx: &Ctx<'_>, c: &CertificatePlan, t: i64) -> Result<Step, Str
                 zones: ctx.zones.to_vec(),
                 digest,
             };
-            let crate::acme::Requested::Pending { reason, at } =
-                acme.request(job, ctx.store, secrets);
+            let crate::acme::Pending { reason, at } = acme.request(job, ctx.store, secrets);
             return Ok(Step::Pending { reason, at });
         }
         IssuerType::SelfSigned => {
@@ -401,10 +400,14 @@ fn find_issuer(plan: &CertPlan, c: &CertificatePlan) -> Result<(String, IssuerTy
 
 /// A digest of what the certificate should say and who signs it: a change reissues.
 fn digest(c: &CertificatePlan) -> String {
-    let text = format!(
+    fnv_hex(&format!(
         "{:?}|{}|{}|{}",
         c.spec, c.issuer_kind, c.issuer_name, c.keep_key
-    );
+    ))
+}
+
+/// FNV-1a of `text`, in hex: a stable fingerprint (not a security boundary).
+pub(crate) fn fnv_hex(text: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h ^= u64::from(b);

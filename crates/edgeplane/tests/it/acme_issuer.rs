@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{cli, cli_ok, free_port, kdig, require, Edgeplane, Pebble};
+use crate::harness::{
+    cli, cli_ok, free_port, kdig, require, secret_key, wait_until, Edgeplane, Pebble,
+};
 
 struct Backend(Child);
 impl Drop for Backend {
@@ -38,24 +40,6 @@ fn backend(dir: &Path, body: &str) -> (Backend, u16) {
         .spawn()
         .expect("backend");
     (Backend(child), port)
-}
-
-fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn secret_key(data: &Path, ns: &str, name: &str, key: &str) -> Option<String> {
-    let out = cli(data, &["secret", "get", name, "-n", ns, "--key", key]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn cert_status(data: &Path, name: &str) -> String {

@@ -3,9 +3,9 @@
 //! a self-signed root and a CA Issuer chained from it, checked with `openssl verify`.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{cli_ok, require, Edgeplane};
+use crate::harness::{cli_ok, require, secret_key, wait_until, Edgeplane};
 
 fn manifests(port: u16) -> String {
     format!(
@@ -89,24 +89,6 @@ spec:
   privateKey: {{algorithm: Ed25519}}
 "#
     )
-}
-
-fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn secret_key(data: &std::path::Path, ns: &str, name: &str, key: &str) -> Option<String> {
-    let out = crate::harness::cli(data, &["secret", "get", name, "-n", ns, "--key", key]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn serial(pem: &str) -> String {

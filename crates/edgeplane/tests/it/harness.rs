@@ -506,12 +506,13 @@ impl Pebble {
         ]);
         let acme_port = free_port();
         let mgmt_port = free_port();
-        let mut validity = validity_secs
+        // Optional settings, appended to the config object.
+        let mut extra = validity_secs
             .map(|v| format!(r#", "certificateValidityPeriod": {v}"#))
             .unwrap_or_default();
         let eab_required = eab.is_some();
         if let Some((kid, key)) = eab {
-            validity.push_str(&format!(
+            extra.push_str(&format!(
                 r#", "externalAccountMACKeys": {{"{kid}": "{key}"}}"#
             ));
         }
@@ -519,7 +520,7 @@ impl Pebble {
         std::fs::write(
             &config,
             format!(
-                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}", "managementListenAddress": "127.0.0.1:{mgmt_port}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http_port}, "tlsPort": {tls}, "ocspResponderURL": "", "externalAccountBindingRequired": {eab_required}{validity}}}}}"#,
+                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}", "managementListenAddress": "127.0.0.1:{mgmt_port}", "certificate": "{cert}", "privateKey": "{key}", "httpPort": {http_port}, "tlsPort": {tls}, "ocspResponderURL": "", "externalAccountBindingRequired": {eab_required}{extra}}}}}"#,
                 cert = cert.display(),
                 key = key.display(),
                 tls = free_port(),
@@ -569,4 +570,24 @@ impl Drop for Pebble {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Polls `f` every 200 ms until it gives a value, for at most `secs` seconds.
+pub(crate) fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One key of a secret, through the CLI; `None` while it does not exist.
+pub(crate) fn secret_key(data: &Path, ns: &str, name: &str, key: &str) -> Option<String> {
+    let out = cli(data, &["secret", "get", name, "-n", ns, "--key", key]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
