@@ -842,20 +842,57 @@ pub fn load(files: &[ManifestFile<'_>]) -> ProxyPlan {
 /// One file's proxy resources, parsed: what [`load_parsed`] combines. Parsing is the costly
 /// part of a reload (a file of 100,000 routers takes a while), so a caller keeps the parse of
 /// each file that did not change.
+///
+/// Its translation is kept too, for as long as the files holding the documents other files
+/// refer to (Services, EndpointSlices, Secrets, IngressClasses) stay the same: a change to
+/// one file translates that file alone.
 pub struct ParsedFile {
+    /// Unique to this parse: names it in the translation keys of every file.
+    id: u64,
     items: Vec<(String, Item)>,
     diagnostics: Vec<String>,
+    /// Whether it holds documents other files' translation reads.
+    context: bool,
+    translated: std::sync::Mutex<Option<(Vec<u64>, std::sync::Arc<Fragment>)>>,
+}
+
+impl ParsedFile {
+    /// The translation for this context key: the kept one, else `make`'s (then kept).
+    fn fragment(&self, key: &[u64], make: impl FnOnce() -> Fragment) -> std::sync::Arc<Fragment> {
+        let mut slot = self.translated.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, f)) = slot.as_ref() {
+            if k.as_slice() == key {
+                return f.clone();
+            }
+        }
+        let f = std::sync::Arc::new(make());
+        *slot = Some((key.to_vec(), f.clone()));
+        f
+    }
 }
 
 /// Parses one file's documents.
 pub fn parse_file(f: &ManifestFile<'_>) -> ParsedFile {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let mut out = ParsedFile {
+        id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         items: Vec::new(),
         diagnostics: Vec::new(),
+        context: false,
+        translated: std::sync::Mutex::new(None),
     };
     for (line, doc) in crate::documents(f.text) {
         match parse_item(&doc) {
-            Ok(Some(item)) => out.items.push((format!("{}:{line}", f.name), item)),
+            Ok(Some(item)) => {
+                out.context |= matches!(
+                    item,
+                    Item::Service(..)
+                        | Item::EndpointSlice(_)
+                        | Item::Secret(_)
+                        | Item::IngressClass(_)
+                );
+                out.items.push((format!("{}:{line}", f.name), item));
+            }
             Ok(None) => {}
             Err(e) => out.diagnostics.push(format!("{}:{line}: {e}", f.name)),
         }
@@ -909,8 +946,6 @@ pub fn load_parsed(files: &[&ParsedFile]) -> ProxyPlan {
         services: &k8s_services,
         slices: &slices,
     };
-    let cfg = &mut plan.config;
-    let mut wanted_secrets: Vec<(String, String)> = Vec::new();
     let class_docs: Vec<&kube_ingress::IngressClassDoc> = items
         .iter()
         .filter_map(|(_, i)| match i {
@@ -919,14 +954,125 @@ pub fn load_parsed(files: &[&ParsedFile]) -> ProxyPlan {
         })
         .collect();
     let classes = kube_ingress::classes(&class_docs);
-    for (at, item) in &items {
+    let context = Context {
+        backends: &backends,
+        classes: &classes,
+        tls_secrets: &tls_secrets,
+        ca_secrets: &ca_secrets,
+    };
+    // A file's translation depends on it and on the files holding context documents
+    // (Services, EndpointSlices, Secrets, IngressClasses): kept while those stay the same.
+    let key: Vec<u64> = files.iter().filter(|f| f.context).map(|f| f.id).collect();
+    let mut wanted_secrets: Vec<(String, String)> = Vec::new();
+    for f in files {
+        let fragment = f.fragment(&key, || {
+            let mut out = Fragment::default();
+            translate(&f.items, &context, &mut out.plan, &mut out.wanted_secrets);
+            out
+        });
+        merge(&mut plan, &fragment.plan);
+        wanted_secrets.extend(fragment.wanted_secrets.iter().cloned());
+    }
+    let cfg = &mut plan.config;
+    let mut tls_secrets = tls_secrets;
+    wanted_secrets.sort();
+    wanted_secrets.dedup();
+    for (ns, name) in wanted_secrets {
+        match tls_secrets.remove(&(ns.clone(), name.clone())) {
+            Some(pem) => cfg.certificates.push(pem),
+            None => plan.secret_refs.push((ns, name)),
+        }
+    }
+    // Secrets in the directory that no router names are still offered by SNI.
+    cfg.certificates.extend(tls_secrets.into_values());
+    plan
+}
+
+/// What translating a file looks at besides its own documents.
+struct Context<'a> {
+    backends: &'a Backends<'a>,
+    classes: &'a [String],
+    tls_secrets: &'a BTreeMap<(String, String), CertificatePem>,
+    ca_secrets: &'a BTreeMap<(String, String), Vec<u8>>,
+}
+
+/// One file translated: its part of the plan, and the TLS secrets its routers name.
+#[derive(Default)]
+struct Fragment {
+    plan: ProxyPlan,
+    wanted_secrets: Vec<(String, String)>,
+}
+
+/// Adds a later file's part of the plan: its resources replace same-named earlier ones.
+fn merge(plan: &mut ProxyPlan, later: &ProxyPlan) {
+    let cfg = &mut plan.config;
+    // The smaller map is walked into the larger one; the later file's values win.
+    cfg.routers = later
+        .config
+        .routers
+        .clone()
+        .union(std::mem::take(&mut cfg.routers));
+    cfg.services = later
+        .config
+        .services
+        .clone()
+        .union(std::mem::take(&mut cfg.services));
+    cfg.middlewares.extend(
+        later
+            .config
+            .middlewares
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    cfg.tls_options.extend(
+        later
+            .config
+            .tls_options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    cfg.servers_transports.extend(
+        later
+            .config
+            .servers_transports
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    plan.pending_transports.extend(
+        later
+            .pending_transports
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    plan.transport_refs
+        .extend(later.transport_refs.iter().cloned());
+    plan.ca_refs.extend(later.ca_refs.iter().cloned());
+    plan.diagnostics.extend(later.diagnostics.iter().cloned());
+}
+
+/// Translates one file's documents into `plan` (with the TLS secrets they name).
+fn translate(
+    items: &[(String, Item)],
+    context: &Context<'_>,
+    plan: &mut ProxyPlan,
+    wanted_secrets: &mut Vec<(String, String)>,
+) {
+    let Context {
+        backends,
+        classes,
+        tls_secrets,
+        ca_secrets,
+    } = *context;
+    let cfg = &mut plan.config;
+
+    for (at, item) in items {
         match item {
             Item::Ingress(d) => {
-                if !kube_ingress::is_ours(d, &classes) {
+                if !kube_ingress::is_ours(d, classes) {
                     continue;
                 }
                 wanted_secrets.extend(kube_ingress::secrets(d));
-                let (routers, problems) = kube_ingress::routers(d, &backends, cfg);
+                let (routers, problems) = kube_ingress::routers(d, backends, cfg);
                 for (name, r) in routers {
                     cfg.routers.insert(name, r);
                 }
@@ -948,7 +1094,7 @@ pub fn load_parsed(files: &[&ParsedFile]) -> ProxyPlan {
                 }
             },
             Item::TraefikService(m, spec) => {
-                let built = traefik_service(m, spec, &backends, cfg);
+                let built = traefik_service(m, spec, backends, cfg);
                 match built {
                     Ok(service) => {
                         cfg.services.insert(crd_name(m.ns(), &m.name), service);
@@ -981,7 +1127,7 @@ pub fn load_parsed(files: &[&ParsedFile]) -> ProxyPlan {
                 }
                 for (i, r) in spec.routes.iter().enumerate() {
                     let router_name = format!("{}-{}-{i}@kubernetescrd", m.ns(), m.name);
-                    match ingress_route(m, spec, r, i, &backends, cfg) {
+                    match ingress_route(m, spec, r, i, backends, cfg) {
                         Ok(router) => {
                             cfg.routers.insert(router_name, router);
                         }
@@ -1013,7 +1159,7 @@ pub fn load_parsed(files: &[&ParsedFile]) -> ProxyPlan {
                 }
                 for (name, t) in &http.servers_transports {
                     let mut missing = Vec::new();
-                    match transport(t, "default", &tls_secrets, &ca_secrets, &mut missing) {
+                    match transport(t, "default", tls_secrets, ca_secrets, &mut missing) {
                         Ok(t) if missing.is_empty() => {
                             cfg.servers_transports.insert(file_name(name), t);
                         }
@@ -1034,7 +1180,7 @@ pub fn load_parsed(files: &[&ParsedFile]) -> ProxyPlan {
                     }
                 }
                 for (name, spec) in &tls.options {
-                    match tls_option(spec, "default", &ca_secrets) {
+                    match tls_option(spec, "default", ca_secrets) {
                         Ok((opt, missing)) => {
                             if !missing.is_empty() {
                                 plan.diagnostics.push(format!("{at}: TLS option {name}: file-provider clientAuth reads caFiles; secretNames are not looked up here"));
@@ -1051,7 +1197,7 @@ pub fn load_parsed(files: &[&ParsedFile]) -> ProxyPlan {
             }
             Item::ServersTransport(m, spec) => {
                 let mut missing = Vec::new();
-                match transport(spec, m.ns(), &tls_secrets, &ca_secrets, &mut missing) {
+                match transport(spec, m.ns(), tls_secrets, ca_secrets, &mut missing) {
                     Ok(t) if missing.is_empty() => {
                         cfg.servers_transports.insert(crd_name(m.ns(), &m.name), t);
                     }
@@ -1073,7 +1219,7 @@ pub fn load_parsed(files: &[&ParsedFile]) -> ProxyPlan {
                     )),
                 }
             }
-            Item::TlsOption(m, spec) => match tls_option(spec, m.ns(), &ca_secrets) {
+            Item::TlsOption(m, spec) => match tls_option(spec, m.ns(), ca_secrets) {
                 Ok((opt, missing)) => {
                     let name = option_name(crd_name(m.ns(), &m.name), &m.name);
                     for (ns, secret) in missing {
@@ -1089,17 +1235,6 @@ pub fn load_parsed(files: &[&ParsedFile]) -> ProxyPlan {
             _ => {}
         }
     }
-    wanted_secrets.sort();
-    wanted_secrets.dedup();
-    for (ns, name) in wanted_secrets {
-        match tls_secrets.remove(&(ns.clone(), name.clone())) {
-            Some(pem) => cfg.certificates.push(pem),
-            None => plan.secret_refs.push((ns, name)),
-        }
-    }
-    // Secrets in the directory that no router names are still offered by SNI.
-    cfg.certificates.extend(tls_secrets.into_values());
-    plan
 }
 
 fn parse_item(doc: &str) -> Result<Option<Item>, String> {

@@ -113,14 +113,19 @@ pub(crate) async fn apply(
         tracing::warn!(problem = %d, "proxy manifest skipped; the rest applies");
     }
     let compile = std::time::Instant::now();
-    let skipped = proxy.apply(&plan.config);
+    let (routers, services, certificates) = (
+        plan.config.routers.len(),
+        plan.config.services.len(),
+        plan.config.certificates.len(),
+    );
+    let skipped = proxy.apply_shared(Arc::new(plan.config));
     tracing::info!(
         translate_ms = translated.as_millis() as u64,
         compile_ms = compile.elapsed().as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
-        routers = plan.config.routers.len(),
-        services = plan.config.services.len(),
-        certificates = plan.config.certificates.len(),
+        routers,
+        services,
+        certificates,
         skipped = skipped.len() + plan.diagnostics.len(),
         "proxy configuration applied"
     );
@@ -348,7 +353,7 @@ async fn authorized(
 async fn routers(State(s): State<ProxyApi>) -> Response {
     let rt = s.proxy.runtime();
     let list: Vec<serde_json::Value> = rt
-        .routers
+        .routers()
         .iter()
         .map(|r| {
             serde_json::json!({
@@ -401,11 +406,11 @@ async fn services(State(s): State<ProxyApi>) -> Response {
 
 async fn overview(State(s): State<ProxyApi>) -> Response {
     let rt = s.proxy.runtime();
-    let errors = rt.routers.iter().filter(|r| r.error.is_some()).count();
+    let (total, errors) = rt.router_counts();
     let problems: Vec<String> = rt.diagnostics.iter().map(ToString::to_string).collect();
     axum::Json(serde_json::json!({
         "http": {
-            "routers": {"total": rt.routers.len(), "errors": errors},
+            "routers": {"total": total, "errors": errors},
             "services": {"total": rt.services.len()},
         },
         "problems": problems,

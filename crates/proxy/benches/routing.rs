@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the routing hot path: finding the router for a request in tables of
-//! 10, 10,000 and 100,000 routers (by host, and by path under one host), and compiling a whole
-//! configuration of 100,000 routers (the cost of one change today). `cargo bench -p proxy`.
+//! 10, 10,000 and 100,000 routers (by host, and by path under one host), compiling a whole
+//! configuration of 100,000 routers (a full build, as the background rebuild does), and
+//! applying one changed router to it (a layered build). `cargo bench -p proxy`.
 
 use std::hint::black_box;
 
@@ -105,11 +106,26 @@ fn bench(c: &mut Criterion) {
         tls: false,
     }];
     let big = config(100_000);
-    let previous = Runtime::build(&big, &eps, None);
+    let big = std::sync::Arc::new(big);
+    let previous = Runtime::build_shared(big.clone(), &eps, None);
     let mut g = c.benchmark_group("build");
     g.sample_size(10);
     g.bench_function("100k_routers", |b| {
-        b.iter(|| black_box(Runtime::build(black_box(&big), &eps, Some(&previous))))
+        b.iter(|| black_box(Runtime::compacted(black_box(&previous))))
+    });
+    let mut changed = big.as_ref().clone();
+    if let Some(r) = changed.routers.get_mut("r50000") {
+        r.rule = "Host(`changed.example.com`)".into();
+    }
+    let changed = std::sync::Arc::new(changed);
+    g.bench_function("one_change_at_100k_routers", |b| {
+        b.iter(|| {
+            black_box(Runtime::build_shared(
+                black_box(changed.clone()),
+                &eps,
+                Some(&previous),
+            ))
+        })
     });
     g.finish();
 }

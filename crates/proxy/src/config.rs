@@ -4,12 +4,17 @@
 
 use std::collections::BTreeMap;
 
+/// A map sorted by key that is cloned in constant time and shares structure with its clones
+/// (a persistent B-tree): routers and services can number a hundred thousand, and a reload
+/// that changes one of them copies, compares and merges only what changed.
+pub type SharedMap<K, V> = imbl::OrdMap<K, V>;
+
 /// Everything the proxy serves. Names are provider-qualified by the provider (for manifests,
 /// `namespace-name`), so two sources cannot collide.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DynamicConfig {
-    pub routers: BTreeMap<String, RouterConfig>,
-    pub services: BTreeMap<String, ServiceConfig>,
+    pub routers: SharedMap<String, RouterConfig>,
+    pub services: SharedMap<String, ServiceConfig>,
     pub middlewares: BTreeMap<String, MiddlewareConfig>,
     /// Certificates offered by SNI, in PEM; the first whose names match a handshake is used.
     pub certificates: Vec<CertificatePem>,

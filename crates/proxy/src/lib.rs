@@ -54,6 +54,9 @@ pub enum ProxyError {
     AccessLog(String),
 }
 
+/// How long route tables stay layered after the last change before they are rebuilt whole.
+pub const COMPACT_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Options of the whole proxy.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyOptions {
@@ -71,7 +74,7 @@ pub struct Proxy {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Serialises `apply` so each build sees the previous runtime.
-    apply_lock: Mutex<()>,
+    apply_lock: Arc<Mutex<()>>,
 }
 
 impl Proxy {
@@ -146,15 +149,23 @@ impl Proxy {
             default_cert,
             stop,
             tasks: Mutex::new(tasks),
-            apply_lock: Mutex::new(()),
+            apply_lock: Arc::new(Mutex::new(())),
         })
     }
 
     /// Compiles and swaps in a configuration; returns what was skipped and why.
     pub fn apply(&self, config: &DynamicConfig) -> Vec<Diagnostic> {
+        self.apply_shared(Arc::new(config.clone()))
+    }
+
+    /// [`Proxy::apply`] of a configuration the proxy keeps (the next apply is compared with
+    /// it, so only what changed is compiled).
+    pub fn apply_shared(&self, config: Arc<DynamicConfig>) -> Vec<Diagnostic> {
         let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
         let previous = self.shared.runtime.load_full();
-        let mut runtime = Runtime::build(config, &self.entry_points, Some(&previous));
+        let mut runtime =
+            Runtime::build_shared(config.clone(), &self.entry_points, Some(&previous));
+        let config = config.as_ref();
         let (certs, cert_diags) =
             CertStore::build(&config.certificates, Some(self.default_cert.clone()));
         runtime.diagnostics.extend(cert_diags);
@@ -180,7 +191,12 @@ impl Proxy {
         let loaded = certs.loaded.clone();
         self.certs.store(Arc::new(certs));
         self.tls_policy.store(Arc::new(policy));
-        self.shared.runtime.store(Arc::new(runtime));
+        let layered = runtime.is_layered();
+        let runtime = Arc::new(runtime);
+        self.shared.runtime.store(runtime.clone());
+        if layered {
+            self.compact_later(&runtime);
+        }
         // Freeing a large configuration takes a while: not on the reload's path.
         let retired = (previous, previous_policy);
         if std::thread::Builder::new()
@@ -195,6 +211,37 @@ impl Proxy {
             tracing::warn!(kind = d.kind, name = %d.name, problem = %d.message, "proxy resource skipped; the rest applies");
         }
         diags
+    }
+
+    /// Once no change has come for [`COMPACT_AFTER`], rebuilds `runtime` whole (off the
+    /// reload's path, on a thread) and swaps it in if it is still the one serving: the
+    /// routers of the overlays move into the tables, and the next change starts from there.
+    fn compact_later(&self, runtime: &Arc<Runtime>) {
+        let weak = Arc::downgrade(runtime);
+        let shared = self.shared.clone();
+        let lock = self.apply_lock.clone();
+        let spawned = std::thread::Builder::new()
+            .name("config-compact".into())
+            .spawn(move || {
+                std::thread::sleep(COMPACT_AFTER);
+                let Some(current) = weak.upgrade() else {
+                    return;
+                };
+                if !Arc::ptr_eq(&shared.runtime.load_full(), &current) {
+                    return;
+                }
+                let whole = Arc::new(Runtime::compacted(&current));
+                let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                // A change applied meanwhile started its own wait.
+                if Arc::ptr_eq(&shared.runtime.load_full(), &current) {
+                    shared.runtime.store(whole);
+                    tracing::debug!("proxy route tables rebuilt whole");
+                }
+                drop(current);
+            });
+        if spawned.is_err() {
+            tracing::debug!("route tables stay layered until the next full build");
+        }
     }
 
     /// The address an entry point is bound to.

@@ -11,13 +11,13 @@ use crate::config::{
     Strategy,
 };
 use crate::rule::Rule;
-use crate::table::{RouteTable, TableEntry};
+use crate::table::{LayeredTable, RouteTable, TableEntry};
 
 /// How deep weighted services may nest.
 const MAX_SERVICE_DEPTH: usize = 8;
 
 /// One entry point as the compiler sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryPointInfo {
     pub name: String,
     pub tls: bool,
@@ -113,33 +113,114 @@ pub struct RouterStatus {
     pub error: Option<String>,
 }
 
+/// How many routers the overlays may hold before a build starts from scratch: a small
+/// number, plus a share of the whole.
+fn overlay_limit(routers: usize) -> usize {
+    256 + routers / 32
+}
+
 /// The compiled configuration.
+///
+/// A build that changes a few routers does not rebuild the route tables: it compiles the
+/// routers changed since the last full build into small overlays over the previous tables
+/// (see [`LayeredTable`]). [`Runtime::is_layered`] tells when a full build would make them
+/// whole again; the proxy runs one in the background.
 #[derive(Debug, Default)]
 pub struct Runtime {
-    pub tables: HashMap<String, RouteTable<Arc<Route>>>,
+    pub tables: HashMap<String, LayeredTable<Arc<Route>>>,
     pub services: BTreeMap<String, Arc<Service>>,
     /// Servers transports by name (`default` always present once built).
     pub transports: BTreeMap<String, Arc<crate::transport::Transport>>,
-    pub routers: Vec<RouterStatus>,
     pub diagnostics: Vec<Diagnostic>,
-    /// Parsed rules by text, for the next build to reuse.
-    rules: HashMap<String, Arc<Rule>>,
+    /// What this runtime was compiled from.
+    config: Arc<DynamicConfig>,
+    entry_points: Vec<EntryPointInfo>,
+    middlewares: BTreeMap<String, Arc<MiddlewareConfig>>,
+    /// Why each router that is not served is not.
+    router_errors: BTreeMap<String, String>,
+    /// Parsed rules by text, from the last full build, for the next builds to reuse.
+    rules: Arc<HashMap<String, Arc<Rule>>>,
+    /// Parsed rules of the overlay routers.
+    overlay_rules: HashMap<String, Arc<Rule>>,
+    /// The routers in the overlays (changed since the last full build).
+    layered: Arc<HashSet<String>>,
 }
 
 impl Runtime {
-    /// Compiles `config` for these entry points, reusing unchanged services of `previous`.
+    /// Compiles `config` for these entry points, reusing what did not change in `previous`.
     pub fn build(
         config: &DynamicConfig,
         entry_points: &[EntryPointInfo],
         previous: Option<&Runtime>,
     ) -> Runtime {
+        Runtime::build_shared(Arc::new(config.clone()), entry_points, previous)
+    }
+
+    /// [`Runtime::build`] of a configuration the runtime keeps (no copy).
+    pub fn build_shared(
+        config: Arc<DynamicConfig>,
+        entry_points: &[EntryPointInfo],
+        previous: Option<&Runtime>,
+    ) -> Runtime {
+        Runtime::build_with(config, entry_points, previous, false)
+    }
+
+    /// A full build of what `current` serves: the same routing, without overlays.
+    pub fn compacted(current: &Runtime) -> Runtime {
+        Runtime::build_with(
+            current.config.clone(),
+            &current.entry_points,
+            Some(current),
+            true,
+        )
+    }
+
+    /// Whether some routers are served from overlays (a full build would fold them in).
+    pub fn is_layered(&self) -> bool {
+        !self.layered.is_empty()
+    }
+
+    /// The configuration this runtime was compiled from.
+    pub fn config(&self) -> &Arc<DynamicConfig> {
+        &self.config
+    }
+
+    /// Every router with its status, by name.
+    pub fn routers(&self) -> Vec<RouterStatus> {
+        self.config
+            .routers
+            .iter()
+            .map(|(name, r)| RouterStatus {
+                name: name.clone(),
+                rule: r.rule.clone(),
+                priority: r
+                    .priority
+                    .unwrap_or_else(|| i64::try_from(r.rule.len()).unwrap_or(i64::MAX)),
+                entry_points: r.entry_points.clone(),
+                service: r.service.clone(),
+                error: self.router_errors.get(name).cloned(),
+            })
+            .collect()
+    }
+
+    /// How many routers are configured, and how many of them are not served.
+    pub fn router_counts(&self) -> (usize, usize) {
+        (self.config.routers.len(), self.router_errors.len())
+    }
+
+    fn build_with(
+        config: Arc<DynamicConfig>,
+        entry_points: &[EntryPointInfo],
+        previous: Option<&Runtime>,
+        full: bool,
+    ) -> Runtime {
         let mut diags = Vec::new();
-        let transports = build_transports(config, previous, &mut diags);
+        let transports = build_transports(&config, previous, &mut diags);
         let mut services = BTreeMap::new();
         for name in config.services.keys() {
             let mut seen = HashSet::new();
             let ctx = BuildContext {
-                config,
+                config: &config,
                 previous,
                 transports: &transports,
             };
@@ -152,11 +233,15 @@ impl Runtime {
                 }),
             }
         }
-        let mut middlewares = HashMap::new();
+        let mut middlewares = BTreeMap::new();
         for (name, m) in &config.middlewares {
             match check_middleware(m) {
                 Ok(()) => {
-                    middlewares.insert(name.clone(), Arc::new(m.clone()));
+                    let reused = previous
+                        .and_then(|p| p.middlewares.get(name))
+                        .filter(|p| p.as_ref() == m)
+                        .cloned();
+                    middlewares.insert(name.clone(), reused.unwrap_or_else(|| Arc::new(m.clone())));
                 }
                 Err(message) => diags.push(Diagnostic {
                     kind: "middleware",
@@ -165,66 +250,277 @@ impl Runtime {
                 }),
             }
         }
-        let mut per_entry: HashMap<String, Vec<TableEntry<Arc<Route>>>> = entry_points
-            .iter()
-            .map(|e| (e.name.clone(), Vec::new()))
-            .collect();
-        let mut routers = Vec::new();
-        let mut rules: HashMap<String, Arc<Rule>> = HashMap::with_capacity(config.routers.len());
-        for (name, r) in &config.routers {
-            let parsed = match rules
-                .get(&r.rule)
-                .or_else(|| previous.and_then(|p| p.rules.get(&r.rule)))
-            {
-                Some(rule) => Ok(rule.clone()),
-                None => Rule::parse(&r.rule)
-                    .map(Arc::new)
-                    .map_err(|e| format!("rule {:?}: {e}", r.rule)),
-            };
-            if let Ok(rule) = &parsed {
-                rules.insert(r.rule.clone(), rule.clone());
-            }
-            let compiled = parsed.and_then(|rule| {
-                compile_router(name, r, rule, &services, &middlewares, entry_points)
-            });
-            let (status_err, priority) = match &compiled {
-                Ok((entry, eps)) => {
-                    for ep in eps {
-                        if let Some(list) = per_entry.get_mut(ep) {
-                            list.push(entry.clone());
-                        }
-                    }
-                    (None, entry.priority)
-                }
-                Err(message) => {
-                    diags.push(Diagnostic {
-                        kind: "router",
-                        name: name.clone(),
-                        message: message.clone(),
-                    });
-                    (Some(message.clone()), r.priority.unwrap_or(0))
-                }
-            };
-            routers.push(RouterStatus {
+        let parts = Parts {
+            config: &config,
+            entry_points,
+            services: &services,
+            middlewares: &middlewares,
+        };
+        let layered = previous.filter(|_| !full).and_then(|p| parts.layer_over(p));
+        let RouterBuild {
+            tables,
+            errors: router_errors,
+            rules,
+            overlay_rules,
+            layered,
+        } = layered.unwrap_or_else(|| parts.compile_all(previous));
+        for (name, message) in &router_errors {
+            diags.push(Diagnostic {
+                kind: "router",
                 name: name.clone(),
-                rule: r.rule.clone(),
-                priority,
-                entry_points: r.entry_points.clone(),
-                service: r.service.clone(),
-                error: status_err,
+                message: message.clone(),
             });
         }
-        let tables = per_entry
-            .into_iter()
-            .map(|(ep, list)| (ep, RouteTable::new(list)))
-            .collect();
         Runtime {
             tables,
             services,
             transports,
-            routers,
             diagnostics: diags,
+            config,
+            entry_points: entry_points.to_vec(),
+            middlewares,
+            router_errors,
             rules,
+            overlay_rules,
+            layered,
+        }
+    }
+}
+
+type Tables = HashMap<String, LayeredTable<Arc<Route>>>;
+
+/// Compiled routers: the tables, the routers left out and why, and the rule caches.
+struct RouterBuild {
+    tables: Tables,
+    errors: BTreeMap<String, String>,
+    rules: Arc<HashMap<String, Arc<Rule>>>,
+    overlay_rules: HashMap<String, Arc<Rule>>,
+    layered: Arc<HashSet<String>>,
+}
+
+/// What compiling routers looks at.
+struct Parts<'a> {
+    config: &'a DynamicConfig,
+    entry_points: &'a [EntryPointInfo],
+    services: &'a BTreeMap<String, Arc<Service>>,
+    middlewares: &'a BTreeMap<String, Arc<MiddlewareConfig>>,
+}
+
+impl Parts<'_> {
+    /// Compiles one router, with its rule from a cache when its text was seen before.
+    fn compile(
+        &self,
+        name: &str,
+        r: &RouterConfig,
+        cached: impl Fn(&str) -> Option<Arc<Rule>>,
+    ) -> (Result<Compiled, String>, Option<Arc<Rule>>) {
+        let parsed = match cached(&r.rule) {
+            Some(rule) => Ok(rule),
+            None => Rule::parse(&r.rule)
+                .map(Arc::new)
+                .map_err(|e| format!("rule {:?}: {e}", r.rule)),
+        };
+        let rule = parsed.as_ref().ok().cloned();
+        let compiled = parsed.and_then(|rule| {
+            compile_router(
+                name,
+                r,
+                rule,
+                self.services,
+                self.middlewares,
+                self.entry_points,
+            )
+        });
+        (compiled, rule)
+    }
+
+    /// Every router compiled into new tables.
+    fn compile_all(&self, previous: Option<&Runtime>) -> RouterBuild {
+        let mut per_entry: HashMap<String, Vec<TableEntry<Arc<Route>>>> = self
+            .entry_points
+            .iter()
+            .map(|e| (e.name.clone(), Vec::new()))
+            .collect();
+        let mut errors = BTreeMap::new();
+        let mut rules: HashMap<String, Arc<Rule>> =
+            HashMap::with_capacity(self.config.routers.len());
+        for (name, r) in &self.config.routers {
+            let (compiled, rule) = self.compile(name, r, |text| {
+                rules.get(text).cloned().or_else(|| {
+                    previous.and_then(|p| {
+                        p.rules
+                            .get(text)
+                            .or_else(|| p.overlay_rules.get(text))
+                            .cloned()
+                    })
+                })
+            });
+            if let Some(rule) = rule {
+                rules.insert(r.rule.clone(), rule);
+            }
+            match compiled {
+                Ok((entry, eps)) => file_entry(&mut per_entry, entry, eps),
+                Err(message) => {
+                    errors.insert(name.clone(), message);
+                }
+            }
+        }
+        let tables = per_entry
+            .into_iter()
+            .map(|(ep, list)| (ep, LayeredTable::whole(RouteTable::new(list))))
+            .collect();
+        RouterBuild {
+            tables,
+            errors,
+            rules: Arc::new(rules),
+            overlay_rules: HashMap::new(),
+            layered: Arc::default(),
+        }
+    }
+
+    /// The routers changed since `previous` (and since its last full build) compiled into
+    /// overlays over its tables; `None` when too many changed, or `previous` was built for
+    /// other entry points.
+    fn layer_over(&self, previous: &Runtime) -> Option<RouterBuild> {
+        if previous.entry_points != self.entry_points {
+            return None;
+        }
+        let limit = overlay_limit(previous.config.routers.len().max(self.config.routers.len()));
+        let mut layered: HashSet<String> = previous.layered.as_ref().clone();
+        // Shared structure is skipped: this walks only what changed.
+        for d in previous.config.routers.diff(&self.config.routers) {
+            let name = match d {
+                imbl::ordmap::DiffItem::Add(k, _) | imbl::ordmap::DiffItem::Remove(k, _) => k,
+                imbl::ordmap::DiffItem::Update { new: (k, _), .. } => k,
+            };
+            layered.insert(name.clone());
+            if layered.len() > limit {
+                return None;
+            }
+        }
+        // Routers whose service or middleware changed (or appeared, or went away).
+        let services = changed_keys(&previous.services, self.services, Arc::ptr_eq);
+        let middlewares = changed_keys(&previous.middlewares, self.middlewares, Arc::ptr_eq);
+        if !services.is_empty() || !middlewares.is_empty() {
+            let services: HashSet<&str> = services.iter().map(String::as_str).collect();
+            let middlewares: HashSet<&str> = middlewares.iter().map(String::as_str).collect();
+            for (name, r) in &self.config.routers {
+                if services.contains(r.service.as_str())
+                    || r.middlewares
+                        .iter()
+                        .any(|m| middlewares.contains(m.as_str()))
+                {
+                    layered.insert(name.clone());
+                    if layered.len() > limit {
+                        return None;
+                    }
+                }
+            }
+        }
+        let mut per_entry: HashMap<String, Vec<TableEntry<Arc<Route>>>> = self
+            .entry_points
+            .iter()
+            .map(|e| (e.name.clone(), Vec::new()))
+            .collect();
+        let mut errors = previous.router_errors.clone();
+        let mut overlay_rules = HashMap::new();
+        for name in &layered {
+            errors.remove(name);
+            let Some(r) = self.config.routers.get(name) else {
+                continue;
+            };
+            let (compiled, rule) = self.compile(name, r, |text| {
+                overlay_rules
+                    .get(text)
+                    .or_else(|| previous.overlay_rules.get(text))
+                    .or_else(|| previous.rules.get(text))
+                    .cloned()
+            });
+            if let Some(rule) = rule {
+                overlay_rules.insert(r.rule.clone(), rule);
+            }
+            match compiled {
+                Ok((entry, eps)) => file_entry(&mut per_entry, entry, eps),
+                Err(message) => {
+                    errors.insert(name.clone(), message);
+                }
+            }
+        }
+        let layered = Arc::new(layered);
+        let mut tables = HashMap::new();
+        for (ep, table) in &previous.tables {
+            let overlay = per_entry.remove(ep).unwrap_or_default();
+            tables.insert(
+                ep.clone(),
+                LayeredTable::over(table, overlay, layered.clone()),
+            );
+        }
+        Some(RouterBuild {
+            tables,
+            errors,
+            rules: previous.rules.clone(),
+            overlay_rules,
+            layered,
+        })
+    }
+}
+
+/// Files a compiled router in the tables of its entry points.
+fn file_entry(
+    per_entry: &mut HashMap<String, Vec<TableEntry<Arc<Route>>>>,
+    entry: TableEntry<Arc<Route>>,
+    eps: Vec<String>,
+) {
+    let mut eps = eps.into_iter().peekable();
+    while let Some(ep) = eps.next() {
+        if let Some(list) = per_entry.get_mut(&ep) {
+            if eps.peek().is_none() {
+                list.push(entry);
+                return;
+            }
+            list.push(entry.clone());
+        }
+    }
+}
+
+/// The keys whose values differ between two maps (present in one only, or not `same`), by a
+/// walk of both in order: no allocation for keys that did not change.
+fn changed_keys<V>(
+    old: &BTreeMap<String, V>,
+    new: &BTreeMap<String, V>,
+    same: impl Fn(&V, &V) -> bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut a = old.iter().peekable();
+    let mut b = new.iter().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return out,
+            (Some((k, _)), None) => {
+                out.push((*k).clone());
+                a.next();
+            }
+            (None, Some((k, _))) => {
+                out.push((*k).clone());
+                b.next();
+            }
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    out.push((*ka).clone());
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push((*kb).clone());
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if !same(va, vb) {
+                        out.push((*ka).clone());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
         }
     }
 }
@@ -236,7 +532,7 @@ fn compile_router(
     r: &RouterConfig,
     rule: Arc<Rule>,
     services: &BTreeMap<String, Arc<Service>>,
-    middlewares: &HashMap<String, Arc<MiddlewareConfig>>,
+    middlewares: &BTreeMap<String, Arc<MiddlewareConfig>>,
     entry_points: &[EntryPointInfo],
 ) -> Result<Compiled, String> {
     let service = services
@@ -540,3 +836,6 @@ fn check_middleware(m: &MiddlewareConfig) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -129,6 +129,15 @@ impl<T> RouteTable<T> {
 
     /// The highest-priority router whose rule matches the request.
     pub fn find(&self, req: &RequestView<'_>) -> Option<&TableEntry<T>> {
+        self.find_where(req, |_| true)
+    }
+
+    /// [`RouteTable::find`] among the routers `keep` accepts (asked before their rule).
+    pub fn find_where(
+        &self,
+        req: &RequestView<'_>,
+        keep: impl Fn(&TableEntry<T>) -> bool,
+    ) -> Option<&TableEntry<T>> {
         let mut cands: Vec<u32> = Vec::new();
         self.any_host.candidates(req.path, &mut cands);
         if let Some(b) = self.exact.get(req.host) {
@@ -156,7 +165,7 @@ impl<T> RouteTable<T> {
         cands
             .into_iter()
             .filter_map(|r| self.entries.get(r as usize))
-            .find(|e| e.rule.matches(req))
+            .find(|e| keep(e) && e.rule.matches(req))
     }
 
     /// Every router, highest priority first.
@@ -172,6 +181,87 @@ impl<T> RouteTable<T> {
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// Whether `a` comes before `b` in the table's order: higher priority, then name.
+fn ranks_before<T>(a: &TableEntry<T>, b: &TableEntry<T>) -> bool {
+    a.priority > b.priority || (a.priority == b.priority && a.name < b.name)
+}
+
+/// A route table that takes a few changed routers without being rebuilt: a shared `base`
+/// (the table of the last full build), the routers changed since then in a small `overlay`,
+/// and the names the overlay replaces or removes `masked` in the base. Answers exactly as one
+/// table holding the current routers would: the best match of the overlay and of the
+/// unmasked base, whichever ranks first.
+#[derive(Debug)]
+pub struct LayeredTable<T> {
+    base: std::sync::Arc<RouteTable<T>>,
+    overlay: RouteTable<T>,
+    masked: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+impl<T> LayeredTable<T> {
+    /// A table with every router in `base`.
+    pub fn whole(base: RouteTable<T>) -> LayeredTable<T> {
+        LayeredTable {
+            base: std::sync::Arc::new(base),
+            overlay: RouteTable::new(Vec::new()),
+            masked: Default::default(),
+        }
+    }
+
+    /// `previous`'s base with `overlay` on top; base routers named in `masked` are ignored.
+    pub fn over(
+        previous: &LayeredTable<T>,
+        overlay: Vec<TableEntry<T>>,
+        masked: std::sync::Arc<std::collections::HashSet<String>>,
+    ) -> LayeredTable<T> {
+        LayeredTable {
+            base: previous.base.clone(),
+            overlay: RouteTable::new(overlay),
+            masked,
+        }
+    }
+
+    /// The highest-priority router whose rule matches the request.
+    pub fn find(&self, req: &RequestView<'_>) -> Option<&TableEntry<T>> {
+        let top = if self.overlay.is_empty() {
+            None
+        } else {
+            self.overlay.find(req)
+        };
+        let bottom = if self.masked.is_empty() {
+            self.base.find(req)
+        } else {
+            self.base
+                .find_where(req, |e| !self.masked.contains(e.name.as_str()))
+        };
+        match (top, bottom) {
+            (Some(t), Some(b)) => Some(if ranks_before(b, t) { b } else { t }),
+            (t, b) => t.or(b),
+        }
+    }
+
+    /// How many routers the overlay holds (0 right after a full build).
+    pub fn overlay_len(&self) -> usize {
+        self.overlay.len()
+    }
+
+    /// How many routers the table serves.
+    pub fn len(&self) -> usize {
+        let hidden = self
+            .base
+            .entries()
+            .iter()
+            .filter(|e| self.masked.contains(e.name.as_str()))
+            .count();
+        self.base.len() - hidden + self.overlay.len()
+    }
+
+    /// Whether the table serves no router.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -475,10 +475,12 @@ spec:
 "#;
     let p = plan(text);
     let r = |name: &str| {
-        p.config
-            .routers
-            .get(name)
-            .unwrap_or_else(|| panic!("no router {name}: {:?}", p.config.routers.keys()))
+        p.config.routers.get(name).unwrap_or_else(|| {
+            panic!(
+                "no router {name}: {:?}",
+                p.config.routers.keys().collect::<Vec<_>>()
+            )
+        })
     };
     assert_eq!(
         r("apps-shop-0-0@kubernetes").rule,
@@ -734,4 +736,78 @@ http:
         d.contains("service neg") && d.contains("maxBodySize -7"),
         "{d}"
     );
+}
+
+#[test]
+fn kept_translations_give_what_a_fresh_load_gives() {
+    let (backends, routes) = APP.split_at(APP.find("---\napiVersion: traefik.io").expect("split"));
+    let moved = backends.replace("10.0.0.2", "10.0.0.9");
+    let file = "http:\n  routers:\n    a: {rule: Host(`a.test`), service: s}\n    apps-web-0@kubernetescrd: {rule: Host(`dup.test`), service: s}\n  services:\n    s: {loadBalancer: {servers: [{url: 'http://127.0.0.1:1'}]}}\n";
+    let other = "http:\n  routers:\n    b: {rule: Host(`b.test`), service: s}\n";
+    // States of a directory; between two states only some files change.
+    let states: Vec<Vec<(&str, &str)>> = vec![
+        vec![
+            ("1-backends.yaml", backends),
+            ("2-routes.yaml", routes),
+            ("3-file.yaml", file),
+        ],
+        vec![
+            ("1-backends.yaml", backends),
+            ("2-routes.yaml", routes),
+            ("3-file.yaml", file),
+            ("4-other.yaml", other),
+        ],
+        // A context file changes: every translation that reads it is redone.
+        vec![
+            ("1-backends.yaml", &moved),
+            ("2-routes.yaml", routes),
+            ("3-file.yaml", file),
+            ("4-other.yaml", other),
+        ],
+        vec![
+            ("2-routes.yaml", routes),
+            ("3-file.yaml", file),
+            ("4-other.yaml", other),
+        ],
+        vec![
+            ("0-backends.yaml", backends),
+            ("2-routes.yaml", routes),
+            ("4-other.yaml", other),
+        ],
+    ];
+    let mut kept: Vec<(String, String, ParsedFile)> = Vec::new();
+    for (step, state) in states.iter().enumerate() {
+        let mut next = Vec::new();
+        for (name, text) in state {
+            let i = kept.iter().position(|(n, t, _)| n == name && t == text);
+            let parsed = match i {
+                Some(i) => kept.remove(i).2,
+                None => parse_file(&ManifestFile { name, text }),
+            };
+            next.push((name.to_string(), text.to_string(), parsed));
+        }
+        kept = next;
+        let files: Vec<&ParsedFile> = kept.iter().map(|(_, _, p)| p).collect();
+        let got = load_parsed(&files);
+        let inputs: Vec<ManifestFile<'_>> = state
+            .iter()
+            .map(|(name, text)| ManifestFile { name, text })
+            .collect();
+        let fresh = load(&inputs);
+        assert_eq!(got.config, fresh.config, "step {step}");
+        assert_eq!(got.diagnostics, fresh.diagnostics, "step {step}");
+        assert_eq!(got.secret_refs, fresh.secret_refs, "step {step}");
+        // Loading again from the kept translations changes nothing.
+        assert_eq!(load_parsed(&files).config, got.config, "step {step}");
+        if step == 2 {
+            let r = &got.config.routers["apps-web-0@kubernetescrd"];
+            assert_eq!(r.rule, "Host(`dup.test`)", "the later file wins");
+            let ServiceConfig::LoadBalancer(lb) =
+                &got.config.services["apps-whoami-80@kubernetescrd"]
+            else {
+                panic!("load balancer expected: {:?}", got.config.services);
+            };
+            assert!(lb.servers.iter().any(|s| s.url == "http://10.0.0.9:8080"));
+        }
+    }
 }

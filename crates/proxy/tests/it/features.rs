@@ -299,14 +299,14 @@ async fn a_broken_resource_is_skipped_and_the_rest_keeps_serving() {
     assert_eq!(code, 200, "{body}");
     let status = p.runtime();
     let bad = status
-        .routers
-        .iter()
+        .routers()
+        .into_iter()
         .find(|r| r.name == "bad-rule")
         .expect("listed");
     assert!(bad.error.is_some());
     let good = status
-        .routers
-        .iter()
+        .routers()
+        .into_iter()
         .find(|r| r.name == "r")
         .expect("listed");
     assert_eq!(good.error, None);
