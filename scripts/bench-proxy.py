@@ -38,7 +38,7 @@ def free_port():
     return port
 
 
-def wait_http(url, host=None, timeout=60, expect=200):
+def wait_http(url, host=None, timeout=60, expect=200, poll=0.05):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -48,7 +48,7 @@ def wait_http(url, host=None, timeout=60, expect=200):
                     return
         except Exception:
             pass
-        time.sleep(0.05)
+        time.sleep(poll)
     sys.exit(f"{url} did not answer {expect}")
 
 
@@ -287,7 +287,8 @@ def scale(work: Path, backend: int, seconds: int):
             start = time.time()
             (manifests / "one.yaml").write_text(
                 "http:\n  routers:\n    added:\n      rule: Host(`added.bench.test`)\n      service: s\n")
-            wait_http(f"http://127.0.0.1:{port}/x", host="added.bench.test", timeout=600)
+            # Polled every 2 ms: the change itself takes a few milliseconds.
+            wait_http(f"http://127.0.0.1:{port}/x", host="added.bench.test", timeout=600, poll=0.002)
             change = (time.time() - start) * 1000
         finally:
             stop(proc)

@@ -923,3 +923,57 @@ async fn mirroring_copies_a_share_of_requests_with_their_bodies() {
     let some = some.lock().expect("lock").len();
     assert!((4..=6).contains(&some), "25% mirror got {some}");
 }
+
+/// A change is served from an overlay at once, and the same routing is served after the
+/// background rebuild folds the overlay back into the tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_routers_are_served_layered_then_rebuilt_whole() {
+    let a = backend::start("a").await;
+    let b = backend::start("b").await;
+    let p = start_proxy().await;
+    let mut cfg = simple("PathPrefix(`/`)", a);
+    cfg.services.insert("b".into(), service(&[b]));
+    for i in 0..500 {
+        cfg.routers
+            .insert(format!("h{i}"), router(&format!("Host(`h{i}.test`)"), "s"));
+    }
+    assert_eq!(p.apply(&cfg), vec![]);
+    assert!(!p.runtime().is_layered());
+    let web = p.local_addr("web").expect("web");
+    // Replace one router, remove another, add one with a higher priority.
+    cfg.routers
+        .insert("h7".into(), router("Host(`h7.test`) && Path(`/x`)", "b"));
+    cfg.routers.remove("h8");
+    let mut over = router("Host(`h9.test`) && PathPrefix(`/`)", "b");
+    over.priority = Some(10_000);
+    cfg.routers.insert("over".into(), over);
+    assert_eq!(p.apply(&cfg), vec![]);
+    assert!(p.runtime().is_layered(), "a three-router change is layered");
+    let expect = [
+        ("h7.test", "/x", "backend=b"),
+        ("h7.test", "/y", "backend=a"),
+        ("h8.test", "/", "backend=a"),
+        ("h9.test", "/", "backend=b"),
+        ("h10.test", "/", "backend=a"),
+    ];
+    for (host, path, want) in expect {
+        let (code, body) = get(web, host, path).await;
+        assert_eq!(code, 200, "{host}{path}");
+        assert!(body.contains(want), "{host}{path}: {body}");
+    }
+    let deadline = std::time::Instant::now() + proxy::COMPACT_AFTER + Duration::from_secs(20);
+    while p.runtime().is_layered() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tables were not rebuilt whole"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (host, path, want) in expect {
+        let (_, body) = get(web, host, path).await;
+        assert!(
+            body.contains(want),
+            "after the rebuild, {host}{path}: {body}"
+        );
+    }
+}
