@@ -1006,17 +1006,8 @@ struct Fragment {
 /// Adds a later file's part of the plan: its resources replace same-named earlier ones.
 fn merge(plan: &mut ProxyPlan, later: &ProxyPlan) {
     let cfg = &mut plan.config;
-    // The smaller map is walked into the larger one; the later file's values win.
-    cfg.routers = later
-        .config
-        .routers
-        .clone()
-        .union(std::mem::take(&mut cfg.routers));
-    cfg.services = later
-        .config
-        .services
-        .clone()
-        .union(std::mem::take(&mut cfg.services));
+    cfg.routers = union_later_wins(std::mem::take(&mut cfg.routers), &later.config.routers);
+    cfg.services = union_later_wins(std::mem::take(&mut cfg.services), &later.config.services);
     cfg.middlewares.extend(
         later
             .config
@@ -1048,6 +1039,28 @@ fn merge(plan: &mut ProxyPlan, later: &ProxyPlan) {
         .extend(later.transport_refs.iter().cloned());
     plan.ca_refs.extend(later.ca_refs.iter().cloned());
     plan.diagnostics.extend(later.diagnostics.iter().cloned());
+}
+
+/// `earlier` and `later` together, `later`'s values winning: the smaller map is walked into
+/// the larger, whichever comes first, so a small file merged with a large one costs
+/// O(small · log large).
+fn union_later_wins<V: Clone>(
+    earlier: proxy::config::SharedMap<String, V>,
+    later: &proxy::config::SharedMap<String, V>,
+) -> proxy::config::SharedMap<String, V> {
+    if later.len() >= earlier.len() {
+        let mut out = later.clone();
+        for (k, v) in earlier {
+            out.entry(k).or_insert(v);
+        }
+        out
+    } else {
+        let mut out = earlier;
+        for (k, v) in later {
+            out.insert(k.clone(), v.clone());
+        }
+        out
+    }
 }
 
 /// Translates one file's documents into `plan` (with the TLS secrets they name).

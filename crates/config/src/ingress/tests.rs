@@ -742,8 +742,9 @@ http:
 fn kept_translations_give_what_a_fresh_load_gives() {
     let (backends, routes) = APP.split_at(APP.find("---\napiVersion: traefik.io").expect("split"));
     let moved = backends.replace("10.0.0.2", "10.0.0.9");
-    let file = "http:\n  routers:\n    a: {rule: Host(`a.test`), service: s}\n    apps-web-0@kubernetescrd: {rule: Host(`dup.test`), service: s}\n  services:\n    s: {loadBalancer: {servers: [{url: 'http://127.0.0.1:1'}]}}\n";
-    let other = "http:\n  routers:\n    b: {rule: Host(`b.test`), service: s}\n";
+    let file = "http:\n  routers:\n    a: {rule: Host(`a.test`), service: s}\n    c: {rule: Host(`c.test`), service: s}\n    apps-web-0@kubernetescrd: {rule: Host(`dup.test`), service: s}\n  services:\n    s: {loadBalancer: {servers: [{url: 'http://127.0.0.1:1'}]}}\n";
+    // Smaller than what comes before it, and redefining one of its routers.
+    let other = "http:\n  routers:\n    b: {rule: Host(`b.test`), service: s}\n    a: {rule: Host(`other-a.test`), service: s}\n";
     // States of a directory; between two states only some files change.
     let states: Vec<Vec<(&str, &str)>> = vec![
         vec![
@@ -799,6 +800,9 @@ fn kept_translations_give_what_a_fresh_load_gives() {
         assert_eq!(got.secret_refs, fresh.secret_refs, "step {step}");
         // Loading again from the kept translations changes nothing.
         assert_eq!(load_parsed(&files).config, got.config, "step {step}");
+        if step == 1 {
+            assert_eq!(got.config.routers["a@file"].rule, "Host(`other-a.test`)");
+        }
         if step == 2 {
             let r = &got.config.routers["apps-web-0@kubernetescrd"];
             assert_eq!(r.rule, "Host(`dup.test`)", "the later file wins");
