@@ -1005,36 +1005,19 @@ struct Fragment {
 
 /// Adds a later file's part of the plan: its resources replace same-named earlier ones.
 fn merge(plan: &mut ProxyPlan, later: &ProxyPlan) {
+    fn overwrite<V: Clone>(into: &mut BTreeMap<String, V>, from: &BTreeMap<String, V>) {
+        into.extend(from.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
     let cfg = &mut plan.config;
     cfg.routers = union_later_wins(std::mem::take(&mut cfg.routers), &later.config.routers);
     cfg.services = union_later_wins(std::mem::take(&mut cfg.services), &later.config.services);
-    cfg.middlewares.extend(
-        later
-            .config
-            .middlewares
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
+    overwrite(&mut cfg.middlewares, &later.config.middlewares);
+    overwrite(&mut cfg.tls_options, &later.config.tls_options);
+    overwrite(
+        &mut cfg.servers_transports,
+        &later.config.servers_transports,
     );
-    cfg.tls_options.extend(
-        later
-            .config
-            .tls_options
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    cfg.servers_transports.extend(
-        later
-            .config
-            .servers_transports
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    plan.pending_transports.extend(
-        later
-            .pending_transports
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
+    overwrite(&mut plan.pending_transports, &later.pending_transports);
     plan.transport_refs
         .extend(later.transport_refs.iter().cloned());
     plan.ca_refs.extend(later.ca_refs.iter().cloned());
@@ -1077,7 +1060,6 @@ fn translate(
         ca_secrets,
     } = *context;
     let cfg = &mut plan.config;
-
     for (at, item) in items {
         match item {
             Item::Ingress(d) => {

@@ -23,6 +23,8 @@ pub mod rule;
 pub mod runtime;
 mod server;
 pub mod table;
+#[cfg(test)]
+mod test_util;
 pub mod tls;
 pub mod transport;
 
@@ -237,7 +239,6 @@ impl Proxy {
                     shared.runtime.store(whole);
                     tracing::debug!("proxy route tables rebuilt whole");
                 }
-                drop(current);
             });
         if spawned.is_err() {
             tracing::debug!("route tables stay layered until the next full build");

@@ -180,11 +180,6 @@ impl Runtime {
         !self.layered.is_empty()
     }
 
-    /// The configuration this runtime was compiled from.
-    pub fn config(&self) -> &Arc<DynamicConfig> {
-        &self.config
-    }
-
     /// Every router with its status, by name.
     pub fn routers(&self) -> Vec<RouterStatus> {
         self.config
@@ -306,14 +301,34 @@ struct Parts<'a> {
     middlewares: &'a BTreeMap<String, Arc<MiddlewareConfig>>,
 }
 
+/// Routers compiled so far: per entry point, and those left out with why.
+struct Filed {
+    per_entry: HashMap<String, Vec<TableEntry<Arc<Route>>>>,
+    errors: BTreeMap<String, String>,
+}
+
 impl Parts<'_> {
-    /// Compiles one router, with its rule from a cache when its text was seen before.
+    /// Nothing filed yet, starting from these router errors.
+    fn filed(&self, errors: BTreeMap<String, String>) -> Filed {
+        Filed {
+            per_entry: self
+                .entry_points
+                .iter()
+                .map(|e| (e.name.clone(), Vec::new()))
+                .collect(),
+            errors,
+        }
+    }
+
+    /// Compiles one router (its rule from `cached` when that text was seen before) and files
+    /// it in the tables of its entry points, or with its error; returns the parsed rule.
     fn compile(
         &self,
         name: &str,
         r: &RouterConfig,
         cached: impl Fn(&str) -> Option<Arc<Rule>>,
-    ) -> (Result<Compiled, String>, Option<Arc<Rule>>) {
+        into: &mut Filed,
+    ) -> Option<Arc<Rule>> {
         let parsed = match cached(&r.rule) {
             Some(rule) => Ok(rule),
             None => Rule::parse(&r.rule)
@@ -331,21 +346,22 @@ impl Parts<'_> {
                 self.entry_points,
             )
         });
-        (compiled, rule)
+        match compiled {
+            Ok((entry, eps)) => file_entry(&mut into.per_entry, entry, eps),
+            Err(message) => {
+                into.errors.insert(name.to_string(), message);
+            }
+        }
+        rule
     }
 
     /// Every router compiled into new tables.
     fn compile_all(&self, previous: Option<&Runtime>) -> RouterBuild {
-        let mut per_entry: HashMap<String, Vec<TableEntry<Arc<Route>>>> = self
-            .entry_points
-            .iter()
-            .map(|e| (e.name.clone(), Vec::new()))
-            .collect();
-        let mut errors = BTreeMap::new();
+        let mut filed = self.filed(BTreeMap::new());
         let mut rules: HashMap<String, Arc<Rule>> =
             HashMap::with_capacity(self.config.routers.len());
         for (name, r) in &self.config.routers {
-            let (compiled, rule) = self.compile(name, r, |text| {
+            let cached = |text: &str| {
                 rules.get(text).cloned().or_else(|| {
                     previous.and_then(|p| {
                         p.rules
@@ -354,24 +370,19 @@ impl Parts<'_> {
                             .cloned()
                     })
                 })
-            });
-            if let Some(rule) = rule {
+            };
+            if let Some(rule) = self.compile(name, r, cached, &mut filed) {
                 rules.insert(r.rule.clone(), rule);
             }
-            match compiled {
-                Ok((entry, eps)) => file_entry(&mut per_entry, entry, eps),
-                Err(message) => {
-                    errors.insert(name.clone(), message);
-                }
-            }
         }
-        let tables = per_entry
+        let tables = filed
+            .per_entry
             .into_iter()
             .map(|(ep, list)| (ep, LayeredTable::whole(RouteTable::new(list))))
             .collect();
         RouterBuild {
             tables,
-            errors,
+            errors: filed.errors,
             rules: Arc::new(rules),
             overlay_rules: HashMap::new(),
             layered: Arc::default(),
@@ -417,39 +428,28 @@ impl Parts<'_> {
                 }
             }
         }
-        let mut per_entry: HashMap<String, Vec<TableEntry<Arc<Route>>>> = self
-            .entry_points
-            .iter()
-            .map(|e| (e.name.clone(), Vec::new()))
-            .collect();
-        let mut errors = previous.router_errors.clone();
+        let mut filed = self.filed(previous.router_errors.clone());
         let mut overlay_rules = HashMap::new();
         for name in &layered {
-            errors.remove(name);
+            filed.errors.remove(name);
             let Some(r) = self.config.routers.get(name) else {
                 continue;
             };
-            let (compiled, rule) = self.compile(name, r, |text| {
+            let cached = |text: &str| {
                 overlay_rules
                     .get(text)
                     .or_else(|| previous.overlay_rules.get(text))
                     .or_else(|| previous.rules.get(text))
                     .cloned()
-            });
-            if let Some(rule) = rule {
+            };
+            if let Some(rule) = self.compile(name, r, cached, &mut filed) {
                 overlay_rules.insert(r.rule.clone(), rule);
-            }
-            match compiled {
-                Ok((entry, eps)) => file_entry(&mut per_entry, entry, eps),
-                Err(message) => {
-                    errors.insert(name.clone(), message);
-                }
             }
         }
         let layered = Arc::new(layered);
         let mut tables = HashMap::new();
         for (ep, table) in &previous.tables {
-            let overlay = per_entry.remove(ep).unwrap_or_default();
+            let overlay = filed.per_entry.remove(ep).unwrap_or_default();
             tables.insert(
                 ep.clone(),
                 LayeredTable::over(table, overlay, layered.clone()),
@@ -457,7 +457,7 @@ impl Parts<'_> {
         }
         Some(RouterBuild {
             tables,
-            errors,
+            errors: filed.errors,
             rules: previous.rules.clone(),
             overlay_rules,
             layered,
@@ -483,46 +483,18 @@ fn file_entry(
     }
 }
 
-/// The keys whose values differ between two maps (present in one only, or not `same`), by a
-/// walk of both in order: no allocation for keys that did not change.
+/// The keys whose values differ between two maps (present in one only, or not `same`).
 fn changed_keys<V>(
     old: &BTreeMap<String, V>,
     new: &BTreeMap<String, V>,
     same: impl Fn(&V, &V) -> bool,
 ) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut a = old.iter().peekable();
-    let mut b = new.iter().peekable();
-    loop {
-        match (a.peek(), b.peek()) {
-            (None, None) => return out,
-            (Some((k, _)), None) => {
-                out.push((*k).clone());
-                a.next();
-            }
-            (None, Some((k, _))) => {
-                out.push((*k).clone());
-                b.next();
-            }
-            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
-                std::cmp::Ordering::Less => {
-                    out.push((*ka).clone());
-                    a.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    out.push((*kb).clone());
-                    b.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    if !same(va, vb) {
-                        out.push((*ka).clone());
-                    }
-                    a.next();
-                    b.next();
-                }
-            },
-        }
-    }
+    new.iter()
+        .filter(|(k, v)| old.get(*k).is_none_or(|o| !same(o, v)))
+        .map(|(k, _)| k)
+        .chain(old.keys().filter(|k| !new.contains_key(*k)))
+        .cloned()
+        .collect()
 }
 
 type Compiled = (TableEntry<Arc<Route>>, Vec<String>);

@@ -81,11 +81,7 @@ impl<T> RouteTable<T> {
     /// Builds the table. Ties in priority are broken by router name, so the order never
     /// depends on the order routers were given in.
     pub fn new(mut entries: Vec<TableEntry<T>>) -> RouteTable<T> {
-        entries.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then_with(|| a.name.cmp(&b.name))
-        });
+        entries.sort_by(rank_order);
         let mut t = RouteTable {
             entries: Vec::new(),
             exact: HashMap::new(),
@@ -184,9 +180,11 @@ impl<T> RouteTable<T> {
     }
 }
 
-/// Whether `a` comes before `b` in the table's order: higher priority, then name.
-fn ranks_before<T>(a: &TableEntry<T>, b: &TableEntry<T>) -> bool {
-    a.priority > b.priority || (a.priority == b.priority && a.name < b.name)
+/// The table's order: higher priority first, then name.
+fn rank_order<T>(a: &TableEntry<T>, b: &TableEntry<T>) -> std::cmp::Ordering {
+    b.priority
+        .cmp(&a.priority)
+        .then_with(|| a.name.cmp(&b.name))
 }
 
 /// A route table that takes a few changed routers without being rebuilt: a shared `base`
@@ -238,7 +236,7 @@ impl<T> LayeredTable<T> {
                 .find_where(req, |e| !self.masked.contains(e.name.as_str()))
         };
         match (top, bottom) {
-            (Some(t), Some(b)) => Some(if ranks_before(b, t) { b } else { t }),
+            (Some(t), Some(b)) => Some(if rank_order(b, t).is_lt() { b } else { t }),
             (t, b) => t.or(b),
         }
     }

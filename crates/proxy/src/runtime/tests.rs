@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use super::*;
 use crate::config::ServerConfig;
 use crate::rule::RequestView;
+use crate::test_util::Lcg;
 
 fn eps() -> Vec<EntryPointInfo> {
     vec![
@@ -41,22 +42,9 @@ fn router(rule: &str, service: &str, priority: Option<i64>) -> RouterConfig {
     }
 }
 
-/// A small deterministic generator (tests must not depend on the run).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
-
 fn random_router(g: &mut Lcg) -> RouterConfig {
-    let host = g.below(20);
-    let rule = match g.below(6) {
+    let host = g.next(20);
+    let rule = match g.next(6) {
         0 => format!("Host(`h{host}.test`)"),
         1 => format!("Host(`h{host}.test`) && PathPrefix(`/a`)"),
         2 => "PathPrefix(`/a`)".to_string(),
@@ -64,13 +52,13 @@ fn random_router(g: &mut Lcg) -> RouterConfig {
         4 => "Host(`*.test`)".to_string(),
         _ => "Path(`/broken`".to_string(),
     };
-    let priority = (g.below(4) == 0).then(|| i64::try_from(g.below(50)).unwrap_or(0));
-    let service = ["s1", "s2", "s3", "missing"][g.below(4) as usize];
+    let priority = (g.next(4) == 0).then(|| i64::try_from(g.next(50)).unwrap_or(0));
+    let service = ["s1", "s2", "s3", "missing"][g.next(4)];
     let mut r = router(&rule, service, priority);
-    if g.below(5) == 0 {
+    if g.next(5) == 0 {
         r.middlewares.push("m".into());
     }
-    if g.below(6) == 0 {
+    if g.next(6) == 0 {
         r.tls = Some(Default::default());
     }
     r
@@ -131,17 +119,17 @@ fn layered_builds_route_as_full_builds() {
     assert!(!current.is_layered());
     let mut layered_builds = 0;
     for step in 0..120 {
-        match g.below(10) {
+        match g.next(10) {
             0..=3 => {
-                let i = g.below(400);
+                let i = g.next(400);
                 cfg.routers.insert(format!("r{i}"), random_router(&mut g));
             }
             4..=5 => {
-                let i = g.below(400);
+                let i = g.next(400);
                 cfg.routers.remove(&format!("r{i}"));
             }
             6 => {
-                let port = u16::try_from(g.below(100)).unwrap_or(0) + 10;
+                let port = u16::try_from(g.next(100)).unwrap_or(0) + 10;
                 cfg.services.insert("s2".into(), service(port));
             }
             7 => {

@@ -1,6 +1,7 @@
 use std::net::IpAddr;
 
 use super::*;
+use crate::test_util::Lcg;
 
 fn entry(name: &str, rule: &str, priority: Option<i64>) -> TableEntry<String> {
     let rule = Rule::parse(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
@@ -84,18 +85,6 @@ fn many_routers_by_host_and_path() {
         Some("p77")
     );
     assert_eq!(find(&t, "shared.example.com", "/svc77", "GET"), None);
-}
-
-/// A small deterministic generator, so the comparison below is repeatable.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
 }
 
 #[test]
