@@ -25,7 +25,7 @@ use crate::runtime::{Runtime, Service, Upstream};
 use crate::server::EntryPointConfig;
 
 /// A response body: streamed from upstream or made here.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, crate::h1::BoxError>;
 
 /// State shared by every entry point; survives reconfiguration.
 pub(crate) struct Shared {
@@ -443,10 +443,16 @@ async fn mirror(
                     prefix.as_deref(),
                 )
                 .await;
-                // Read (and drop) the answer, so the connection can be reused.
-                let _ = http_body_util::Limited::new(resp.into_body(), 1 << 20)
-                    .collect()
-                    .await;
+                // Read (and drop) the answer, so the connection can be reused; past 1 MiB
+                // it is closed instead.
+                let mut body = resp.into_body();
+                let mut read = 0usize;
+                while let Some(Ok(frame)) = body.frame().await {
+                    read += frame.data_ref().map_or(0, Bytes::len);
+                    if read > 1 << 20 {
+                        break;
+                    }
+                }
             });
         }
     }
@@ -663,6 +669,43 @@ async fn forward(
         );
     };
     *req.uri_mut() = uri;
+    if !upstream.h2c
+        && !upstream.https
+        && upgrade.is_none()
+        && hyper::body::Body::is_end_stream(req.body())
+    {
+        // Nothing to stream up and nothing to splice: edgeplane's own HTTP/1.1 client.
+        let (parts, _) = req.into_parts();
+        let sent = transport.h1.send(&upstream.authority, &parts);
+        let result = match transport.response_header_timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!(server = %upstream.url, "no response headers in time");
+                    return (
+                        text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+                        true,
+                    );
+                }
+            },
+            None => sent.await,
+        };
+        return match result {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                (Response::from_parts(parts, body.boxed()), true)
+            }
+            Err(e) => {
+                tracing::debug!(server = %upstream.url, error = %e, "upstream request failed");
+                (
+                    text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
+                    !e.is_connect(),
+                )
+            }
+        };
+    }
     let client = if upstream.h2c {
         *req.version_mut() = Version::HTTP_2;
         &transport.h2c
@@ -714,7 +757,10 @@ async fn forward(
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::TRANSFER_ENCODING);
-    (Response::from_parts(parts, body.boxed()), true)
+    (
+        Response::from_parts(parts, body.map_err(crate::h1::BoxError::from).boxed()),
+        true,
+    )
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {

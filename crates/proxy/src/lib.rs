@@ -16,6 +16,7 @@ pub mod balancer;
 pub mod body;
 pub mod config;
 mod forward;
+mod h1;
 pub mod health;
 pub mod metrics;
 pub mod proxy_protocol;
@@ -35,6 +36,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 pub use forward::Body;
+pub use h1::BoxError;
 pub use server::{EntryPointConfig, Redirect};
 
 use crate::config::{Diagnostic, DynamicConfig};

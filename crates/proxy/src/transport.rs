@@ -24,6 +24,8 @@ pub struct Transport {
     pub(crate) client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     /// `h2c://` servers: HTTP/2 without TLS.
     pub(crate) h2c: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    /// `http://` servers for requests without a body or upgrade (edgeplane's own client).
+    pub(crate) h1: Arc<crate::h1::Pool>,
     pub(crate) response_header_timeout: Option<Duration>,
 }
 
@@ -79,6 +81,11 @@ impl Transport {
             definition: def.clone(),
             client,
             h2c,
+            h1: Arc::new(crate::h1::Pool::new(
+                def.max_idle_per_host,
+                def.idle_conn_timeout,
+                def.dial_timeout,
+            )),
             response_header_timeout: def.response_header_timeout,
         })
     }
