@@ -127,7 +127,7 @@ pub(crate) async fn handle(
         &conn.entry.name,
         router,
         service,
-        method.as_str(),
+        method_label(&method),
         proto,
         code,
         took,
@@ -598,7 +598,7 @@ async fn forward(
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     let trusted = conn.entry.trusted_ips.iter().any(|n| n.contains(client_ip));
-    if !trusted {
+    if !trusted && headers.keys().any(|k| FORWARDED.contains(&k.as_str())) {
         for h in FORWARDED {
             headers.remove(h);
         }
@@ -675,8 +675,12 @@ async fn forward(
         && hyper::body::Body::is_end_stream(req.body())
     {
         // Nothing to stream up and nothing to splice: edgeplane's own HTTP/1.1 client.
+        // The head is written out now and the request dropped: it holds slices of the
+        // connection's read buffer, which can then be reused for the next request.
         let (parts, _) = req.into_parts();
-        let sent = transport.h1.send(&upstream.authority, &parts);
+        let head = crate::h1::encode(&parts, &upstream.authority);
+        let method = parts.method;
+        let sent = transport.h1.send(&upstream.authority, &method, &head);
         let result = match transport.response_header_timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
                 Ok(r) => r,
@@ -771,6 +775,11 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names tells, where removing each
+    // would hash all eight.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -851,6 +860,24 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
+    }
+}
+
+/// The method as a metric label: RFC 9110's methods by name, any other as `OTHER` (a label
+/// per method a client makes up would grow the series without bound).
+fn method_label(m: &http::Method) -> &str {
+    use http::Method as M;
+    match *m {
+        M::GET
+        | M::HEAD
+        | M::POST
+        | M::PUT
+        | M::DELETE
+        | M::CONNECT
+        | M::OPTIONS
+        | M::TRACE
+        | M::PATCH => m.as_str(),
+        _ => "OTHER",
     }
 }
 

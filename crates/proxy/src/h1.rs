@@ -38,6 +38,20 @@ const MAX_HEADERS: usize = 128;
 const READ_CHUNK: usize = 16 * 1024;
 /// Longest chunk-size line (size, extensions).
 const MAX_CHUNK_LINE: usize = 4096;
+/// Body pieces up to this size are copied out of the read buffer, which then stays the
+/// connection's own and is reused with no new allocation; larger ones are split off it.
+const COPY_MAX: usize = 4096;
+
+/// The first `n` bytes of `buf`, taken out of it.
+fn take(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n <= COPY_MAX {
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        buf.advance(n);
+        data
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
 
 /// Why a request got no response.
 #[derive(Debug, thiserror::Error)]
@@ -113,16 +127,16 @@ impl Pool {
         }
     }
 
-    /// Sends a request that has no body and reads the response head; the body streams from
-    /// the returned response.
+    /// Sends a request that has no body (its head made by [`encode`]) and reads the response
+    /// head; the body streams from the returned response.
     pub(crate) async fn send(
         self: &Arc<Self>,
         server: &Authority,
-        req: &http::request::Parts,
+        method: &Method,
+        head: &[u8],
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let head = encode(req, server);
         let idempotent = matches!(
-            req.method,
+            *method,
             Method::GET
                 | Method::HEAD
                 | Method::OPTIONS
@@ -136,8 +150,8 @@ impl Pool {
                 Some(c) if !retried => (c, true),
                 _ => (self.connect(server).await?, false),
             };
-            match exchange(&mut conn, &head).await {
-                Ok(answer) => return Ok(self.respond(server, conn, answer, &req.method)),
+            match exchange(&mut conn, head).await {
+                Ok(answer) => return Ok(self.respond(server, conn, answer, method)),
                 Err(Failure { error, answered }) => {
                     if reused && idempotent && !answered && !retried {
                         tracing::debug!(%server, error = %error, "kept connection was closed; sending again on a new one");
@@ -275,7 +289,7 @@ impl Pool {
         let state = match framing {
             // Whole already: the connection goes back before the body is even sent on.
             Framing::Length(n) if (conn.buf.len() as u64) >= n => {
-                let data = conn.buf.split_to(n as usize).freeze();
+                let data = take(&mut conn.buf, n as usize);
                 if reuse {
                     self.put(server.clone(), conn);
                 }
@@ -310,7 +324,7 @@ fn build(
 
 /// The request line and headers, as sent. Header values were checked when the request was
 /// read (no CR, LF or NUL), so they are written as they are.
-fn encode(req: &http::request::Parts, server: &Authority) -> Vec<u8> {
+pub(crate) fn encode(req: &http::request::Parts, server: &Authority) -> Vec<u8> {
     let mut out = Vec::with_capacity(128 + 48 * req.headers.len());
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
@@ -585,10 +599,10 @@ impl UpstreamBody {
                             Err("server closed before the body ended".into()),
                         ));
                     }
-                    let take = remaining.min(conn.buf.len() as u64);
-                    let data = conn.buf.split_to(take as usize).freeze();
-                    self.state = State::Length(remaining - take);
-                    if remaining == take {
+                    let taken = remaining.min(conn.buf.len() as u64);
+                    let data = take(&mut conn.buf, taken as usize);
+                    self.state = State::Length(remaining - taken);
+                    if remaining == taken {
                         self.finish();
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -599,7 +613,8 @@ impl UpstreamBody {
                         self.state = State::Done;
                         return Poll::Ready(None);
                     }
-                    let data = conn.buf.split().freeze();
+                    let all = conn.buf.len();
+                    let data = take(&mut conn.buf, all);
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 State::Chunked(chunk) => match chunked(conn, chunk).map_err(BoxError::from)? {
@@ -665,12 +680,12 @@ fn chunked(conn: &mut Conn, chunk: Chunk) -> Result<Decoded, &'static str> {
             if buf.is_empty() {
                 return Ok(Decoded::More);
             }
-            let take = remaining.min(buf.len() as u64);
-            let data = buf.split_to(take as usize).freeze();
-            let next = if take == remaining {
+            let taken = remaining.min(buf.len() as u64);
+            let data = take(buf, taken as usize);
+            let next = if taken == remaining {
                 Chunk::DataEnd
             } else {
-                Chunk::Data(remaining - take)
+                Chunk::Data(remaining - taken)
             };
             Decoded::Data(data, next)
         }

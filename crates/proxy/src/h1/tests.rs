@@ -74,6 +74,14 @@ fn request(method: Method, path: &str) -> http::request::Parts {
     parts
 }
 
+async fn send(
+    pool: &Arc<Pool>,
+    server: &Authority,
+    req: &http::request::Parts,
+) -> Result<Response<UpstreamBody>, SendError> {
+    pool.send(server, &req.method, &encode(req, server)).await
+}
+
 fn pool() -> Arc<Pool> {
     Arc::new(Pool::new(
         8,
@@ -100,15 +108,15 @@ async fn lengths_and_chunks_are_read_and_the_connection_kept() {
     )
     .await;
     let p = pool();
-    let r = p.send(&b.authority, &get("/a?q=1")).await.expect("first");
+    let r = send(&p, &b.authority, &get("/a?q=1")).await.expect("first");
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body_of(r).await.0, "hello");
-    let r = p.send(&b.authority, &get("/b")).await.expect("second");
+    let r = send(&p, &b.authority, &get("/b")).await.expect("second");
     assert_eq!(r.headers()["x-a"], "1");
     let (body, trailers) = body_of(r).await;
     assert_eq!(body, "abc0123456789abcdef");
     assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
-    let r = p.send(&b.authority, &get("/c")).await.expect("third");
+    let r = send(&p, &b.authority, &get("/c")).await.expect("third");
     assert_eq!(body_of(r).await, (Bytes::from_static(b"hi"), None));
     assert_eq!(
         b.accepted.load(Ordering::SeqCst),
@@ -133,7 +141,7 @@ async fn doubtful_framing_closes_the_connection() {
         let b = backend(vec![answer], usize::MAX).await;
         let p = pool();
         for _ in 0..2 {
-            let r = p.send(&b.authority, &get("/")).await.expect("answer");
+            let r = send(&p, &b.authority, &get("/")).await.expect("answer");
             assert!(r.headers().get(header::CONTENT_LENGTH).is_none() || r.headers().get(header::TRANSFER_ENCODING).is_none());
             assert_eq!(body_of(r).await.0, "ok");
         }
@@ -142,7 +150,9 @@ async fn doubtful_framing_closes_the_connection() {
     }
     // Read to the end of the connection.
     let b = backend(vec![b"HTTP/1.1 200 OK\r\n\r\nuntil close"], 1).await;
-    let r = pool().send(&b.authority, &get("/")).await.expect("answer");
+    let r = send(&pool(), &b.authority, &get("/"))
+        .await
+        .expect("answer");
     assert_eq!(body_of(r).await.0, "until close");
 }
 
@@ -159,19 +169,17 @@ async fn bodiless_answers_and_interim_ones() {
     )
     .await;
     let p = pool();
-    let r = p.send(&b.authority, &get("/")).await.expect("204");
+    let r = send(&p, &b.authority, &get("/")).await.expect("204");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(hyper::body::Body::is_end_stream(r.body()));
-    let r = p
-        .send(&b.authority, &request(Method::HEAD, "/"))
+    let r = send(&p, &b.authority, &request(Method::HEAD, "/"))
         .await
         .expect("HEAD");
     assert_eq!(r.headers()[header::CONTENT_LENGTH], "7");
     assert_eq!(body_of(r).await.0, "");
-    let r = p.send(&b.authority, &get("/")).await.expect("304");
+    let r = send(&p, &b.authority, &get("/")).await.expect("304");
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
-    let r = p
-        .send(&b.authority, &request(Method::POST, "/"))
+    let r = send(&p, &b.authority, &request(Method::POST, "/"))
         .await
         .expect("POST");
     assert_eq!(body_of(r).await.0, "");
@@ -190,8 +198,7 @@ async fn a_kept_connection_closed_by_the_server_is_replaced() {
     let b = backend(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"], 1).await;
     let p = pool();
     for method in [Method::GET, Method::GET, Method::POST, Method::DELETE] {
-        let r = p
-            .send(&b.authority, &request(method.clone(), "/"))
+        let r = send(&p, &b.authority, &request(method.clone(), "/"))
             .await
             .unwrap_or_else(|e| panic!("{method}: {e}"));
         assert_eq!(body_of(r).await.0, "ok");
@@ -215,7 +222,7 @@ async fn bad_answers_are_errors() {
     ];
     for answer in cases {
         let b = backend(vec![answer], 1).await;
-        let r = pool().send(&b.authority, &get("/")).await;
+        let r = send(&pool(), &b.authority, &get("/")).await;
         assert!(r.is_err(), "{}", String::from_utf8_lossy(answer));
     }
     // Bodies that break off or are mis-chunked fail while streaming.
@@ -227,7 +234,7 @@ async fn bad_answers_are_errors() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
     ] {
         let b = backend(vec![answer], 1).await;
-        let r = pool().send(&b.authority, &get("/")).await.expect("head");
+        let r = send(&pool(), &b.authority, &get("/")).await.expect("head");
         assert!(
             r.into_body().collect().await.is_err(),
             "{}",
@@ -241,16 +248,13 @@ async fn bad_answers_are_errors() {
             .into_boxed_slice(),
     );
     let b = backend(vec![huge], usize::MAX).await;
-    assert!(pool().send(&b.authority, &get("/")).await.is_err());
+    assert!(send(&pool(), &b.authority, &get("/")).await.is_err());
     // Nobody listening: a connect error.
     let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = closed.local_addr().expect("addr");
     drop(closed);
-    let e = pool()
-        .send(
-            &Authority::try_from(addr.to_string()).expect("authority"),
-            &get("/"),
-        )
+    let server = Authority::try_from(addr.to_string()).expect("authority");
+    let e = send(&pool(), &server, &get("/"))
         .await
         .expect_err("refused");
     assert!(e.is_connect());
@@ -280,7 +284,7 @@ async fn random_answers_never_panic() {
         }
         let answer: &'static [u8] = Box::leak(answer.into_boxed_slice());
         let b = backend(vec![answer], 1).await;
-        if let Ok(r) = pool().send(&b.authority, &get("/")).await {
+        if let Ok(r) = send(&pool(), &b.authority, &get("/")).await {
             let _ = tokio::time::timeout(Duration::from_secs(2), r.into_body().collect()).await;
         }
     }
@@ -303,7 +307,7 @@ async fn idle_connections_are_capped_and_expire() {
         let p = p.clone();
         let a = b.authority.clone();
         async move {
-            let r = p.send(&a, &get("/")).await.expect("answer");
+            let r = send(&p, &a, &get("/")).await.expect("answer");
             r.into_body().collect().await.expect("body");
         }
     });
@@ -319,7 +323,7 @@ async fn idle_connections_are_capped_and_expire() {
         Duration::from_secs(30),
         Duration::from_secs(2),
     ));
-    let r = p.send(&b.authority, &get("/")).await.expect("answer");
+    let r = send(&p, &b.authority, &get("/")).await.expect("answer");
     r.into_body().collect().await.expect("body");
     assert_eq!(p.idle_count(), 0, "none kept with a limit of 0");
 }
