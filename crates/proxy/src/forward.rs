@@ -679,7 +679,8 @@ async fn forward(
         // connection's read buffer, which can then be reused for the next request.
         let (parts, _) = req.into_parts();
         let head = crate::h1::encode(&parts, &upstream.authority);
-        let method = parts.method;
+        let method = parts.method.clone();
+        drop(parts);
         let sent = transport.h1.send(&upstream.authority, &method, &head);
         let result = match transport.response_header_timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
@@ -822,6 +823,19 @@ fn request_host<B>(req: &Request<B>) -> Result<String, ()> {
             None => return Ok(String::new()),
             Some(v) => {
                 let s = v.to_str().map_err(|_| ())?;
+                // The usual `name` or `name:port` in lower case is taken as it is; anything
+                // else is parsed as an authority.
+                let (name, port) = s.split_once(':').unwrap_or((s, ""));
+                let plain = !name.is_empty()
+                    && name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    })
+                    && port.bytes().all(|b| b.is_ascii_digit())
+                    && port.len() <= 5
+                    && !name.ends_with('.');
+                if plain {
+                    return Ok(name.to_string());
+                }
                 let a: http::uri::Authority = s.parse().map_err(|_| ())?;
                 a.host().to_string()
             }
@@ -927,4 +941,63 @@ fn empty() -> Body {
     Full::new(Bytes::new())
         .map_err(|never| match never {})
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_of(values: &[&str]) -> Result<String, ()> {
+        let mut req = Request::new(());
+        for v in values {
+            req.headers_mut().append(
+                header::HOST,
+                HeaderValue::from_str(v).expect("header value"),
+            );
+        }
+        request_host(&req)
+    }
+
+    /// What any Host value gives when parsed as an authority (the way the fast path must
+    /// agree with).
+    fn parsed(value: &str) -> Result<String, ()> {
+        let a: http::uri::Authority = value.parse().map_err(|_| ())?;
+        let h = a.host().trim_end_matches('.').to_ascii_lowercase();
+        Ok(h.strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .map_or(h.clone(), str::to_string))
+    }
+
+    #[test]
+    fn hosts_are_lowercased_without_port_dot_or_brackets() {
+        for (value, expected) in [
+            ("example.com", Ok("example.com")),
+            ("example.com:8080", Ok("example.com")),
+            ("Example.COM:8080", Ok("example.com")),
+            ("a.b.:80", Ok("a.b")),
+            ("a.b.", Ok("a.b")),
+            ("10.0.0.1:443", Ok("10.0.0.1")),
+            ("[::1]:8080", Ok("::1")),
+            ("[::1]", Ok("::1")),
+            ("bad host", Err(())),
+            ("a/b", Err(())),
+        ] {
+            let got = host_of(&[value]);
+            assert_eq!(got, expected.map(str::to_string), "{value}");
+        }
+        // Every value, usual or odd, gives what parsing it as an authority gives.
+        let mut rng = crate::test_util::Lcg(3);
+        let alphabet = b"abZ09-.:[]_@ %";
+        for _ in 0..5000 {
+            let len = rng.next(10) + 1;
+            let v: String = (0..len)
+                .map(|_| alphabet[rng.next(alphabet.len())] as char)
+                .collect();
+            if HeaderValue::from_str(&v).is_ok() {
+                assert_eq!(host_of(&[&v]), parsed(&v), "{v:?}");
+            }
+        }
+        assert_eq!(host_of(&[]), Ok(String::new()));
+        assert_eq!(host_of(&["a", "b"]), Err(()), "two Host headers");
+    }
 }

@@ -460,11 +460,18 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, SendError> {
     } else {
         Version::HTTP_10
     };
+    // One copy of the head, which every value is a slice of (not one allocation a value).
+    let copy = Bytes::copy_from_slice(&buf[..len]);
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| SendError::Protocol("invalid header name"))?;
-        let value = HeaderValue::from_bytes(h.value)
+        // httparse's values are slices of `buf`: the same range of the copy.
+        let at = (h.value.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        let Some(end) = at.checked_add(h.value.len()).filter(|e| *e <= copy.len()) else {
+            return Err(SendError::Protocol("invalid header value"));
+        };
+        let value = HeaderValue::from_maybe_shared(copy.slice(at..end))
             .map_err(|_| SendError::Protocol("invalid header value"))?;
         headers.append(name, value);
     }
