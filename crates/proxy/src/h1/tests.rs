@@ -327,3 +327,21 @@ async fn idle_connections_are_capped_and_expire() {
     r.into_body().collect().await.expect("body");
     assert_eq!(p.idle_count(), 0, "none kept with a limit of 0");
 }
+
+#[tokio::test]
+async fn servers_are_reached_by_name_too() {
+    let b = backend(
+        vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+        usize::MAX,
+    )
+    .await;
+    let port = b.authority.port_u16().expect("port");
+    let named = Authority::try_from(format!("localhost:{port}")).expect("authority");
+    let r = send(&pool(), &named, &get("/")).await.expect("answer");
+    assert_eq!(body_of(r).await.0, "ok");
+    let heads = b.heads.lock().expect("lock").clone();
+    assert!(
+        heads[0].contains(&format!("host: localhost:{port}\r\n")),
+        "{heads:?}"
+    );
+}
