@@ -682,18 +682,11 @@ async fn forward(
         let method = parts.method.clone();
         drop(parts);
         let sent = transport.h1.send(&upstream.authority, &method, &head);
-        let result = match transport.response_header_timeout {
-            Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::debug!(server = %upstream.url, "no response headers in time");
-                    return (
-                        text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
-                        true,
-                    );
-                }
-            },
-            None => sent.await,
+        let Some(result) = in_time(transport, upstream, sent).await else {
+            return (
+                text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+                true,
+            );
         };
         return match result {
             Ok(resp) => {
@@ -718,19 +711,11 @@ async fn forward(
         *req.version_mut() = Version::HTTP_11;
         &transport.client
     };
-    let sent = client.request(req);
-    let result = match transport.response_header_timeout {
-        Some(limit) => match tokio::time::timeout(limit, sent).await {
-            Ok(r) => r,
-            Err(_) => {
-                tracing::debug!(server = %upstream.url, "no response headers in time");
-                return (
-                    text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
-                    true,
-                );
-            }
-        },
-        None => sent.await,
+    let Some(result) = in_time(transport, upstream, client.request(req)).await else {
+        return (
+            text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+            true,
+        );
     };
     let mut resp = match result {
         Ok(r) => r,
@@ -766,6 +751,25 @@ async fn forward(
         Response::from_parts(parts, body.map_err(crate::h1::BoxError::from).boxed()),
         true,
     )
+}
+
+/// Waits for a server's response head within the transport's `responseHeaderTimeout` (when
+/// set); `None` past it.
+async fn in_time<F: std::future::Future>(
+    transport: &crate::transport::Transport,
+    upstream: &Upstream,
+    sent: F,
+) -> Option<F::Output> {
+    match transport.response_header_timeout {
+        Some(limit) => {
+            let r = tokio::time::timeout(limit, sent).await.ok();
+            if r.is_none() {
+                tracing::debug!(server = %upstream.url, "no response headers in time");
+            }
+            r
+        }
+        None => Some(sent.await),
+    }
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
