@@ -325,7 +325,8 @@ async fn route(
             max_body_size,
             ..
         } => {
-            mirror(
+            // Boxed, as a rare path's future that would otherwise enlarge every request's.
+            Box::pin(mirror(
                 conn,
                 tls,
                 req,
@@ -334,7 +335,7 @@ async fn route(
                 *mirror_body,
                 *max_body_size,
                 stripped_prefix.as_deref(),
-            )
+            ))
             .await
         }
         _ => req.map(RequestBody::Streamed),
@@ -681,19 +682,28 @@ async fn forward(
         let head = crate::h1::encode(&parts, &upstream.authority);
         let method = parts.method.clone();
         drop(parts);
-        let sent = transport.h1.send(&upstream.authority, &method, &head);
-        let Some(result) = in_time(transport, upstream, sent).await else {
-            return (
-                text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
-                true,
-            );
-        };
+        let result = transport
+            .h1
+            .send(
+                &upstream.authority,
+                &method,
+                &head,
+                transport.response_header_timeout,
+            )
+            .await;
         return match result {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 parts.headers.remove(header::TRANSFER_ENCODING);
                 (Response::from_parts(parts, body.boxed()), true)
+            }
+            Err(crate::h1::SendError::TimedOut) => {
+                tracing::debug!(server = %upstream.url, "no response headers in time");
+                (
+                    text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+                    true,
+                )
             }
             Err(e) => {
                 tracing::debug!(server = %upstream.url, error = %e, "upstream request failed");
@@ -704,6 +714,18 @@ async fn forward(
             }
         };
     }
+    // Boxed: this path's future is several times the size of the one above, and every
+    // request's future is moved whole (into hyper's dispatcher, or a task per h2 stream).
+    Box::pin(with_hyper(transport, req, upstream, client_upgrade)).await
+}
+
+/// Sends a request over hyper's pooled client (bodies, upgrades, `https://`, `h2c://`).
+async fn with_hyper(
+    transport: &crate::transport::Transport,
+    mut req: Request<RequestBody>,
+    upstream: &Upstream,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> (Response<Body>, bool) {
     let client = if upstream.h2c {
         *req.version_mut() = Version::HTTP_2;
         &transport.h2c

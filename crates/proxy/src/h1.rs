@@ -64,6 +64,8 @@ pub(crate) enum SendError {
     Closed,
     #[error("invalid response: {0}")]
     Protocol(&'static str),
+    #[error("no response head in time")]
+    TimedOut,
 }
 
 impl SendError {
@@ -128,12 +130,14 @@ impl Pool {
     }
 
     /// Sends a request that has no body (its head made by [`encode`]) and reads the response
-    /// head; the body streams from the returned response.
+    /// head, waiting at most `head_timeout` for it once the request is written
+    /// (`responseHeaderTimeout`); the body streams from the returned response.
     pub(crate) async fn send(
         self: &Arc<Self>,
         server: &Authority,
         method: &Method,
         head: &[u8],
+        head_timeout: Option<Duration>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let idempotent = matches!(
             *method,
@@ -150,7 +154,7 @@ impl Pool {
                 Some(c) if !retried => (c, true),
                 _ => (self.connect(server).await?, false),
             };
-            match exchange(&mut conn, head).await {
+            match exchange(&mut conn, head, head_timeout).await {
                 Ok(answer) => return Ok(self.respond(server, conn, answer, method)),
                 Err(Failure { error, answered }) => {
                     if reused && idempotent && !answered && !retried {
@@ -390,13 +394,18 @@ impl From<SendError> for Failure {
 
 /// Writes the request and reads up to the end of the final response head (interim 1xx
 /// responses are read and dropped).
-async fn exchange(conn: &mut Conn, request: &[u8]) -> Result<Head, Failure> {
+async fn exchange(
+    conn: &mut Conn,
+    request: &[u8],
+    head_timeout: Option<Duration>,
+) -> Result<Head, Failure> {
     if let Err(e) = conn.stream.write_all(request).await {
         return Err(Failure {
             error: SendError::Io(e),
             answered: false,
         });
     }
+    let deadline = head_timeout.map(|t| tokio::time::Instant::now() + t);
     let mut answered = false;
     loop {
         if !conn.buf.is_empty() {
@@ -412,7 +421,13 @@ async fn exchange(conn: &mut Conn, request: &[u8]) -> Result<Head, Failure> {
                 return Err(SendError::Protocol("response head too large").into());
             }
         }
-        match conn.fill().await {
+        let read = match deadline {
+            None => conn.fill().await,
+            Some(at) => tokio::time::timeout_at(at, conn.fill())
+                .await
+                .map_err(|_| Failure::from(SendError::TimedOut))?,
+        };
+        match read {
             Ok(0) if answered => return Err(SendError::Protocol("response head cut short").into()),
             Ok(0) => {
                 return Err(Failure {

@@ -79,7 +79,8 @@ async fn send(
     server: &Authority,
     req: &http::request::Parts,
 ) -> Result<Response<UpstreamBody>, SendError> {
-    pool.send(server, &req.method, &encode(req, server)).await
+    pool.send(server, &req.method, &encode(req, server), None)
+        .await
 }
 
 fn pool() -> Arc<Pool> {
@@ -343,5 +344,26 @@ async fn servers_are_reached_by_name_too() {
     assert!(
         heads[0].contains(&format!("host: localhost:{port}\r\n")),
         "{heads:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_once_the_request_is_written() {
+    // Reads the request and never answers.
+    let b = backend(vec![b""], usize::MAX).await;
+    let started = Instant::now();
+    let r = pool()
+        .send(
+            &b.authority,
+            &Method::GET,
+            &encode(&get("/"), &b.authority),
+            Some(Duration::from_millis(200)),
+        )
+        .await;
+    assert!(matches!(r, Err(SendError::TimedOut)), "{r:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "{took:?}"
     );
 }
