@@ -714,7 +714,7 @@ async fn forward(
             }
         };
     }
-    // Boxed: this path's future is several times the size of the one above, and every
+    // Boxed: this path's future is larger than the one above and less used, and every
     // request's future is moved whole (into hyper's dispatcher, or a task per h2 stream).
     Box::pin(with_hyper(transport, req, upstream, client_upgrade)).await
 }
@@ -733,11 +733,19 @@ async fn with_hyper(
         *req.version_mut() = Version::HTTP_11;
         &transport.client
     };
-    let Some(result) = in_time(transport, upstream, client.request(req)).await else {
-        return (
-            text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
-            true,
-        );
+    let sent = client.request(req);
+    let result = match transport.response_header_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!(server = %upstream.url, "no response headers in time");
+                return (
+                    text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+                    true,
+                );
+            }
+        },
+        None => sent.await,
     };
     let mut resp = match result {
         Ok(r) => r,
@@ -773,25 +781,6 @@ async fn with_hyper(
         Response::from_parts(parts, body.map_err(crate::h1::BoxError::from).boxed()),
         true,
     )
-}
-
-/// Waits for a server's response head within the transport's `responseHeaderTimeout` (when
-/// set); `None` past it.
-async fn in_time<F: std::future::Future>(
-    transport: &crate::transport::Transport,
-    upstream: &Upstream,
-    sent: F,
-) -> Option<F::Output> {
-    match transport.response_header_timeout {
-        Some(limit) => {
-            let r = tokio::time::timeout(limit, sent).await.ok();
-            if r.is_none() {
-                tracing::debug!(server = %upstream.url, "no response headers in time");
-            }
-            r
-        }
-        None => Some(sent.await),
-    }
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {

@@ -101,8 +101,7 @@ struct Conn {
 impl Conn {
     /// Reads more bytes; 0 at the end of the stream.
     async fn fill(&mut self) -> io::Result<usize> {
-        self.buf.reserve(READ_CHUNK);
-        self.stream.read_buf(&mut self.buf).await
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -769,7 +768,7 @@ impl hyper::body::Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.whole.is_none() && matches!(self.state, State::Done | State::Length(0))
+        self.whole.is_none() && matches!(self.state, State::Done)
     }
 
     fn size_hint(&self) -> SizeHint {
