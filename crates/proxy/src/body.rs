@@ -8,15 +8,51 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+/// A client's request body: none (requests edgeplane's own HTTP/1.1 side reads carry none),
+/// or hyper's stream.
+pub enum ClientBody {
+    Empty,
+    Hyper(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A request body on its way upstream.
 pub enum RequestBody {
-    Streamed(Incoming),
+    Streamed(ClientBody),
     /// Buffered whole; `None` once sent.
     Buffered(Option<Bytes>),
     /// Buffered bytes, then the rest of the client's stream.
     Prefixed {
         head: Option<Bytes>,
-        rest: Incoming,
+        rest: ClientBody,
     },
 }
 
@@ -69,9 +105,9 @@ impl Body for RequestBody {
 /// Reads up to `limit` bytes of `body`: the whole body when it fits, else what was read and
 /// the rest of the stream.
 pub(crate) async fn buffer(
-    mut body: Incoming,
+    mut body: ClientBody,
     limit: u64,
-) -> Result<Result<Bytes, (Bytes, Incoming)>, hyper::Error> {
+) -> Result<Result<Bytes, (Bytes, ClientBody)>, hyper::Error> {
     use http_body_util::BodyExt;
     let mut buf = bytes::BytesMut::new();
     loop {

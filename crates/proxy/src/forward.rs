@@ -12,12 +12,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::body::RequestBody;
+use crate::body::{ClientBody, RequestBody};
 use crate::config::MiddlewareConfig;
 use crate::metrics::Metrics;
 use crate::rule::RequestView;
@@ -93,8 +92,8 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     tls: bool,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, hyper::Error> {
+    req: Request<ClientBody>,
+) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let proto = proto_label(req.version());
@@ -165,7 +164,7 @@ async fn route(
     shared: &Shared,
     conn: &Arc<ConnInfo>,
     tls: bool,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> (Response<Body>, Option<Arc<crate::runtime::Route>>) {
     // Framing the proxy cannot be sure of is refused (RFC 9112 section 6.1): a
     // Transfer-Encoding whose final coding is not chunked, or one in an HTTP/1.0 request.
@@ -384,7 +383,7 @@ async fn route(
 async fn mirror(
     conn: &Arc<ConnInfo>,
     tls: bool,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     client_ip: IpAddr,
     mirrors: &[crate::runtime::Mirror],
     mirror_body: bool,

@@ -17,6 +17,7 @@ pub mod body;
 pub mod config;
 mod forward;
 mod h1;
+mod h1_server;
 pub mod health;
 pub mod metrics;
 pub mod proxy_protocol;

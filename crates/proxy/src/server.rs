@@ -1,16 +1,19 @@
 //! Entry points: listeners that accept TCP (and TLS) connections, serve HTTP/1.1 and HTTP/2
-//! (ALPN, and h2c by preface) with hyper, and hand each request to [`crate::forward`].
+//! (ALPN, and h2c by preface), and hand each request to [`crate::forward`]. HTTP/1.1 is
+//! served by [`crate::h1_server`], which hands a connection to hyper for HTTP/2 and for the
+//! requests it leaves to it.
 //! Graceful shutdown stops accepting and lets in-flight requests finish within a deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::forward::{handle, ConnInfo, Shared};
+use crate::forward::{ConnInfo, Shared};
+use crate::h1_server::Hyper;
 use model::net::IpNet;
 
 /// One entry point's static configuration.
@@ -72,7 +75,9 @@ pub(crate) async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let config = Arc::new(ep.config);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection holds a receiver: a drain is asked for through it, and it is over
+    // when they are all gone.
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -109,7 +114,7 @@ pub(crate) async fn serve(
         let config = config.clone();
         let builder = builder.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let drain = drain_rx.clone();
         tokio::spawn(async move {
             let gauge = shared.metrics.open_connection(&config.name);
             if config
@@ -127,19 +132,20 @@ pub(crate) async fn serve(
                     }
                 }
             }
-            let info = ConnInfo {
+            let info = Arc::new(ConnInfo {
                 peer,
                 local_port,
                 entry: config.clone(),
-            };
+            });
             match tls {
                 None => {
-                    let info = Arc::new(info);
-                    let svc = hyper::service::service_fn(move |req| {
-                        handle(shared.clone(), info.clone(), false, req)
-                    });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    let hyper = Hyper {
+                        builder,
+                        shared,
+                        info,
+                        tls: false,
+                    };
+                    crate::h1_server::serve(tcp, hyper, drain).await;
                 }
                 Some(policy) => {
                     // Read the ClientHello first: the server name picks the TLS options.
@@ -161,20 +167,28 @@ pub(crate) async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let info = Arc::new(info);
-                    let svc = hyper::service::service_fn(move |req| {
-                        handle(shared.clone(), info.clone(), true, req)
-                    });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let hyper = Hyper {
+                        builder,
+                        shared,
+                        info,
+                        tls: true,
+                    };
+                    if h2 {
+                        crate::h1_server::handoff(stream, bytes::Bytes::new(), hyper, drain).await;
+                    } else {
+                        crate::h1_server::serve(stream, hyper, drain).await;
+                    }
                 }
             }
             drop(gauge);
         });
     }
     drop(ep.listener);
+    drain_tx.send_replace(true);
+    drop(drain_rx);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = drain_tx.closed() => {}
         () = tokio::time::sleep(config.grace_period) => {
             tracing::warn!(entry_point = %config.name, "grace period over; closing remaining connections");
         }

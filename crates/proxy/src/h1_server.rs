@@ -1,0 +1,552 @@
+//! Edgeplane's own HTTP/1.1 server side, for the requests most traffic is made of: HTTP/1.1,
+//! an origin-form target, no body, no upgrade and no `Expect`. The connection's task reads
+//! the head into a buffer it keeps, builds the request from slices of it, awaits the answer
+//! and writes the response head and body with as few writes as it can (one for an answer
+//! that is already whole). There is no dispatcher, no per-request read-buffer allocation and
+//! no per-request timer: one timer per connection bounds the wait for each head and is reset
+//! only when it fires early.
+//!
+//! Any other request, and anything this side cannot be sure of (a malformed or over-long
+//! head, a request body, HTTP/1.0, an upgrade, the HTTP/2 preface), hands the connection to
+//! hyper from that request on, with the bytes already read. So errors are answered as
+//! before, and bodies, `100-continue`, upgrades and h2c keep hyper's handling.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Body as _;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::body::ClientBody;
+use crate::forward::{handle, Body, ConnInfo, Shared};
+
+/// hyper's own limit on request headers, above which it answers 431 (the request is handed
+/// to it, so that answer stays the same).
+const MAX_HEADERS: usize = 100;
+/// Room asked of the read buffer before each read.
+const READ_CHUNK: usize = 8 * 1024;
+/// Response bytes gathered before they are written even though more are ready.
+const FLUSH_AT: usize = 64 * 1024;
+/// Body pieces up to this size are copied next to the head; larger ones are written from
+/// where they are, in the same vectored write.
+const COPY_MAX: usize = 4096;
+
+/// What is needed to hand a connection to hyper.
+pub(crate) struct Hyper {
+    pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) info: Arc<ConnInfo>,
+    pub(crate) tls: bool,
+}
+
+/// Serves one connection until the client closes it, its head timeout passes, a drain is
+/// asked for while it is idle, or a request is handed to hyper (which then serves it on).
+pub(crate) async fn serve<IO>(mut io: IO, hyper: Hyper, mut drain: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = hyper.info.entry.read_header_timeout;
+    let max_head = hyper.info.entry.max_header_bytes.max(8192);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut scratch: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(16);
+    let mut timer = pin!(tokio::time::sleep(timeout));
+    loop {
+        let deadline = Instant::now() + timeout;
+        let parsed = loop {
+            if !buf.is_empty() {
+                match parse(&buf, max_head, &mut scratch) {
+                    Parse::Partial => {}
+                    Parse::Simple(head) => break Some(head),
+                    Parse::Other => break None,
+                }
+            }
+            if buf.is_empty() && *drain.borrow() {
+                return;
+            }
+            if buf.capacity() - buf.len() < READ_CHUNK / 8 {
+                // Reclaims the buffer in place once the last request's slices are gone.
+                buf.reserve(READ_CHUNK);
+            }
+            let read = tokio::select! {
+                biased;
+                r = io.read_buf(&mut buf) => r,
+                () = &mut timer => {
+                    if Instant::now() < deadline {
+                        timer.as_mut().reset(deadline);
+                        continue;
+                    }
+                    return;
+                }
+                r = drain.changed() => {
+                    if r.is_err() || buf.is_empty() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        let Some(head) = parsed else {
+            return handoff(io, buf.freeze(), hyper, drain).await;
+        };
+        let raw = buf.split_to(head.len).freeze();
+        let Some(req) = build(&raw, &head, &mut scratch) else {
+            // Refused by `http` where the parser let it through: hyper answers it.
+            let mut all = BytesMut::with_capacity(raw.len() + buf.len());
+            all.extend_from_slice(&raw);
+            all.extend_from_slice(&buf);
+            return handoff(io, all.freeze(), hyper, drain).await;
+        };
+        drop(raw);
+        let is_head = head.method == Method::HEAD;
+        let Ok(resp) = handle(hyper.shared.clone(), hyper.info.clone(), hyper.tls, req).await;
+        let keep_alive = head.keep_alive && !*drain.borrow();
+        match respond(&mut io, &mut out, resp, is_head, keep_alive).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = io.shutdown().await;
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Serves the rest of a connection with hyper: `prefix` is what was read of it already.
+/// When a drain is asked for, hyper finishes what is in flight and closes.
+pub(crate) async fn handoff<IO>(io: IO, prefix: Bytes, h: Hyper, mut drain: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Hyper {
+        builder,
+        shared,
+        info,
+        tls,
+    } = h;
+    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        handle(shared.clone(), info.clone(), tls, req.map(ClientBody::Hyper))
+    });
+    let io = TokioIo::new(Prefixed { prefix, io });
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    let mut conn = pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = drain.wait_for(|d| *d) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// A parsed request head this side serves.
+struct Head {
+    len: usize,
+    method: Method,
+    target: (usize, usize),
+    keep_alive: bool,
+}
+
+enum Parse {
+    Partial,
+    Simple(Head),
+    /// Anything to be handed to hyper.
+    Other,
+}
+
+/// Parses the head at the start of `buf`; header names go to `scratch` with where their
+/// values are in `buf`.
+fn parse(buf: &[u8], max_head: usize, scratch: &mut Vec<(HeaderName, usize, usize)>) -> Parse {
+    scratch.clear();
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head => n,
+        Ok(httparse::Status::Partial) if buf.len() < max_head => return Parse::Partial,
+        _ => return Parse::Other,
+    };
+    if req.version != Some(1) {
+        return Parse::Other;
+    }
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return Parse::Other;
+    };
+    if !path.starts_with('/') || method == "CONNECT" || method == "PRI" {
+        return Parse::Other;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parse::Other;
+    };
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
+    let target = (at(path.as_bytes()), at(path.as_bytes()) + path.len());
+    let mut keep_alive = true;
+    let mut lengths = 0;
+    for h in req.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Parse::Other;
+        };
+        if name == header::TRANSFER_ENCODING || name == header::UPGRADE || name == header::EXPECT
+        {
+            return Parse::Other;
+        }
+        if name == header::CONTENT_LENGTH {
+            // Only a single `Content-Length: 0` says there is no body as plainly as none.
+            lengths += 1;
+            if lengths > 1 || h.value.trim_ascii() != b"0" {
+                return Parse::Other;
+            }
+        }
+        if name == header::CONNECTION
+            && h
+                .value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        {
+            keep_alive = false;
+        }
+        let start = at(h.value);
+        scratch.push((name, start, start + h.value.len()));
+    }
+    Parse::Simple(Head {
+        len,
+        method,
+        target,
+        keep_alive,
+    })
+}
+
+/// The request, its target and values slices of `raw` (which starts where the parsed buffer
+/// did). `None` when `http` refuses a part.
+fn build(
+    raw: &Bytes,
+    head: &Head,
+    scratch: &mut Vec<(HeaderName, usize, usize)>,
+) -> Option<Request<ClientBody>> {
+    let uri = Uri::from_maybe_shared(raw.slice(head.target.0..head.target.1)).ok()?;
+    let mut headers = HeaderMap::with_capacity(scratch.len());
+    for (name, start, end) in scratch.drain(..) {
+        let value = HeaderValue::from_maybe_shared(raw.slice(start..end)).ok()?;
+        headers.append(name, value);
+    }
+    let mut req = Request::new(ClientBody::Empty);
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Some(req)
+}
+
+/// How the response body is framed.
+#[derive(Clone, Copy)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// What one round of gathering the body asks for.
+enum Step {
+    /// Write what is gathered, then this piece.
+    Write(Option<Bytes>),
+    End,
+    Failed,
+}
+
+/// Writes the response; `Ok(true)` when the connection can serve another request.
+async fn respond<IO>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    resp: Response<Body>,
+    is_head: bool,
+    mut keep_alive: bool,
+) -> io::Result<bool>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let says_close = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| has_token(v.as_bytes(), b"close"));
+    keep_alive &= !says_close;
+    let bodiless = is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut framing = if bodiless {
+        Framing::None
+    } else if let Some(n) = body.size_hint().exact() {
+        Framing::Length(n)
+    } else if let Some(n) = declared_length(&parts.headers) {
+        Framing::Length(n)
+    } else {
+        Framing::Chunked
+    };
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut dated = false;
+    for (name, value) in &parts.headers {
+        if name == header::TRANSFER_ENCODING || (name == header::CONTENT_LENGTH && !bodiless) {
+            continue;
+        }
+        dated |= name == header::DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::None => {}
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    if !dated {
+        out.extend_from_slice(b"date: ");
+        date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !keep_alive && !says_close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    drop(parts);
+
+    if matches!(framing, Framing::None) {
+        drop(body);
+        write(io, out, None).await?;
+        return Ok(keep_alive);
+    }
+    let mut trailers: Option<HeaderMap> = None;
+    loop {
+        let step = poll_fn(|cx| gather(cx, &mut body, out, &mut framing, &mut trailers)).await;
+        match step {
+            Step::Write(piece) => {
+                let chunked = matches!(framing, Framing::Chunked);
+                write(io, out, piece.as_ref()).await?;
+                out.clear();
+                if chunked && piece.is_some() {
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            Step::End => {
+                let complete = match framing {
+                    Framing::Length(left) => left == 0,
+                    Framing::Chunked => {
+                        out.extend_from_slice(b"0\r\n");
+                        for (name, value) in trailers.iter().flatten() {
+                            out.extend_from_slice(name.as_str().as_bytes());
+                            out.extend_from_slice(b": ");
+                            out.extend_from_slice(value.as_bytes());
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        out.extend_from_slice(b"\r\n");
+                        true
+                    }
+                    Framing::None => true,
+                };
+                write(io, out, None).await?;
+                return Ok(keep_alive && complete);
+            }
+            Step::Failed => {
+                // The client sees the body cut short: the connection closes unfinished.
+                write(io, out, None).await?;
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// Gathers the body's ready frames after what `out` holds.
+fn gather(
+    cx: &mut Context<'_>,
+    body: &mut Body,
+    out: &mut Vec<u8>,
+    framing: &mut Framing,
+    trailers: &mut Option<HeaderMap>,
+) -> Poll<Step> {
+    loop {
+        if out.len() >= FLUSH_AT {
+            return Poll::Ready(Step::Write(None));
+        }
+        let frame = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending if out.is_empty() => return Poll::Pending,
+            Poll::Pending => return Poll::Ready(Step::Write(None)),
+            Poll::Ready(None) => return Poll::Ready(Step::End),
+            Poll::Ready(Some(Err(e))) => {
+                tracing::debug!(error = %e, "response body failed");
+                return Poll::Ready(Step::Failed);
+            }
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        let mut data = match frame.into_data() {
+            Ok(d) => d,
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                }
+                continue;
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match framing {
+            Framing::Length(left) => {
+                if data.len() as u64 > *left {
+                    // More than was announced: what fits is sent, and the connection closed.
+                    data.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left = 0;
+                    out.extend_from_slice(&data);
+                    return Poll::Ready(Step::Failed);
+                }
+                *left -= data.len() as u64;
+            }
+            Framing::Chunked => {
+                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            }
+            Framing::None => {}
+        }
+        if data.len() > COPY_MAX {
+            return Poll::Ready(Step::Write(Some(data)));
+        }
+        out.extend_from_slice(&data);
+        if matches!(framing, Framing::Chunked) {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Writes `out` then `piece`, in one vectored write where the stream allows it.
+async fn write<IO>(io: &mut IO, out: &[u8], piece: Option<&Bytes>) -> io::Result<()>
+where
+    IO: AsyncWrite + Unpin,
+{
+    match piece {
+        None => io.write_all(out).await?,
+        Some(p) => {
+            let mut both = Buf::chain(out, &p[..]);
+            io.write_all_buf(&mut both).await?;
+        }
+    }
+    io.flush().await
+}
+
+/// A single valid Content-Length value.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let v = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let text = v.to_str().ok()?.trim();
+    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Appends the current IMF-fixdate, formatted once a second per thread.
+fn date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static NOW: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    NOW.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second {
+            *cached = (second, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(cached.1.as_bytes());
+    });
+}
+
+/// A stream whose first bytes were already read: they are read again first.
+struct Prefixed<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
