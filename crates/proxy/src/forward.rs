@@ -58,12 +58,43 @@ impl Shared {
     }
 }
 
-/// What a request knows of its connection.
+/// What a request knows of its connection, with the header values every request forwarded
+/// from it carries worked out once.
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
-    pub(crate) local_port: u16,
     pub(crate) entry: Arc<EntryPointConfig>,
+    /// The client's address, IPv4-mapped IPv6 ones as IPv4.
+    client_ip: IpAddr,
+    /// Whether the client is a trusted source of X-Forwarded-* headers.
+    trusted: bool,
+    /// The client's address and the entry point's port, as header values.
+    ip_value: HeaderValue,
+    port_value: HeaderValue,
 }
+
+impl ConnInfo {
+    pub(crate) fn new(peer: SocketAddr, local_port: u16, entry: Arc<EntryPointConfig>) -> ConnInfo {
+        let client_ip = canonical_ip(peer.ip());
+        let trusted = entry.trusted_ips.iter().any(|n| n.contains(client_ip));
+        let value = |text: String| {
+            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        ConnInfo {
+            peer,
+            entry,
+            client_ip,
+            trusted,
+            ip_value: value(client_ip.to_string()),
+            port_value: value(local_port.to_string()),
+        }
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Headers that describe one hop and are never forwarded (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -226,7 +257,7 @@ async fn route(
     let Some(table) = runtime.tables.get(&conn.entry.name) else {
         return (not_found(), None);
     };
-    let client_ip = canonical_ip(conn.peer.ip());
+    let client_ip = conn.client_ip;
     let found = {
         let view = RequestView {
             host: &host,
@@ -329,7 +360,6 @@ async fn route(
                 conn,
                 tls,
                 req,
-                client_ip,
                 mirrors,
                 *mirror_body,
                 *max_body_size,
@@ -345,7 +375,6 @@ async fn route(
         conn,
         tls,
         req,
-        client_ip,
         picked.upstream,
         picked.pass_host,
         stripped_prefix.as_deref(),
@@ -384,7 +413,6 @@ async fn mirror(
     conn: &Arc<ConnInfo>,
     tls: bool,
     req: Request<ClientBody>,
-    client_ip: IpAddr,
     mirrors: &[crate::runtime::Mirror],
     mirror_body: bool,
     max_body: u64,
@@ -437,7 +465,6 @@ async fn mirror(
                     &conn,
                     tls,
                     r,
-                    client_ip,
                     p.upstream,
                     p.pass_host,
                     prefix.as_deref(),
@@ -582,7 +609,6 @@ async fn forward(
     conn: &ConnInfo,
     tls: bool,
     mut req: Request<RequestBody>,
-    client_ip: IpAddr,
     upstream: &Upstream,
     pass_host: bool,
     stripped_prefix: Option<&str>,
@@ -597,37 +623,37 @@ async fn forward(
 
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
-    let trusted = conn.entry.trusted_ips.iter().any(|n| n.contains(client_ip));
+    let trusted = conn.trusted;
     if !trusted && headers.keys().any(|k| FORWARDED.contains(&k.as_str())) {
         for h in FORWARDED {
             headers.remove(h);
         }
     }
-    let ip_text = client_ip.to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if trusted => format!("{prev}, {ip_text}"),
-        _ => ip_text.clone(),
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if trusted => HeaderValue::from_str(&format!("{prev}, {}", conn.client_ip))
+            .unwrap_or_else(|_| conn.ip_value.clone()),
+        _ => conn.ip_value.clone(),
     };
-    insert(headers, "x-forwarded-for", &xff);
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     let scheme = match (tls, upgrade.is_some()) {
         (true, true) => "wss",
         (false, true) => "ws",
         (true, false) => "https",
         (false, false) => "http",
     };
-    if !trusted || !headers.contains_key("x-forwarded-proto") {
-        insert(headers, "x-forwarded-proto", scheme);
+    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
-    if !trusted || !headers.contains_key("x-forwarded-host") {
+    if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(h) = &original_host {
-            headers.insert("x-forwarded-host", h.clone());
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
     }
-    if !trusted || !headers.contains_key("x-forwarded-port") {
-        insert(headers, "x-forwarded-port", &conn.local_port.to_string());
+    if !trusted || !headers.contains_key(&X_FORWARDED_PORT) {
+        headers.insert(X_FORWARDED_PORT.clone(), conn.port_value.clone());
     }
-    if !trusted || !headers.contains_key("x-real-ip") {
-        insert(headers, "x-real-ip", &ip_text);
+    if !trusted || !headers.contains_key(&X_REAL_IP) {
+        headers.insert(X_REAL_IP.clone(), conn.ip_value.clone());
     }
     if let Some(p) = stripped_prefix {
         insert(headers, "x-forwarded-prefix", p);

@@ -237,7 +237,8 @@ fn build(
     scratch: &mut Vec<(HeaderName, usize, usize)>,
 ) -> Option<Request<ClientBody>> {
     let uri = Uri::from_maybe_shared(raw.slice(head.target.0..head.target.1)).ok()?;
-    let mut headers = HeaderMap::with_capacity(scratch.len());
+    // Room for the X-Forwarded-* headers added on the way, so the map is not grown.
+    let mut headers = HeaderMap::with_capacity(scratch.len() + 8);
     for (name, start, end) in scratch.drain(..) {
         let value = HeaderValue::from_maybe_shared(raw.slice(start..end)).ok()?;
         headers.append(name, value);

@@ -132,11 +132,7 @@ pub(crate) async fn serve(
                     }
                 }
             }
-            let info = Arc::new(ConnInfo {
-                peer,
-                local_port,
-                entry: config.clone(),
-            });
+            let info = Arc::new(ConnInfo::new(peer, local_port, config.clone()));
             match tls {
                 None => {
                     let hyper = Hyper {
