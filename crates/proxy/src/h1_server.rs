@@ -51,7 +51,7 @@ pub(crate) struct Hyper {
 
 /// Serves one connection until the client closes it, its head timeout passes, a drain is
 /// asked for while it is idle, or a request is handed to hyper (which then serves it on).
-pub(crate) async fn serve<IO>(mut io: IO, hyper: Hyper, mut drain: watch::Receiver<bool>)
+pub(crate) async fn serve<IO>(mut io: IO, hyper: Hyper, drain: watch::Receiver<bool>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -61,6 +61,11 @@ where
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut scratch: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(16);
     let mut timer = pin!(tokio::time::sleep(timeout));
+    // Waits for a drain (or the entry point's end) for as long as the connection lives:
+    // registered once, not at every read.
+    let mut drain_wait = drain.clone();
+    let mut drained = pin!(drain_wait.wait_for(|d| *d));
+    let mut draining = false;
     loop {
         let deadline = Instant::now() + timeout;
         let parsed = loop {
@@ -71,7 +76,7 @@ where
                     Parse::Other => break None,
                 }
             }
-            if buf.is_empty() && *drain.borrow() {
+            if buf.is_empty() && draining {
                 return;
             }
             if buf.capacity() - buf.len() < READ_CHUNK / 8 {
@@ -88,8 +93,9 @@ where
                     }
                     return;
                 }
-                r = drain.changed() => {
-                    if r.is_err() || buf.is_empty() {
+                _ = &mut drained, if !draining => {
+                    draining = true;
+                    if buf.is_empty() {
                         return;
                     }
                     continue;
@@ -114,7 +120,7 @@ where
         drop(raw);
         let is_head = head.method == Method::HEAD;
         let Ok(resp) = handle(hyper.shared.clone(), hyper.info.clone(), hyper.tls, req).await;
-        let keep_alive = head.keep_alive && !*drain.borrow();
+        let keep_alive = head.keep_alive && !draining && !*drain.borrow();
         match respond(&mut io, &mut out, resp, is_head, keep_alive).await {
             Ok(true) => {}
             Ok(false) => {

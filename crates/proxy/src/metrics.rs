@@ -18,21 +18,46 @@ struct Series {
     buckets: [u64; 4],
 }
 
+/// FNV-1a: the maps below are keyed by names from the configuration and by bounded labels,
+/// none a client chooses, so a fast hash needs no flooding resistance (it is looked up on
+/// every request).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type Map<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Series of one name (entry point, router or service) by `(code, method, protocol)`.
-type ByCode = HashMap<(u16, String, &'static str), Series>;
+type ByCode = Map<(u16, String, &'static str), Series>;
 
 #[derive(Debug, Default)]
 struct Inner {
-    entry: HashMap<String, ByCode>,
+    entry: Map<String, ByCode>,
     /// Keyed by router, then service.
-    router: HashMap<String, HashMap<String, ByCode>>,
-    service: HashMap<String, ByCode>,
+    router: Map<String, Map<String, ByCode>>,
+    service: Map<String, ByCode>,
     open: BTreeMap<String, Arc<AtomicI64>>,
     certs: Vec<(String, Vec<String>, i64)>,
 }
 
 /// The series for a key, allocating its name only the first time it is seen.
-fn slot<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+fn slot<'a, V: Default>(map: &'a mut Map<String, V>, key: &str) -> &'a mut V {
     if !map.contains_key(key) {
         map.insert(key.to_string(), V::default());
     }
