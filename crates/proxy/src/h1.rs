@@ -78,7 +78,7 @@ impl SendError {
 /// Idle connections of one transport, by server address.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<Authority, VecDeque<Idle>>>,
+    idle: Mutex<HashMap<Authority, VecDeque<Idle>, crate::fnv::Build>>,
     max_idle: usize,
     idle_timeout: Duration,
     dial_timeout: Duration,
@@ -120,7 +120,7 @@ impl Conn {
 impl Pool {
     pub(crate) fn new(max_idle: usize, idle_timeout: Duration, dial_timeout: Duration) -> Pool {
         Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::default()),
             max_idle,
             idle_timeout,
             dial_timeout,

@@ -145,7 +145,12 @@ where
         tls,
     } = h;
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        handle(shared.clone(), info.clone(), tls, req.map(ClientBody::Hyper))
+        handle(
+            shared.clone(),
+            info.clone(),
+            tls,
+            req.map(ClientBody::Hyper),
+        )
     });
     let io = TokioIo::new(Prefixed { prefix, io });
     let conn = builder.serve_connection_with_upgrades(io, svc);
@@ -205,8 +210,7 @@ fn parse(buf: &[u8], max_head: usize, scratch: &mut Vec<(HeaderName, usize, usiz
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
             return Parse::Other;
         };
-        if name == header::TRANSFER_ENCODING || name == header::UPGRADE || name == header::EXPECT
-        {
+        if name == header::TRANSFER_ENCODING || name == header::UPGRADE || name == header::EXPECT {
             return Parse::Other;
         }
         if name == header::CONTENT_LENGTH {
@@ -217,8 +221,7 @@ fn parse(buf: &[u8], max_head: usize, scratch: &mut Vec<(HeaderName, usize, usiz
             }
         }
         if name == header::CONNECTION
-            && h
-                .value
+            && h.value
                 .split(|b| *b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         {
@@ -556,4 +559,3 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
-

@@ -15,6 +15,7 @@ pub mod acme;
 pub mod balancer;
 pub mod body;
 pub mod config;
+mod fnv;
 mod forward;
 mod h1;
 mod h1_server;

@@ -18,30 +18,9 @@ struct Series {
     buckets: [u64; 4],
 }
 
-/// FNV-1a: the maps below are keyed by names from the configuration and by bounded labels,
-/// none a client chooses, so a fast hash needs no flooding resistance (it is looked up on
-/// every request).
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-type Map<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+/// The maps below are keyed by names from the configuration and by bounded labels, none a
+/// client chooses, and looked up on every request: hashed with FNV-1a.
+type Map<K, V> = HashMap<K, V, crate::fnv::Build>;
 
 /// Series of one name (entry point, router or service) by `(code, method, protocol)`.
 type ByCode = Map<(u16, String, &'static str), Series>;

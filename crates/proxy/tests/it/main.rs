@@ -3,6 +3,7 @@
 
 mod backend;
 mod features;
+mod http1;
 mod load;
 mod tls;
 
