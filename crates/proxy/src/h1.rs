@@ -348,13 +348,19 @@ pub(crate) fn encode(req: &http::request::Parts, server: &Authority) -> Vec<u8> 
         if name == header::TRANSFER_ENCODING {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field(&mut out, name, value);
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// Appends one `name: value` line. Values were checked where they were read or built (no
+/// CR, LF or NUL), so they are written as they are.
+pub(crate) fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// How a response body ends.

@@ -321,10 +321,7 @@ where
             continue;
         }
         dated |= name == header::DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        crate::h1::field(out, name, value);
     }
     match framing {
         Framing::None => {}
@@ -369,10 +366,7 @@ where
                     Framing::Chunked => {
                         out.extend_from_slice(b"0\r\n");
                         for (name, value) in trailers.iter().flatten() {
-                            out.extend_from_slice(name.as_str().as_bytes());
-                            out.extend_from_slice(b": ");
-                            out.extend_from_slice(value.as_bytes());
-                            out.extend_from_slice(b"\r\n");
+                            crate::h1::field(out, name, value);
                         }
                         out.extend_from_slice(b"\r\n");
                         true

@@ -210,18 +210,21 @@ async fn ask(
     response(s, buf, method == "HEAD").await.expect("answer")
 }
 
-async fn proxy_with(timeout: Duration) -> Proxy {
+/// A proxy whose `web` entry point waits `timeout` for heads, routing everything to
+/// `backend`; and that entry point's address.
+async fn proxy_to(backend: SocketAddr, timeout: Duration) -> (Proxy, SocketAddr) {
     let mut web = EntryPointConfig::new("web", "127.0.0.1:0".parse().expect("literal"));
     web.read_header_timeout = timeout;
-    Proxy::start(vec![web]).await.expect("proxy starts")
+    let p = Proxy::start(vec![web]).await.expect("proxy starts");
+    p.apply(&simple("PathPrefix(`/`)", backend));
+    let addr = p.local_addr("web").expect("web");
+    (p, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_pipelining_and_hand_over_on_one_connection() {
     let backend = raw_backend().await;
-    let p = proxy_with(Duration::from_secs(10)).await;
-    p.apply(&simple("PathPrefix(`/`)", backend));
-    let web = p.local_addr("web").expect("web");
+    let (p, web) = proxy_to(backend, Duration::from_secs(10)).await;
     let mut s = TcpStream::connect(web).await.expect("connect");
     let mut buf = Vec::new();
     // Three requests in one write: three answers, in order.
@@ -290,9 +293,7 @@ async fn keep_alive_pipelining_and_hand_over_on_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_are_framed_as_their_bodies_are() {
     let backend = raw_backend().await;
-    let p = proxy_with(Duration::from_secs(10)).await;
-    p.apply(&simple("PathPrefix(`/`)", backend));
-    let web = p.local_addr("web").expect("web");
+    let (p, web) = proxy_to(backend, Duration::from_secs(10)).await;
     let mut s = TcpStream::connect(web).await.expect("connect");
     let mut buf = Vec::new();
     // A length: kept.
@@ -353,9 +354,7 @@ async fn responses_are_framed_as_their_bodies_are() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heads_must_come_in_time_but_busy_connections_stay() {
     let backend = raw_backend().await;
-    let p = proxy_with(Duration::from_millis(300)).await;
-    p.apply(&simple("PathPrefix(`/`)", backend));
-    let web = p.local_addr("web").expect("web");
+    let (p, web) = proxy_to(backend, Duration::from_millis(300)).await;
     // Idle after a request: closed once the timeout has passed, not before.
     let mut idle = TcpStream::connect(web).await.expect("connect");
     let mut buf = Vec::new();
@@ -390,9 +389,7 @@ async fn heads_must_come_in_time_but_busy_connections_stay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_closes_idle_connections_and_finishes_requests() {
     let backend = crate::backend::start("a").await;
-    let p = proxy_with(Duration::from_secs(60)).await;
-    p.apply(&simple("PathPrefix(`/`)", backend));
-    let web = p.local_addr("web").expect("web");
+    let (p, web) = proxy_to(backend, Duration::from_secs(60)).await;
     let mut idle = TcpStream::connect(web).await.expect("connect");
     let mut buf = Vec::new();
     idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -431,9 +428,7 @@ async fn a_drain_closes_idle_connections_and_finishes_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_heads_never_take_the_entry_point_down() {
     let backend = raw_backend().await;
-    let p = proxy_with(Duration::from_millis(500)).await;
-    p.apply(&simple("PathPrefix(`/`)", backend));
-    let web = p.local_addr("web").expect("web");
+    let (p, web) = proxy_to(backend, Duration::from_millis(500)).await;
     let good = b"GET /len HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n";
     let pieces: [&[u8]; 12] = [
         b"\r\n",
