@@ -240,6 +240,25 @@ struct ServeArgs {
     /// L4 load balancer's); repeat for several.
     #[arg(long = "proxy-protocol-trusted-ip")]
     proxy_protocol_trusted_ips: Vec<String>,
+    /// Longest time to read a request's head on the proxy's entry points (Traefik's
+    /// `readTimeout`), e.g. `60s`.
+    #[arg(long, default_value = "60s", value_parser = flag_timeout)]
+    http_read_timeout: std::time::Duration,
+    /// Longest time a kept-alive proxy connection waits for its next request (Traefik's
+    /// `idleTimeout`).
+    #[arg(long, default_value = "180s", value_parser = flag_timeout)]
+    http_idle_timeout: std::time::Duration,
+    /// Requests served on one HTTP/1.1 connection before it is closed; 0 for no limit
+    /// (Traefik's `keepAliveMaxRequests`).
+    #[arg(long, default_value_t = 0)]
+    http_keep_alive_max_requests: u64,
+    /// Longest life of a kept-alive HTTP/1.1 connection; `0s` for no limit (Traefik's
+    /// `keepAliveMaxTime`).
+    #[arg(long, default_value = "0s", value_parser = flag_duration)]
+    http_keep_alive_max_time: std::time::Duration,
+    /// Largest request head (request line and headers) in bytes; larger ones get 431.
+    #[arg(long, default_value_t = 64 * 1024)]
+    http_max_header_bytes: usize,
     /// Write the proxy's access log to this file (`-` for standard output).
     #[arg(long)]
     access_log: Option<PathBuf>,
@@ -772,6 +791,20 @@ async fn serve(
     Ok(())
 }
 
+/// A duration flag in Go's notation (`60s`, `1m30s`, `500ms`), as Traefik writes them.
+fn flag_duration(text: &str) -> Result<std::time::Duration, String> {
+    config::certmanager::go_duration(text)
+}
+
+/// A timeout flag: a duration, not zero (which would close every connection at once).
+fn flag_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = flag_duration(text)?;
+    if d.is_zero() {
+        return Err("a timeout must be longer than zero".to_string());
+    }
+    Ok(d)
+}
+
 /// Binds the proxy's entry points (`web`, `websecure`).
 async fn start_proxy(args: &ServeArgs) -> anyhow::Result<proxy::Proxy> {
     let trusted = args
@@ -781,7 +814,17 @@ async fn start_proxy(args: &ServeArgs) -> anyhow::Result<proxy::Proxy> {
             model::net::IpNet::parse(t).map_err(|e| anyhow::anyhow!("--forwarded-trusted-ip: {e}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut web = proxy::EntryPointConfig::new("web", args.web_listen);
+    let entry_point = |name: &str, listen: SocketAddr| {
+        let mut e = proxy::EntryPointConfig::new(name, listen);
+        e.read_header_timeout = args.http_read_timeout;
+        e.idle_timeout = args.http_idle_timeout;
+        e.keep_alive_max_requests = args.http_keep_alive_max_requests;
+        e.keep_alive_max_time =
+            (!args.http_keep_alive_max_time.is_zero()).then_some(args.http_keep_alive_max_time);
+        e.max_header_bytes = args.http_max_header_bytes;
+        e
+    };
+    let mut web = entry_point("web", args.web_listen);
     web.trusted_ips = trusted.clone();
     if args.redirect_to_https {
         web.redirect_to = Some(proxy::Redirect {
@@ -799,7 +842,7 @@ async fn start_proxy(args: &ServeArgs) -> anyhow::Result<proxy::Proxy> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     web.proxy_protocol_trusted = proxy_protocol.clone();
-    let mut websecure = proxy::EntryPointConfig::new("websecure", args.websecure_listen);
+    let mut websecure = entry_point("websecure", args.websecure_listen);
     websecure.tls = true;
     websecure.trusted_ips = trusted;
     websecure.proxy_protocol_trusted = proxy_protocol;

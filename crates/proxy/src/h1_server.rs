@@ -14,8 +14,10 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -49,25 +51,68 @@ pub(crate) struct Hyper {
     pub(crate) tls: bool,
 }
 
+/// A connection's keep-alive budget: requests served and time alive.
+pub(crate) struct KeepAlive {
+    started: Instant,
+    served: AtomicU64,
+    max_requests: u64,
+    max_time: Option<Duration>,
+}
+
+impl KeepAlive {
+    pub(crate) fn new(entry: &crate::server::EntryPointConfig) -> KeepAlive {
+        KeepAlive {
+            started: Instant::now(),
+            served: AtomicU64::new(0),
+            max_requests: entry.keep_alive_max_requests,
+            max_time: entry.keep_alive_max_time,
+        }
+    }
+
+    /// Counts a request; whether its answer must be the connection's last.
+    fn last(&self) -> bool {
+        let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        (self.max_requests > 0 && served >= self.max_requests)
+            || self.max_time.is_some_and(|t| self.started.elapsed() >= t)
+    }
+
+    fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+}
+
 /// Serves one connection until the client closes it, its head timeout passes, a drain is
 /// asked for while it is idle, or a request is handed to hyper (which then serves it on).
 pub(crate) async fn serve<IO>(mut io: IO, hyper: Hyper, drain: watch::Receiver<bool>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let timeout = hyper.info.entry.read_header_timeout;
+    let head_timeout = hyper.info.entry.read_header_timeout;
+    let idle_timeout = hyper.info.entry.idle_timeout;
+    let keep = Arc::new(KeepAlive::new(&hyper.info.entry));
     let max_head = hyper.info.entry.max_header_bytes.max(8192);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut scratch: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(16);
-    let mut timer = pin!(tokio::time::sleep(timeout));
+    // Never later than the current deadline; when it fires early it is set to it.
+    let mut timer = pin!(tokio::time::sleep(head_timeout));
     // Waits for a drain (or the entry point's end) for as long as the connection lives:
     // registered once, not at every read.
     let mut drain_wait = drain.clone();
     let mut drained = pin!(drain_wait.wait_for(|d| *d));
     let mut draining = false;
     loop {
-        let deadline = Instant::now() + timeout;
+        // The first request's head is due within the head timeout of the connection's start;
+        // a kept connection waits the idle timeout for the next request's first byte.
+        let mut deadline = Instant::now()
+            + if keep.served() == 0 {
+                head_timeout
+            } else {
+                idle_timeout
+            };
+        if deadline < timer.deadline() {
+            timer.as_mut().reset(deadline);
+        }
         let parsed = loop {
             if !buf.is_empty() {
                 match parse(&buf, max_head, &mut scratch) {
@@ -83,6 +128,7 @@ where
                 // Reclaims the buffer in place once the last request's slices are gone.
                 buf.reserve(READ_CHUNK);
             }
+            let was_idle = buf.is_empty();
             let read = tokio::select! {
                 biased;
                 r = io.read_buf(&mut buf) => r,
@@ -105,9 +151,16 @@ where
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
+            if was_idle && keep.served() > 0 {
+                // The next head has begun: it is due within the head timeout from here.
+                deadline = Instant::now() + head_timeout;
+                if deadline < timer.deadline() {
+                    timer.as_mut().reset(deadline);
+                }
+            }
         };
         let Some(head) = parsed else {
-            return handoff(io, buf.freeze(), hyper, drain).await;
+            return handoff(io, buf.freeze(), hyper, keep, drain).await;
         };
         let raw = buf.split_to(head.len).freeze();
         let Some(req) = build(&raw, &head, &mut scratch) else {
@@ -115,12 +168,13 @@ where
             let mut all = BytesMut::with_capacity(raw.len() + buf.len());
             all.extend_from_slice(&raw);
             all.extend_from_slice(&buf);
-            return handoff(io, all.freeze(), hyper, drain).await;
+            return handoff(io, all.freeze(), hyper, keep, drain).await;
         };
         drop(raw);
         let is_head = head.method == Method::HEAD;
         let Ok(resp) = handle(hyper.shared.clone(), hyper.info.clone(), hyper.tls, req).await;
-        let keep_alive = head.keep_alive && !draining && !*drain.borrow();
+        let last = keep.last();
+        let keep_alive = head.keep_alive && !last && !draining && !*drain.borrow();
         match respond(&mut io, &mut out, resp, is_head, keep_alive).await {
             Ok(true) => {}
             Ok(false) => {
@@ -134,8 +188,14 @@ where
 
 /// Serves the rest of a connection with hyper: `prefix` is what was read of it already.
 /// When a drain is asked for, hyper finishes what is in flight and closes.
-pub(crate) async fn handoff<IO>(io: IO, prefix: Bytes, h: Hyper, mut drain: watch::Receiver<bool>)
-where
+/// HTTP/1.x answers past the keep-alive budget say `connection: close`, which hyper obeys.
+pub(crate) async fn handoff<IO>(
+    io: IO,
+    prefix: Bytes,
+    h: Hyper,
+    keep: Arc<KeepAlive>,
+    mut drain: watch::Receiver<bool>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Hyper {
@@ -145,12 +205,21 @@ where
         tls,
     } = h;
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        handle(
+        let last = req.version() < Version::HTTP_2 && keep.last();
+        let answer = handle(
             shared.clone(),
             info.clone(),
             tls,
             req.map(ClientBody::Hyper),
-        )
+        );
+        async move {
+            let Ok(mut resp) = answer.await;
+            if last {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let io = TokioIo::new(Prefixed { prefix, io });
     let conn = builder.serve_connection_with_upgrades(io, svc);

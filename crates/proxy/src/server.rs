@@ -29,8 +29,18 @@ pub struct EntryPointConfig {
     pub trusted_ips: Vec<IpNet>,
     /// Sources whose PROXY protocol header (v1 or v2) is read for the client's address.
     pub proxy_protocol_trusted: Vec<IpNet>,
-    /// Longest time to read a request's headers (also bounds idle keep-alive connections).
+    /// Longest time to read a request's head: from the connection's start for its first
+    /// request, from the first byte for the next ones (Traefik's `readTimeout`, 60 s).
     pub read_header_timeout: Duration,
+    /// Longest time a kept-alive connection waits for its next request (Traefik's
+    /// `idleTimeout`, 180 s). Connections handed to hyper use `read_header_timeout` for this.
+    pub idle_timeout: Duration,
+    /// Requests served on one HTTP/1.1 connection before it is closed (the last answer says
+    /// `connection: close`); 0 for no limit (Traefik's `keepAliveMaxRequests`).
+    pub keep_alive_max_requests: u64,
+    /// Longest life of a kept-alive HTTP/1.1 connection: the first answer after it says
+    /// `connection: close` (Traefik's `keepAliveMaxTime`); `None` for no limit.
+    pub keep_alive_max_time: Option<Duration>,
     /// Largest request head, in bytes.
     pub max_header_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests.
@@ -46,7 +56,8 @@ pub struct Redirect {
 }
 
 impl EntryPointConfig {
-    /// An entry point with the defaults (plain HTTP, 60 s header timeout, 64 KiB heads).
+    /// An entry point with the defaults (plain HTTP, 60 s head and 180 s idle timeouts,
+    /// 64 KiB heads, no keep-alive limits).
     pub fn new(name: &str, listen: SocketAddr) -> EntryPointConfig {
         EntryPointConfig {
             name: name.to_string(),
@@ -56,6 +67,9 @@ impl EntryPointConfig {
             trusted_ips: Vec::new(),
             proxy_protocol_trusted: Vec::new(),
             read_header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(180),
+            keep_alive_max_requests: 0,
+            keep_alive_max_time: None,
             max_header_bytes: 64 * 1024,
             grace_period: Duration::from_secs(10),
         }
@@ -171,7 +185,9 @@ pub(crate) async fn serve(
                         tls: true,
                     };
                     if h2 {
-                        crate::h1_server::handoff(stream, bytes::Bytes::new(), hyper, drain).await;
+                        let keep = Arc::new(crate::h1_server::KeepAlive::new(&config));
+                        crate::h1_server::handoff(stream, bytes::Bytes::new(), hyper, keep, drain)
+                            .await;
                     } else {
                         crate::h1_server::serve(stream, hyper, drain).await;
                     }

@@ -486,3 +486,57 @@ spec:
     let _ = tls_backend.wait();
     server.stop();
 }
+
+/// The entry points' HTTP/1.1 limits are flags: a keep-alive budget of one request closes
+/// each connection after its first answer, which says so; a zero timeout is refused.
+#[test]
+fn entry_point_limits_are_flags() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = crate::harness::cli(dir.path(), &["serve", "--http-read-timeout", "0s"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--http-read-timeout") && err.contains("longer than zero"),
+        "{err}"
+    );
+    let out = crate::harness::cli(dir.path(), &["serve", "--http-idle-timeout", "soon"]);
+    assert!(!out.status.success());
+
+    let server = Edgeplane::start(
+        dir.path(),
+        &[
+            "--http-keep-alive-max-requests",
+            "1",
+            "--http-idle-timeout",
+            "2s",
+            "--http-max-header-bytes",
+            "16384",
+        ],
+    );
+    let mut s = std::net::TcpStream::connect(server.web).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: nothing.test\r\n\r\n")
+        .expect("write");
+    // No route: 404, and the connection closed after it (read_to_string ends).
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read to the close");
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
+    // A head over the limit: 431.
+    let mut s = std::net::TcpStream::connect(server.web).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let _ = s.write_all(big.as_bytes());
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}

@@ -210,11 +210,23 @@ async fn ask(
     response(s, buf, method == "HEAD").await.expect("answer")
 }
 
-/// A proxy whose `web` entry point waits `timeout` for heads, routing everything to
+/// A proxy whose `web` entry point waits `timeout` for heads and for the next request, routing everything to
 /// `backend`; and that entry point's address.
 async fn proxy_to(backend: SocketAddr, timeout: Duration) -> (Proxy, SocketAddr) {
+    proxy_with(backend, |web| {
+        web.read_header_timeout = timeout;
+        web.idle_timeout = timeout;
+    })
+    .await
+}
+
+/// A proxy whose `web` entry point is set up by `setup`, routing everything to `backend`.
+async fn proxy_with(
+    backend: SocketAddr,
+    setup: impl FnOnce(&mut EntryPointConfig),
+) -> (Proxy, SocketAddr) {
     let mut web = EntryPointConfig::new("web", "127.0.0.1:0".parse().expect("literal"));
-    web.read_header_timeout = timeout;
+    setup(&mut web);
     let p = Proxy::start(vec![web]).await.expect("proxy starts");
     p.apply(&simple("PathPrefix(`/`)", backend));
     let addr = p.local_addr("web").expect("web");
@@ -493,5 +505,100 @@ async fn random_heads_never_take_the_entry_point_down() {
     let mut buf = Vec::new();
     let (_, body, _) = response(&mut s, &mut buf, false).await.expect("answer");
     assert_eq!(body, b"hello");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_limits_close_connections_after_their_last_answer() {
+    let backend = raw_backend().await;
+    let (p, web) = proxy_with(backend, |web| web.keep_alive_max_requests = 3).await;
+    // Served here throughout, then handed to hyper after the first request: the count goes
+    // on across the hand-over.
+    for first in [
+        "GET /len HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+    ] {
+        let mut s = TcpStream::connect(web).await.expect("connect");
+        let mut buf = Vec::new();
+        s.write_all(first.as_bytes()).await.expect("write");
+        let (head, _, _) = response(&mut s, &mut buf, false).await.expect("answer");
+        assert!(header(&head, "connection").is_none(), "{head}");
+        let (head, _, _) = ask(&mut s, &mut buf, "GET", "/len").await;
+        assert!(header(&head, "connection").is_none(), "{head}");
+        let (head, body, _) = ask(&mut s, &mut buf, "GET", "/len").await;
+        assert_eq!(body, b"hello");
+        assert_eq!(
+            header(&head, "connection").as_deref(),
+            Some("close"),
+            "{first}: {head}"
+        );
+        assert!(
+            closed_within(&mut s, Duration::from_secs(2)).await,
+            "{first}"
+        );
+    }
+    p.shutdown().await;
+
+    let (p, web) = proxy_with(backend, |web| {
+        web.keep_alive_max_time = Some(Duration::from_millis(300));
+    })
+    .await;
+    let mut s = TcpStream::connect(web).await.expect("connect");
+    let mut buf = Vec::new();
+    let (head, _, _) = ask(&mut s, &mut buf, "GET", "/len").await;
+    assert!(header(&head, "connection").is_none(), "{head}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (head, _, _) = ask(&mut s, &mut buf, "GET", "/len").await;
+    assert_eq!(
+        header(&head, "connection").as_deref(),
+        Some("close"),
+        "{head}"
+    );
+    assert!(closed_within(&mut s, Duration::from_secs(2)).await);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_head_timeouts_are_apart() {
+    let backend = raw_backend().await;
+    // A short idle timeout closes a kept connection long before the head timeout would.
+    let (p, web) = proxy_with(backend, |web| {
+        web.read_header_timeout = Duration::from_secs(5);
+        web.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut s = TcpStream::connect(web).await.expect("connect");
+    let mut buf = Vec::new();
+    ask(&mut s, &mut buf, "GET", "/len").await;
+    let started = Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(250)..Duration::from_secs(2)).contains(&took),
+        "{took:?}"
+    );
+    p.shutdown().await;
+    // A long idle timeout keeps it past a short head timeout, and a head begun after the
+    // idle wait still has to come whole within the head timeout.
+    let (p, web) = proxy_with(backend, |web| {
+        web.read_header_timeout = Duration::from_millis(300);
+        web.idle_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let mut s = TcpStream::connect(web).await.expect("connect");
+    ask(&mut s, &mut buf, "GET", "/len").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    ask(&mut s, &mut buf, "GET", "/len").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    s.write_all(b"GET /len HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(250)..Duration::from_secs(2)).contains(&took),
+        "{took:?}"
+    );
     p.shutdown().await;
 }
