@@ -248,6 +248,10 @@ struct ServeArgs {
     /// `idleTimeout`).
     #[arg(long, default_value = "180s", value_parser = flag_timeout)]
     http_idle_timeout: std::time::Duration,
+    /// Longest time from a request's head to the end of its response, past which the
+    /// connection is closed; `0s` for no limit (Traefik's `writeTimeout`).
+    #[arg(long, default_value = "0s", value_parser = flag_duration)]
+    http_write_timeout: std::time::Duration,
     /// Requests served on one HTTP/1.1 connection before it is closed; 0 for no limit
     /// (Traefik's `keepAliveMaxRequests`).
     #[arg(long, default_value_t = 0)]
@@ -818,6 +822,7 @@ async fn start_proxy(args: &ServeArgs) -> anyhow::Result<proxy::Proxy> {
         let mut e = proxy::EntryPointConfig::new(name, listen);
         e.read_header_timeout = args.http_read_timeout;
         e.idle_timeout = args.http_idle_timeout;
+        e.write_timeout = (!args.http_write_timeout.is_zero()).then_some(args.http_write_timeout);
         e.keep_alive_max_requests = args.http_keep_alive_max_requests;
         e.keep_alive_max_time =
             (!args.http_keep_alive_max_time.is_zero()).then_some(args.http_keep_alive_max_time);

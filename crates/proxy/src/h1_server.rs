@@ -11,7 +11,7 @@
 //! hyper from that request on, with the bytes already read. So errors are answered as
 //! before, and bodies, `100-continue`, upgrades and h2c keep hyper's handling.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +90,7 @@ where
     let head_timeout = hyper.info.entry.read_header_timeout;
     let idle_timeout = hyper.info.entry.idle_timeout;
     let keep = Arc::new(KeepAlive::new(&hyper.info.entry));
+    let write_timeout = hyper.info.entry.write_timeout;
     let max_head = hyper.info.entry.max_header_bytes.max(8192);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
@@ -172,10 +173,25 @@ where
         };
         drop(raw);
         let is_head = head.method == Method::HEAD;
-        let Ok(resp) = handle(hyper.shared.clone(), hyper.info.clone(), hyper.tls, req).await;
         let last = keep.last();
-        let keep_alive = head.keep_alive && !last && !draining && !*drain.borrow();
-        match respond(&mut io, &mut out, resp, is_head, keep_alive).await {
+        let exchange = async {
+            let Ok(resp) = handle(hyper.shared.clone(), hyper.info.clone(), hyper.tls, req).await;
+            let keep_alive = head.keep_alive && !last && !draining && !*drain.borrow();
+            respond(&mut io, &mut out, resp, is_head, keep_alive).await
+        };
+        let outcome = match write_timeout {
+            None => exchange.await,
+            // From the end of the head to the end of the response, as Go's WriteTimeout
+            // (Traefik's `writeTimeout`): past it the connection is closed, answered or not.
+            Some(limit) => match tokio::time::timeout(limit, exchange).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::debug!(peer = %hyper.info.peer, "response not written in time");
+                    return;
+                }
+            },
+        };
+        match outcome {
             Ok(true) => {}
             Ok(false) => {
                 let _ = io.shutdown().await;
@@ -204,8 +220,10 @@ pub(crate) async fn handoff<IO>(
         info,
         tls,
     } = h;
+    let write_timeout = info.entry.write_timeout;
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let last = req.version() < Version::HTTP_2 && keep.last();
+        let deadline = write_timeout.map(|t| Instant::now() + t);
         let answer = handle(
             shared.clone(),
             info.clone(),
@@ -213,12 +231,28 @@ pub(crate) async fn handoff<IO>(
             req.map(ClientBody::Hyper),
         );
         async move {
-            let Ok(mut resp) = answer.await;
+            // Past the write deadline hyper is given an error, on which it closes the
+            // connection (HTTP/1) or resets the stream (HTTP/2); a body still being written
+            // fails the same way.
+            let Ok(mut resp) = match deadline {
+                None => answer.await,
+                Some(at) => tokio::time::timeout_at(at, answer)
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timeout"))?,
+            };
             if last {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok::<_, std::convert::Infallible>(resp)
+            if let Some(at) = deadline {
+                resp = resp.map(|body| {
+                    http_body_util::BodyExt::boxed(Deadline {
+                        body,
+                        sleep: Box::pin(tokio::time::sleep_until(at)),
+                    })
+                });
+            }
+            Ok::<_, io::Error>(resp)
         }
     });
     let io = TokioIo::new(Prefixed { prefix, io });
@@ -568,6 +602,35 @@ fn date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(cached.1.as_bytes());
     });
+}
+
+/// A response body that fails once its deadline has passed.
+struct Deadline {
+    body: Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for Deadline {
+    type Data = Bytes;
+    type Error = crate::h1::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err("write timeout".into())));
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A stream whose first bytes were already read: they are read again first.

@@ -35,6 +35,10 @@ pub struct EntryPointConfig {
     /// Longest time a kept-alive connection waits for its next request (Traefik's
     /// `idleTimeout`, 180 s). Connections handed to hyper use `read_header_timeout` for this.
     pub idle_timeout: Duration,
+    /// Longest time from the end of a request's head to the end of its response (Traefik's
+    /// `writeTimeout`): past it the connection is closed (an HTTP/2 stream is reset).
+    /// `None` for no limit, the default.
+    pub write_timeout: Option<Duration>,
     /// Requests served on one HTTP/1.1 connection before it is closed (the last answer says
     /// `connection: close`); 0 for no limit (Traefik's `keepAliveMaxRequests`).
     pub keep_alive_max_requests: u64,
@@ -68,6 +72,7 @@ impl EntryPointConfig {
             proxy_protocol_trusted: Vec::new(),
             read_header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(180),
+            write_timeout: None,
             keep_alive_max_requests: 0,
             keep_alive_max_time: None,
             max_header_bytes: 64 * 1024,

@@ -512,6 +512,8 @@ fn entry_point_limits_are_flags() {
             "2s",
             "--http-max-header-bytes",
             "16384",
+            "--http-write-timeout",
+            "5s",
         ],
     );
     let mut s = std::net::TcpStream::connect(server.web).expect("connect");

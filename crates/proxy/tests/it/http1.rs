@@ -60,6 +60,18 @@ async fn raw_backend() -> SocketAddr {
                             out.extend_from_slice(b"0\r\n\r\n");
                             out
                         }
+                        "/sleep" => {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate".to_vec()
+                        }
+                        "/stall" => {
+                            let head = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello";
+                            if s.write_all(head).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            b"world".to_vec()
+                        }
                         "/close" | "/broken" => {
                             let answer: &[u8] = if path == "/close" {
                                 b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nread until the end"
@@ -600,5 +612,63 @@ async fn idle_and_head_timeouts_are_apart() {
         (Duration::from_millis(250)..Duration::from_secs(2)).contains(&took),
         "{took:?}"
     );
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_timeout_closes_connections_whose_answer_is_late() {
+    let backend = raw_backend().await;
+    let (p, web) = proxy_with(backend, |web| {
+        web.write_timeout = Some(Duration::from_millis(400));
+    })
+    .await;
+    let mut s = TcpStream::connect(web).await.expect("connect");
+    let mut buf = Vec::new();
+    let (_, body, _) = ask(&mut s, &mut buf, "GET", "/len").await;
+    assert_eq!(body, b"hello");
+    // Late answers, on edgeplane's side (GET) and on hyper's (a POST with a body): the
+    // connection is closed with no answer, well before the server's 3 s.
+    for request in [
+        "GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+    ] {
+        let mut s = TcpStream::connect(web).await.expect("connect");
+        s.write_all(request.as_bytes()).await.expect("write");
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+        let took = started.elapsed();
+        assert!(
+            got.is_empty(),
+            "{request}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(
+            (Duration::from_millis(300)..Duration::from_secs(2)).contains(&took),
+            "{request}: {took:?}"
+        );
+    }
+    // A body that stalls, on either side: what came is passed on, then the connection closes
+    // short of it.
+    for request in [
+        "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+    ] {
+        let mut s = TcpStream::connect(web).await.expect("connect");
+        s.write_all(request.as_bytes()).await.expect("write");
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{request}: {:?}",
+            started.elapsed()
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("\r\n\r\nhello"),
+            "{request}: {text}"
+        );
+    }
     p.shutdown().await;
 }
