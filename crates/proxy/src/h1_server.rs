@@ -104,9 +104,10 @@ where
     let mut draining = false;
     loop {
         // The first request's head is due within the head timeout of the connection's start;
-        // a kept connection waits the idle timeout for the next request's first byte.
+        // a kept connection waits the idle timeout for the next request's first byte (a
+        // head already begun, pipelined, is due within the head timeout).
         let mut deadline = Instant::now()
-            + if keep.served() == 0 {
+            + if keep.served() == 0 || !buf.is_empty() {
                 head_timeout
             } else {
                 idle_timeout

@@ -612,6 +612,16 @@ async fn idle_and_head_timeouts_are_apart() {
         (Duration::from_millis(250)..Duration::from_secs(2)).contains(&took),
         "{took:?}"
     );
+    // A head begun behind a pipelined request is due within the head timeout too, not the
+    // idle one.
+    let mut s = TcpStream::connect(web).await.expect("connect");
+    s.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n\r\nGET /len HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
     p.shutdown().await;
 }
 
