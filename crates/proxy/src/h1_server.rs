@@ -225,12 +225,14 @@ pub(crate) async fn handoff<IO>(
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let last = req.version() < Version::HTTP_2 && keep.last();
         let deadline = write_timeout.map(|t| Instant::now() + t);
-        let answer = handle(
+        // Boxed: hyper moves the service's future into a task per HTTP/2 stream, and the
+        // request path's future is kilobytes; moving a box is moving a pointer.
+        let answer = Box::pin(handle(
             shared.clone(),
             info.clone(),
             tls,
             req.map(ClientBody::Hyper),
-        );
+        ));
         async move {
             // Past the write deadline hyper is given an error, on which it closes the
             // connection (HTTP/1) or resets the stream (HTTP/2); a body still being written
