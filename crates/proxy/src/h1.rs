@@ -365,7 +365,7 @@ pub(crate) fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
 
 /// How a response body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     Length(u64),
     Chunked,
     /// At the end of the connection.
@@ -499,7 +499,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, SendError> {
     let close = headers
         .get_all(header::CONNECTION)
         .iter()
-        .any(|v| has_token(v, "close"));
+        .any(|v| has_token(v.as_bytes(), b"close"));
     Ok(Some((
         len,
         Some(Head {
@@ -514,7 +514,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, SendError> {
 
 /// The framing of a response body (RFC 9112 section 6.3), and whether it leaves the
 /// connection usable (not when Transfer-Encoding and Content-Length both appear).
-fn framing(headers: &HeaderMap) -> Result<(Framing, bool), SendError> {
+pub(crate) fn framing(headers: &HeaderMap) -> Result<(Framing, bool), SendError> {
     let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
     if codings.peek().is_some() {
         let last = codings
@@ -554,11 +554,11 @@ fn framing(headers: &HeaderMap) -> Result<(Framing, bool), SendError> {
     })
 }
 
-fn has_token(value: &HeaderValue, token: &str) -> bool {
+/// Whether a comma-separated header value holds `token` (compared without case).
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
-        .to_str()
-        .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        .unwrap_or(false)
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[derive(Debug)]

@@ -326,11 +326,7 @@ fn parse(buf: &[u8], max_head: usize, scratch: &mut Vec<(HeaderName, usize, usiz
                 return Parse::Other;
             }
         }
-        if name == header::CONNECTION
-            && h.value
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        {
+        if name == header::CONNECTION && crate::h1::has_token(h.value, b"close") {
             keep_alive = false;
         }
         let start = at(h.value);
@@ -399,7 +395,7 @@ where
         .headers
         .get_all(header::CONNECTION)
         .iter()
-        .any(|v| has_token(v.as_bytes(), b"close"));
+        .any(|v| crate::h1::has_token(v.as_bytes(), b"close"));
     keep_alive &= !says_close;
     let bodiless = is_head
         || status.is_informational()
@@ -409,7 +405,8 @@ where
         Framing::None
     } else if let Some(n) = body.size_hint().exact() {
         Framing::Length(n)
-    } else if let Some(n) = declared_length(&parts.headers) {
+    } else if let Ok((crate::h1::Framing::Length(n), _)) = crate::h1::framing(&parts.headers) {
+        // A valid Content-Length, read as the upstream client reads one.
         Framing::Length(n)
     } else {
         Framing::Chunked
@@ -564,26 +561,6 @@ where
         }
     }
     io.flush().await
-}
-
-/// A single valid Content-Length value.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let v = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let text = v.to_str().ok()?.trim();
-    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Appends the current IMF-fixdate, formatted once a second per thread.

@@ -196,6 +196,27 @@ async fn response(
     Some((head, std::mem::take(buf), String::new()))
 }
 
+/// Sends `request` on a new connection and reads until it closes (at most 5 s): what came,
+/// and how long after the request it took.
+async fn until_closed(web: SocketAddr, request: &str) -> (Vec<u8>, Duration) {
+    let mut s = TcpStream::connect(web).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    (got, started.elapsed())
+}
+
+/// The answer says `connection: close`, and the connection is then closed.
+async fn said_last(head: &str, s: &mut TcpStream) {
+    assert_eq!(
+        header(head, "connection").as_deref(),
+        Some("close"),
+        "{head}"
+    );
+    assert!(closed_within(s, Duration::from_secs(2)).await, "{head}");
+}
+
 /// Whether the peer closed `s` within `limit` (reading and dropping what comes first).
 async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     let mut chunk = [0u8; 4096];
@@ -305,12 +326,7 @@ async fn keep_alive_pipelining_and_hand_over_on_one_connection() {
         .await
         .expect("write");
     let (head, _, _) = response(&mut s, &mut buf, false).await.expect("answer");
-    assert_eq!(
-        header(&head, "connection").as_deref(),
-        Some("close"),
-        "{head}"
-    );
-    assert!(closed_within(&mut s, Duration::from_secs(2)).await);
+    said_last(&head, &mut s).await;
     p.shutdown().await;
 }
 
@@ -435,12 +451,7 @@ async fn a_drain_closes_idle_connections_and_finishes_requests() {
     let mut b = Vec::new();
     let (head, _, _) = response(&mut busy, &mut b, false).await.expect("answer");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(
-        header(&head, "connection").as_deref(),
-        Some("close"),
-        "{head}"
-    );
-    assert!(closed_within(&mut busy, Duration::from_secs(2)).await);
+    said_last(&head, &mut busy).await;
     stopping.await.expect("join");
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -539,15 +550,7 @@ async fn keep_alive_limits_close_connections_after_their_last_answer() {
         assert!(header(&head, "connection").is_none(), "{head}");
         let (head, body, _) = ask(&mut s, &mut buf, "GET", "/len").await;
         assert_eq!(body, b"hello");
-        assert_eq!(
-            header(&head, "connection").as_deref(),
-            Some("close"),
-            "{first}: {head}"
-        );
-        assert!(
-            closed_within(&mut s, Duration::from_secs(2)).await,
-            "{first}"
-        );
+        said_last(&head, &mut s).await;
     }
     p.shutdown().await;
 
@@ -561,12 +564,7 @@ async fn keep_alive_limits_close_connections_after_their_last_answer() {
     assert!(header(&head, "connection").is_none(), "{head}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (head, _, _) = ask(&mut s, &mut buf, "GET", "/len").await;
-    assert_eq!(
-        header(&head, "connection").as_deref(),
-        Some("close"),
-        "{head}"
-    );
-    assert!(closed_within(&mut s, Duration::from_secs(2)).await);
+    said_last(&head, &mut s).await;
     p.shutdown().await;
 }
 
@@ -642,12 +640,7 @@ async fn a_write_timeout_closes_connections_whose_answer_is_late() {
         "GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n",
         "POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
     ] {
-        let mut s = TcpStream::connect(web).await.expect("connect");
-        s.write_all(request.as_bytes()).await.expect("write");
-        let started = Instant::now();
-        let mut got = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
-        let took = started.elapsed();
+        let (got, took) = until_closed(web, request).await;
         assert!(
             got.is_empty(),
             "{request}: {}",
@@ -664,16 +657,8 @@ async fn a_write_timeout_closes_connections_whose_answer_is_late() {
         "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n",
         "POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
     ] {
-        let mut s = TcpStream::connect(web).await.expect("connect");
-        s.write_all(request.as_bytes()).await.expect("write");
-        let started = Instant::now();
-        let mut got = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{request}: {:?}",
-            started.elapsed()
-        );
+        let (got, took) = until_closed(web, request).await;
+        assert!(took < Duration::from_secs(2), "{request}: {took:?}");
         let text = String::from_utf8_lossy(&got);
         assert!(
             text.starts_with("HTTP/1.1 200") && text.ends_with("\r\n\r\nhello"),
