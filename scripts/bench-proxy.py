@@ -87,7 +87,7 @@ def start_edgeplane(work: Path, port: int, tls_port: int, backend: int, routers:
     log = open(work / f"edgeplane-{port}.log", "w")
     proc = spawn([BINARY, "--data-dir", data, "serve", "--web-listen", f"127.0.0.1:{port}",
                   "--websecure-listen", f"127.0.0.1:{tls_port}", "--admin-listen", "127.0.0.1:0",
-                  "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--udp-workers", "1",
+                  "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--udp-workers", "1", "--worker-threads", "1",
                   "--manifests", manifests], log, env={"EDGEPLANE_LOG": "warn"})
     return proc, manifests
 

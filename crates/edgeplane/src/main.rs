@@ -214,6 +214,11 @@ struct ServeArgs {
     /// UDP worker threads per listen address (default: one per CPU).
     #[arg(long)]
     udp_workers: Option<usize>,
+    /// Threads running the server's tasks: the proxy, DNS over TCP, the APIs (default: one
+    /// per CPU the process may run on). With 1, every task runs on the main thread, without
+    /// the cost of handing tasks between threads.
+    #[arg(long, env = "EDGEPLANE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     /// Seconds before an idle DNS TCP connection is closed.
     #[arg(long, default_value_t = 10)]
     tcp_idle_timeout: u64,
@@ -357,10 +362,11 @@ struct RecordArgs {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format, matches!(cli.command, Command::Serve(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let workers = match &cli.command {
+        Command::Serve(args) => args.worker_threads.map(usize::from),
+        _ => None,
+    };
+    let runtime = match build_runtime(workers) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -374,6 +380,25 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime: `workers` threads (default: the CPUs this process may use). One worker is a
+/// current-thread runtime, since a multi-thread one with a single worker still pays for
+/// cross-thread queues and wake-ups on every task switch.
+fn build_runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder.enable_all().build()
 }
 
 fn init_logging(format: &str, serving: bool) {
@@ -772,6 +797,8 @@ async fn serve(
         data_dir = %data_dir.display(),
         dns = ?servers.iter().flat_map(|s| s.local_addrs().to_vec()).collect::<Vec<_>>(),
         zones = store.snapshot().zones.len(),
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
+        runtime = ?tokio::runtime::Handle::current().runtime_flavor(),
         "edgeplane serving"
     );
     shutdown_signal().await;

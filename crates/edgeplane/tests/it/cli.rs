@@ -92,8 +92,19 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
 #[test]
 fn commands_go_through_the_running_server() {
+    commands_through_the_server(&[]);
+}
+
+/// The control socket's jobs block on the runtime from their own threads; on a current-thread
+/// runtime the main thread drives them.
+#[test]
+fn commands_go_through_a_single_threaded_server() {
+    commands_through_the_server(&["--worker-threads", "1"]);
+}
+
+fn commands_through_the_server(extra: &[&str]) {
     let dir = data_dir_with_example();
-    let server = Edgeplane::start(dir.path(), &[]);
+    let server = Edgeplane::start(dir.path(), extra);
     let sock = dir.path().join("control.sock");
     {
         use std::os::unix::fs::PermissionsExt;

@@ -159,6 +159,17 @@ fn wait_until(what: &str, mut f: impl FnMut() -> Option<String>) -> String {
 
 #[test]
 fn serve_routes_ingress_routes_with_tls_from_the_secret_store() {
+    routes_with_tls_from_the_secret_store(&[]);
+}
+
+/// The same on a current-thread runtime: the manifest watcher, the control socket's blocking
+/// jobs, TLS and the admin API all share the one thread.
+#[test]
+fn serve_routes_on_a_single_worker_thread() {
+    routes_with_tls_from_the_secret_store(&["--worker-threads", "1"]);
+}
+
+fn routes_with_tls_from_the_secret_store(extra: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let site = dir.path().join("site");
@@ -172,17 +183,24 @@ fn serve_routes_ingress_routes_with_tls_from_the_secret_store() {
     self_signed(dir.path(), "two", "app.test");
 
     let access_log = dir.path().join("access.log");
-    let server = Edgeplane::start(
-        &data,
-        &[
-            "--manifests",
-            &manifests_dir.display().to_string(),
-            "--access-log",
-            &access_log.display().to_string(),
-            "--access-log-format",
-            "json",
-        ],
-    );
+    let mut args = vec![
+        "--manifests".to_string(),
+        manifests_dir.display().to_string(),
+        "--access-log".to_string(),
+        access_log.display().to_string(),
+        "--access-log-format".to_string(),
+        "json".to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Edgeplane::start(&data, &args);
+    if extra.contains(&"1") {
+        let line = server.wait_log("edgeplane serving", Duration::from_secs(10));
+        assert!(
+            line.contains("\"workers\":1") && line.contains("\"CurrentThread\""),
+            "{line}"
+        );
+    }
     let crt = |stem: &str| dir.path().join(format!("{stem}.crt")).display().to_string();
     let key = |stem: &str| dir.path().join(format!("{stem}.key")).display().to_string();
     cli_ok(
@@ -502,6 +520,10 @@ fn entry_point_limits_are_flags() {
     );
     let out = crate::harness::cli(dir.path(), &["serve", "--http-idle-timeout", "soon"]);
     assert!(!out.status.success());
+    let out = crate::harness::cli(dir.path(), &["serve", "--worker-threads", "0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--worker-threads"), "{err}");
 
     let server = Edgeplane::start(
         dir.path(),
