@@ -63,6 +63,8 @@ impl Shared {
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) entry: Arc<EntryPointConfig>,
+    /// The entry point's request counts.
+    metrics: Arc<crate::metrics::EntryMetrics>,
     /// The client's address, IPv4-mapped IPv6 ones as IPv4.
     client_ip: IpAddr,
     /// Whether the client is a trusted source of X-Forwarded-* headers.
@@ -73,7 +75,12 @@ pub(crate) struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub(crate) fn new(peer: SocketAddr, local_port: u16, entry: Arc<EntryPointConfig>) -> ConnInfo {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        local_port: u16,
+        entry: Arc<EntryPointConfig>,
+        metrics: Arc<crate::metrics::EntryMetrics>,
+    ) -> ConnInfo {
         let client_ip = canonical_ip(peer.ip());
         let trusted = entry.trusted_ips.iter().any(|n| n.contains(client_ip));
         let value = |text: String| {
@@ -82,6 +89,7 @@ impl ConnInfo {
         ConnInfo {
             peer,
             entry,
+            metrics,
             client_ip,
             trusted,
             ip_value: value(client_ip.to_string()),
@@ -153,15 +161,13 @@ pub(crate) async fn handle(
     let service = matched.as_ref().map(|r| r.service_name.as_str());
     let code = resp.status().as_u16();
     let took = started.elapsed();
-    shared.metrics.request(
-        &conn.entry.name,
-        router,
-        service,
-        method_label(&method),
-        proto,
-        code,
-        took,
-    );
+    let method_label = method_label(&method);
+    conn.metrics.request(method_label, proto, code, took);
+    if let Some(r) = &matched {
+        r.metrics
+            .get_or_init(|| shared.metrics.route(&r.router, &r.service_name))
+            .request(method_label, proto, code, took);
+    }
     if let (Some(log), Some((host, path, referer, agent, wall))) = (&shared.access_log, logged) {
         let server = resp.extensions_mut().remove::<ServedBy>();
         // Known up front for local answers and upstream ones with a Content-Length.
@@ -919,18 +925,18 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// The method as a metric label: RFC 9110's methods by name, any other as `OTHER` (a label
 /// per method a client makes up would grow the series without bound).
-fn method_label(m: &http::Method) -> &str {
+fn method_label(m: &http::Method) -> &'static str {
     use http::Method as M;
     match *m {
-        M::GET
-        | M::HEAD
-        | M::POST
-        | M::PUT
-        | M::DELETE
-        | M::CONNECT
-        | M::OPTIONS
-        | M::TRACE
-        | M::PATCH => m.as_str(),
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::CONNECT => "CONNECT",
+        M::OPTIONS => "OPTIONS",
+        M::TRACE => "TRACE",
+        M::PATCH => "PATCH",
         _ => "OTHER",
     }
 }

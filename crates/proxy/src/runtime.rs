@@ -30,6 +30,8 @@ pub struct Route {
     pub service_name: String,
     pub middlewares: Vec<Arc<MiddlewareConfig>>,
     pub service: Arc<Service>,
+    /// The router's request counts, resolved by the first request it serves.
+    pub(crate) metrics: std::sync::OnceLock<crate::metrics::RouteMetrics>,
 }
 
 /// A service ready to serve.
@@ -540,6 +542,7 @@ fn compile_router(
         service_name: r.service.clone(),
         middlewares: mws,
         service,
+        metrics: std::sync::OnceLock::new(),
     });
     Ok((
         TableEntry {

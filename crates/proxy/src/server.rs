@@ -111,6 +111,7 @@ pub(crate) async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     let local_port = ep.listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let metrics = shared.metrics.entry_point(&config.name);
     loop {
         let accepted = tokio::select! {
             a = ep.listener.accept() => a,
@@ -134,8 +135,9 @@ pub(crate) async fn serve(
         let builder = builder.clone();
         let tls = tls.clone();
         let drain = drain_rx.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            let gauge = shared.metrics.open_connection(&config.name);
+            let gauge = metrics.open_connection();
             if config
                 .proxy_protocol_trusted
                 .iter()
@@ -151,7 +153,7 @@ pub(crate) async fn serve(
                     }
                 }
             }
-            let info = Arc::new(ConnInfo::new(peer, local_port, config.clone()));
+            let info = Arc::new(ConnInfo::new(peer, local_port, config.clone(), metrics));
             match tls {
                 None => {
                     let hyper = Hyper {
