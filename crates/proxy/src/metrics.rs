@@ -116,14 +116,14 @@ impl Requests {
 /// An entry point's metrics, taken once per listener: its open connections and requests.
 #[derive(Debug)]
 pub(crate) struct EntryMetrics {
-    open: Arc<AtomicI64>,
+    open: AtomicI64,
     requests: Requests,
 }
 
 impl EntryMetrics {
-    pub(crate) fn open_connection(&self) -> OpenConnection {
+    pub(crate) fn open_connection(self: &Arc<Self>) -> OpenConnection {
         self.open.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(self.open.clone())
+        OpenConnection(self.clone())
     }
 
     pub(crate) fn request(
@@ -180,11 +180,11 @@ pub struct Metrics {
 
 /// Counts a connection as open until dropped.
 #[derive(Debug)]
-pub struct OpenConnection(Arc<AtomicI64>);
+pub struct OpenConnection(Arc<EntryMetrics>);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -196,7 +196,7 @@ impl Metrics {
             .entry(name.to_string())
             .or_insert_with(|| {
                 Arc::new(EntryMetrics {
-                    open: Arc::default(),
+                    open: AtomicI64::new(0),
                     requests: Requests::new(),
                 })
             })
