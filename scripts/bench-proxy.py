@@ -228,8 +228,18 @@ def to_ms(value, unit):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(port, seconds, host="bench.test", conns=64):
-    text = client(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-H", f"Host: {host}", f"http://127.0.0.1:{port}/"])
+def post_script(work: Path):
+    """A wrk script that POSTs a 1 KiB body (wrk frames it with a Content-Length)."""
+    path = work / "post.lua"
+    path.write_text('wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\n'
+                    'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+    return path
+
+
+def wrk(port, seconds, host="bench.test", conns=64, script=None):
+    extra = ["-s", script] if script else []
+    text = client(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", *extra, "-H", f"Host: {host}",
+                   f"http://127.0.0.1:{port}/"])
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
     lat = {m.group(1): to_ms(m.group(2), m.group(3)) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", text, re.M)}
     errors = re.search(r"Socket errors.*|Non-2xx.*", text)
@@ -314,6 +324,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_cert(work)
+        post = post_script(work)
         backend = free_port()
         be = start_backend(work, backend)
         try:
@@ -338,13 +349,15 @@ def main():
                     wait_http(f"http://127.0.0.1:{port}/", host="bench.test")
                     wrk(port, 2)  # warm-up
                     rps, p50, p99, errors = wrk(port, args.seconds)
+                    post_rps, _, post_p99, post_errors = wrk(port, args.seconds, script=post)
+                    errors = " ".join(e for e in [errors, post_errors and f"POST: {post_errors}"] if e)
                     h2, proto = h2load(tls_port, args.seconds)
                     hs = handshakes(tls_port, max(3, args.seconds // 2))
                 finally:
                     stop(proc)
-                print(f"{name:16} {rps:10.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  h2 {h2:10.0f} req/s ({proto})  "
-                      f"TLS {hs:8.0f} handshakes/s {errors}", flush=True)
-                results.append((name, rps, p50, p99, h2, proto, hs, errors))
+                print(f"{name:16} {rps:10.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  POST {post_rps:10.0f} req/s  "
+                      f"h2 {h2:10.0f} req/s ({proto})  TLS {hs:8.0f} handshakes/s {errors}", flush=True)
+                results.append((name, rps, p50, p99, post_rps, post_p99, h2, proto, hs, errors))
             rows = [] if args.no_scale else scale(work, backend, args.seconds)
         finally:
             stop(be)
@@ -359,18 +372,21 @@ def main():
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs ({cpu}). "
         f"Backend: nginx returning a 3-byte body, pinned to CPU {CLIENT_CPU}. Each proxy pinned to CPU {PROXY_CPU} "
         f"with one worker (edgeplane's runtime sees one CPU); clients pinned to CPU {CLIENT_CPU}: "
-        f"wrk -t1 -c64 {args.seconds} s (HTTP/1.1 keep-alive), h2load -c16 -m10 {args.seconds} s (HTTPS, ALPN), "
+        f"wrk -t1 -c64 {args.seconds} s (HTTP/1.1 keep-alive; GET, then POST with a 1 KiB body), h2load -c16 -m10 {args.seconds} s (HTTPS, ALPN), "
         f"openssl s_time -new (ECDSA P-256, TLS 1.3, new handshake per connection).",
         "",
-        "| proxy | HTTP/1.1 req/s | vs edgeplane | p50 ms | p99 ms | HTTPS h2 req/s | TLS handshakes/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| proxy | HTTP/1.1 req/s | vs edgeplane | p50 ms | p99 ms | POST 1 KiB req/s | POST p99 ms "
+        "| HTTPS h2 req/s | TLS handshakes/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, rps, p50, p99, h2, proto, hs, errors in results:
-        lines.append(f"| {name} | {rps:,.0f} | {rps / base[1]:.2f}x | {p50:.2f} | {p99:.2f} | {h2:,.0f} ({proto}) | {hs:,.0f} |")
+    for name, rps, p50, p99, post_rps, post_p99, h2, proto, hs, errors in results:
+        lines.append(f"| {name} | {rps:,.0f} | {rps / base[1]:.2f}x | {p50:.2f} | {p99:.2f} | {post_rps:,.0f} | "
+                     f"{post_p99:.2f} | {h2:,.0f} ({proto}) | {hs:,.0f} |")
     for other in results[1:]:
         lines.append("")
         lines.append(f"edgeplane / {other[0]}: HTTP/1.1 **{base[1] / other[1]:.2f}**, p99 **{base[3] / other[3]:.2f}** "
-                     f"(below 1 is better), h2 **{base[4] / other[4]:.2f}**, handshakes **{base[6] / other[6]:.2f}**.")
+                     f"(below 1 is better), POST **{base[4] / other[4]:.2f}**, h2 **{base[6] / other[6]:.2f}**, "
+                     f"handshakes **{base[8] / other[8]:.2f}**.")
     if rows:
         lines += ["", "Routing scale (edgeplane; one router hit among N; change = a new file with one router, "
                   "until it answers; the directory is watched, and only changed files are parsed again):", "",

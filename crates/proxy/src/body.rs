@@ -8,10 +8,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-/// A client's request body: none (requests edgeplane's own HTTP/1.1 side reads carry none),
-/// or hyper's stream.
+/// A client's request body: none, read whole with its head by edgeplane's own HTTP/1.1 side
+/// (`None` once taken), or hyper's stream.
 pub enum ClientBody {
     Empty,
+    Full(Option<Bytes>),
     Hyper(Incoming),
 }
 
@@ -25,6 +26,7 @@ impl Body for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -32,6 +34,7 @@ impl Body for ClientBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Empty => true,
+            ClientBody::Full(b) => b.is_none(),
             ClientBody::Hyper(b) => b.is_end_stream(),
         }
     }
@@ -39,6 +42,7 @@ impl Body for ClientBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64)),
             ClientBody::Hyper(b) => b.size_hint(),
         }
     }
@@ -54,6 +58,26 @@ pub enum RequestBody {
         head: Option<Bytes>,
         rest: ClientBody,
     },
+}
+
+impl RequestBody {
+    /// The whole body when it is already in memory and at most `max` bytes (taken out, so
+    /// the body is then empty); `None`, leaving it as it was, when it is still to be read
+    /// from the client or larger.
+    pub(crate) fn take_whole(&mut self, max: usize) -> Option<Bytes> {
+        let slot = match self {
+            RequestBody::Streamed(ClientBody::Empty) => return Some(Bytes::new()),
+            RequestBody::Streamed(ClientBody::Hyper(b)) => {
+                return b.is_end_stream().then(Bytes::new);
+            }
+            RequestBody::Streamed(ClientBody::Full(b)) | RequestBody::Buffered(b) => b,
+            RequestBody::Prefixed { .. } => return None,
+        };
+        if slot.as_ref().is_some_and(|d| d.len() > max) {
+            return None;
+        }
+        Some(slot.take().unwrap_or_default())
+    }
 }
 
 impl Body for RequestBody {

@@ -701,16 +701,18 @@ async fn forward(
         );
     };
     *req.uri_mut() = uri;
-    if !upstream.h2c
-        && !upstream.https
-        && upgrade.is_none()
-        && hyper::body::Body::is_end_stream(req.body())
-    {
+    let whole = if !upstream.h2c && !upstream.https && upgrade.is_none() {
+        req.body_mut().take_whole(crate::h1::MAX_WHOLE_BODY)
+    } else {
+        None
+    };
+    if let Some(body) = whole {
         // Nothing to stream up and nothing to splice: edgeplane's own HTTP/1.1 client.
-        // The head is written out now and the request dropped: it holds slices of the
-        // connection's read buffer, which can then be reused for the next request.
+        // The request is written out now and dropped: it holds slices of the connection's
+        // read buffer, which can then be reused for the next request.
         let (parts, _) = req.into_parts();
-        let head = crate::h1::encode(&parts, &upstream.authority);
+        let head = crate::h1::encode(&parts, &upstream.authority, &body);
+        drop(body);
         let method = parts.method.clone();
         drop(parts);
         let result = transport

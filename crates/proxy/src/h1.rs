@@ -1,5 +1,6 @@
-//! Edgeplane's own HTTP/1.1 client for plain-HTTP servers, used for requests that carry no
-//! body and ask for no upgrade (most proxied traffic). The request's own task writes the
+//! Edgeplane's own HTTP/1.1 client for plain-HTTP servers, used for requests that ask for no
+//! upgrade and whose body is already in memory and small (most proxied traffic): the body is
+//! written with the head, in one write. The request's own task writes the
 //! request and reads the response head: there is no connection task, no channel between the
 //! two and no checkout future, which is where a general-purpose client spends its time.
 //!
@@ -34,6 +35,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Largest response head (status line and headers), and largest trailer section.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
+/// Largest request body read whole with its head (by edgeplane's own HTTP/1.1 server side)
+/// and sent with it (by this client). Larger bodies are streamed, through hyper.
+pub(crate) const MAX_WHOLE_BODY: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Longest chunk-size line (size, extensions).
@@ -325,10 +329,12 @@ fn build(
     resp
 }
 
-/// The request line and headers, as sent. Header values were checked when the request was
-/// read (no CR, LF or NUL), so they are written as they are.
-pub(crate) fn encode(req: &http::request::Parts, server: &Authority) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + 48 * req.headers.len());
+/// The request as sent: request line, headers and `body`, framed by a Content-Length of
+/// edgeplane's own (the client's Content-Length and Transfer-Encoding are not forwarded).
+/// Header values were checked when the request was read (no CR, LF or NUL), so they are
+/// written as they are.
+pub(crate) fn encode(req: &http::request::Parts, server: &Authority, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + 48 * req.headers.len() + body.len());
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -339,19 +345,38 @@ pub(crate) fn encode(req: &http::request::Parts, server: &Authority) -> Vec<u8> 
         out.extend_from_slice(server.as_str().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    // A method that normally carries a body says plainly when this one has none, and so
+    // does a request whose client said so.
     let payload_method = matches!(req.method, Method::POST | Method::PUT | Method::PATCH);
-    if payload_method && !req.headers.contains_key(header::CONTENT_LENGTH) {
-        // A method that normally carries a body says plainly that this one has none.
-        out.extend_from_slice(b"content-length: 0\r\n");
+    if !body.is_empty() || payload_method || req.headers.contains_key(header::CONTENT_LENGTH) {
+        out.extend_from_slice(b"content-length: ");
+        decimal(&mut out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
     }
     for (name, value) in &req.headers {
-        if name == header::TRANSFER_ENCODING {
+        if name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH {
             continue;
         }
         field(&mut out, name, value);
     }
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
     out
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Appends one `name: value` line. Values were checked where they were read or built (no

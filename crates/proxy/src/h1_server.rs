@@ -1,13 +1,14 @@
 //! Edgeplane's own HTTP/1.1 server side, for the requests most traffic is made of: HTTP/1.1,
-//! an origin-form target, no body, no upgrade and no `Expect`. The connection's task reads
-//! the head into a buffer it keeps, builds the request from slices of it, awaits the answer
+//! an origin-form target, no upgrade, no `Expect`, and no body or a small one framed by a
+//! single plain Content-Length. The connection's task reads the head (and such a body) into
+//! a buffer it keeps, builds the request from slices of it, awaits the answer
 //! and writes the response head and body with as few writes as it can (one for an answer
 //! that is already whole). There is no dispatcher, no per-request read-buffer allocation and
 //! no per-request timer: one timer per connection bounds the wait for each head and is reset
 //! only when it fires early.
 //!
 //! Any other request, and anything this side cannot be sure of (a malformed or over-long
-//! head, a request body, HTTP/1.0, an upgrade, the HTTP/2 preface), hands the connection to
+//! head, a chunked or larger body, HTTP/1.0, an upgrade, the HTTP/2 preface), hands the connection to
 //! hyper from that request on, with the bytes already read. So errors are answered as
 //! before, and bodies, `100-continue`, upgrades and h2c keep hyper's handling.
 
@@ -115,11 +116,23 @@ where
         if deadline < timer.deadline() {
             timer.as_mut().reset(deadline);
         }
+        // A head parsed whose body is still being read (its fields stay in `scratch`).
+        let mut pending: Option<Head> = None;
         let parsed = loop {
-            if !buf.is_empty() {
+            if let Some(head) = pending.take() {
+                if buf.len() >= head.len + head.body {
+                    break Some(head);
+                }
+                pending = Some(head);
+            } else if !buf.is_empty() {
                 match parse(&buf, max_head, &mut scratch) {
                     Parse::Partial => {}
-                    Parse::Simple(head) => break Some(head),
+                    Parse::Simple(head) if buf.len() >= head.len + head.body => break Some(head),
+                    Parse::Simple(head) => {
+                        // The body is read into the same buffer, within the head's time.
+                        buf.reserve(head.len + head.body - buf.len());
+                        pending = Some(head);
+                    }
                     Parse::Other => break None,
                 }
             }
@@ -165,14 +178,16 @@ where
             return handoff(io, buf.freeze(), hyper, keep, drain).await;
         };
         let raw = buf.split_to(head.len).freeze();
-        let Some(req) = build(&raw, &head, &mut scratch) else {
+        let body = buf.split_to(head.body).freeze();
+        let Some(req) = build(&raw, &head, &mut scratch, &body) else {
             // Refused by `http` where the parser let it through: hyper answers it.
-            let mut all = BytesMut::with_capacity(raw.len() + buf.len());
+            let mut all = BytesMut::with_capacity(raw.len() + body.len() + buf.len());
             all.extend_from_slice(&raw);
+            all.extend_from_slice(&body);
             all.extend_from_slice(&buf);
             return handoff(io, all.freeze(), hyper, keep, drain).await;
         };
-        drop(raw);
+        drop((raw, body));
         let is_head = head.method == Method::HEAD;
         let last = keep.last();
         let exchange = async {
@@ -272,6 +287,8 @@ pub(crate) async fn handoff<IO>(
 /// A parsed request head this side serves.
 struct Head {
     len: usize,
+    /// The length of the body that follows the head.
+    body: usize,
     method: Method,
     target: (usize, usize),
     keep_alive: bool,
@@ -311,7 +328,7 @@ fn parse(buf: &[u8], max_head: usize, scratch: &mut Vec<(HeaderName, usize, usiz
     let at = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
     let target = (at(path.as_bytes()), at(path.as_bytes()) + path.len());
     let mut keep_alive = true;
-    let mut lengths = 0;
+    let mut body = None;
     for h in req.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
             return Parse::Other;
@@ -320,11 +337,23 @@ fn parse(buf: &[u8], max_head: usize, scratch: &mut Vec<(HeaderName, usize, usiz
             return Parse::Other;
         }
         if name == header::CONTENT_LENGTH {
-            // Only a single `Content-Length: 0` says there is no body as plainly as none.
-            lengths += 1;
-            if lengths > 1 || h.value.trim_ascii() != b"0" {
+            // Only one field with nothing but digits frames a body beyond doubt; any other
+            // form (a list, a sign, a second field) is left to hyper, which answers it.
+            let digits = h.value.trim_ascii();
+            if body.is_some()
+                || digits.is_empty()
+                || digits.len() > 7
+                || !digits.iter().all(u8::is_ascii_digit)
+            {
                 return Parse::Other;
             }
+            let n = digits
+                .iter()
+                .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+            if n > crate::h1::MAX_WHOLE_BODY {
+                return Parse::Other;
+            }
+            body = Some(n);
         }
         if name == header::CONNECTION && crate::h1::has_token(h.value, b"close") {
             keep_alive = false;
@@ -334,6 +363,7 @@ fn parse(buf: &[u8], max_head: usize, scratch: &mut Vec<(HeaderName, usize, usiz
     }
     Parse::Simple(Head {
         len,
+        body: body.unwrap_or(0),
         method,
         target,
         keep_alive,
@@ -341,11 +371,12 @@ fn parse(buf: &[u8], max_head: usize, scratch: &mut Vec<(HeaderName, usize, usiz
 }
 
 /// The request, its target and values slices of `raw` (which starts where the parsed buffer
-/// did). `None` when `http` refuses a part.
+/// did), with `body` (the bytes after the head). `None` when `http` refuses a part.
 fn build(
     raw: &Bytes,
     head: &Head,
     scratch: &mut Vec<(HeaderName, usize, usize)>,
+    body: &Bytes,
 ) -> Option<Request<ClientBody>> {
     let uri = Uri::from_maybe_shared(raw.slice(head.target.0..head.target.1)).ok()?;
     // Room for the X-Forwarded-* headers added on the way, so the map is not grown.
@@ -354,7 +385,11 @@ fn build(
         let value = HeaderValue::from_maybe_shared(raw.slice(start..end)).ok()?;
         headers.append(name, value);
     }
-    let mut req = Request::new(ClientBody::Empty);
+    let mut req = Request::new(if body.is_empty() {
+        ClientBody::Empty
+    } else {
+        ClientBody::Full(Some(body.clone()))
+    });
     *req.method_mut() = head.method.clone();
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
@@ -430,7 +465,7 @@ where
         Framing::None => {}
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
+            crate::h1::decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),

@@ -79,7 +79,7 @@ async fn send(
     server: &Authority,
     req: &http::request::Parts,
 ) -> Result<Response<UpstreamBody>, SendError> {
-    pool.send(server, &req.method, &encode(req, server), None)
+    pool.send(server, &req.method, &encode(req, server, b""), None)
         .await
 }
 
@@ -356,7 +356,7 @@ async fn a_silent_server_times_out_once_the_request_is_written() {
         .send(
             &b.authority,
             &Method::GET,
-            &encode(&get("/"), &b.authority),
+            &encode(&get("/"), &b.authority, b""),
             Some(Duration::from_millis(200)),
         )
         .await;
@@ -366,4 +366,46 @@ async fn a_silent_server_times_out_once_the_request_is_written() {
         took >= Duration::from_millis(200) && took < Duration::from_secs(2),
         "{took:?}"
     );
+}
+
+#[test]
+fn requests_are_framed_by_a_length_of_their_own() {
+    let server: Authority = "backend:8080".parse().expect("authority");
+    let text = |parts: &http::request::Parts, body: &[u8]| {
+        String::from_utf8(encode(parts, &server, body)).expect("text")
+    };
+    // No body: a GET says nothing, a POST says it has none.
+    let got = text(&get("/a?b=c"), b"");
+    assert_eq!(
+        got,
+        "GET /a?b=c HTTP/1.1\r\nhost: backend:8080\r\nx-test: yes\r\n\r\n"
+    );
+    let got = text(&request(Method::POST, "/"), b"");
+    assert!(got.contains("\r\ncontent-length: 0\r\n"), "{got}");
+    // A body: one length, the body's, whatever the client's headers said; no chunked coding.
+    let mut parts = request(Method::PUT, "/p");
+    for (name, value) in [
+        ("content-length", "0005"),
+        ("content-length", "7"),
+        ("transfer-encoding", "chunked"),
+    ] {
+        parts.headers.append(name, HeaderValue::from_static(value));
+    }
+    let got = text(&parts, b"hello, world");
+    assert_eq!(
+        got,
+        "PUT /p HTTP/1.1\r\nhost: backend:8080\r\ncontent-length: 12\r\nx-test: yes\r\n\r\nhello, world"
+    );
+    // A client's zero length on a method without a payload is kept as it was said.
+    let mut parts = request(Method::DELETE, "/d");
+    parts
+        .headers
+        .insert("content-length", HeaderValue::from_static("0"));
+    assert!(text(&parts, b"").contains("\r\ncontent-length: 0\r\n"));
+    let mut out = Vec::new();
+    for n in [0u64, 7, 10, 65536, u64::MAX] {
+        out.clear();
+        decimal(&mut out, n);
+        assert_eq!(out, n.to_string().as_bytes());
+    }
 }

@@ -367,6 +367,13 @@ async fn request_smuggling_and_bad_heads_are_refused() {
     assert!(fold.starts_with("HTTP/1.1 400"), "{fold}");
     let two_lengths = raw(web, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab").await;
     assert!(two_lengths.starts_with("HTTP/1.1 400"), "{two_lengths}");
+    for length in ["+2", "1, 2", "0x2", "2 2", "-2"] {
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nConnection: close\r\n\r\nab"
+        );
+        let answer = raw(web, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{length}: {answer}");
+    }
     let bad_byte = raw(
         web,
         b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\nConnection: close\r\n\r\n",

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 entry-point side, over raw sockets on both ends: keep-alive and pipelining,
-//! the hand-over to hyper for requests with bodies (and back-to-back on one connection),
+//! small bodies read with their heads, the hand-over to hyper for requests with large or
+//! chunked bodies (and back-to-back on one connection),
 //! response framing from every kind of backend body, head timeouts, draining, and garbage.
 
 use std::net::SocketAddr;
@@ -47,6 +48,11 @@ async fn raw_backend() -> SocketAddr {
                     let path = line.split(' ').nth(1).unwrap_or("/").to_string();
                     let answer: Vec<u8> = match path.as_str() {
                         "/len" => b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec(),
+                        "/echo-head" => {
+                            let text = format!("{head}\r\n\r\n{}", String::from_utf8_lossy(&body));
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len())
+                                .into_bytes()
+                        }
                         "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\nx-sum: 5\r\n\r\n".to_vec(),
                         "/nocontent" => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
                         "/head" => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n".to_vec(),
@@ -95,6 +101,17 @@ async fn raw_backend() -> SocketAddr {
         }
     });
     addr
+}
+
+/// The length of a body too large for edgeplane's side to read whole with its head.
+const LARGE: usize = 64 * 1024 + 1;
+
+/// A POST to `path` whose body (`LARGE` bytes of `fill`) is read by hyper.
+fn large_post(path: &str, fill: char) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {LARGE}\r\n\r\n{}",
+        fill.to_string().repeat(LARGE)
+    )
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -291,17 +308,17 @@ async fn keep_alive_pipelining_and_hand_over_on_one_connection() {
         let body = String::from_utf8_lossy(&body).into_owned();
         assert!(body.starts_with(line), "{body}");
     }
-    // A request with a body is handed to hyper, with what was read after it (the next
-    // request, in the same write), and the connection goes on being served.
-    s.write_all(b"POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
+    // A request with a body too large to be read whole is handed to hyper, with what was
+    // read after it (the next request, in the same write), and the connection goes on
+    // being served.
+    let mut request = large_post("/post", 'h');
+    request.push_str("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("write");
     let (head, body, _) = response(&mut s, &mut buf, false).await.expect("answer");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(
-        String::from_utf8_lossy(&body),
-        "POST /post HTTP/1.1\nbody=hello\n"
-    );
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(body.starts_with("POST /post HTTP/1.1\nbody=hhh"), "{body}");
+    assert_eq!(body.len(), "POST /post HTTP/1.1\nbody=\n".len() + LARGE);
     let (_, body, _) = response(&mut s, &mut buf, false).await.expect("answer");
     assert!(body.starts_with(b"GET /after HTTP/1.1"));
     // HTTP/1.0 from the start of a connection: answered by hyper, then closed.
@@ -327,6 +344,77 @@ async fn keep_alive_pipelining_and_hand_over_on_one_connection() {
         .expect("write");
     let (head, _, _) = response(&mut s, &mut buf, false).await.expect("answer");
     said_last(&head, &mut s).await;
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_bodies_are_read_with_their_heads() {
+    let backend = raw_backend().await;
+    let (p, web) = proxy_to(backend, Duration::from_millis(600)).await;
+    let mut s = TcpStream::connect(web).await.expect("connect");
+    let mut buf = Vec::new();
+    // A body, then the next request in the same write: both answered, in order.
+    s.write_all(b"POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (head, body, _) = response(&mut s, &mut buf, false).await.expect("answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "POST /post HTTP/1.1\nbody=hello\n"
+    );
+    let (_, body, _) = response(&mut s, &mut buf, false).await.expect("answer");
+    assert!(body.starts_with(b"GET /after HTTP/1.1"));
+    // A body that comes in pieces, after its head.
+    s.write_all(b"PUT /put HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")
+        .await
+        .expect("write");
+    for piece in [&b"hel"[..], b"lo wo", b"rld"] {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(piece).await.expect("write");
+    }
+    let (_, body, _) = response(&mut s, &mut buf, false).await.expect("answer");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "PUT /put HTTP/1.1\nbody=hello world\n"
+    );
+    // The largest body read whole, on a GET: sent on with it.
+    let most = 64 * 1024;
+    let request = format!(
+        "GET /most HTTP/1.1\r\nHost: x\r\nContent-Length: {most}\r\n\r\n{}",
+        "m".repeat(most)
+    );
+    s.write_all(request.as_bytes()).await.expect("write");
+    let (_, body, _) = response(&mut s, &mut buf, false).await.expect("answer");
+    assert_eq!(body.len(), "GET /most HTTP/1.1\nbody=\n".len() + most);
+    // The server gets the body framed by one Content-Length of edgeplane's own, whatever the
+    // client's looked like.
+    s.write_all(b"PATCH /echo-head HTTP/1.1\r\nHost: x\r\nContent-Length:  0005 \r\n\r\nhello")
+        .await
+        .expect("write");
+    let (_, body, _) = response(&mut s, &mut buf, false).await.expect("answer");
+    let echoed = String::from_utf8_lossy(&body).into_owned();
+    let lengths: Vec<&str> = echoed
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("content-length:"))
+        .collect();
+    assert_eq!(lengths, ["content-length: 5"], "{echoed}");
+    assert!(echoed.ends_with("\r\n\r\nhello"), "{echoed}");
+    // The connection is still served after all of them.
+    let (_, body, _) = ask(&mut s, &mut buf, "GET", "/len").await;
+    assert_eq!(body, b"hello");
+    // A body must be whole within the head's time: one cut short is not sent on, and its
+    // connection is closed with no answer.
+    let (got, took) = until_closed(
+        web,
+        "POST /short HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello",
+    )
+    .await;
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        (Duration::from_millis(400)..Duration::from_secs(3)).contains(&took),
+        "{took:?}"
+    );
     p.shutdown().await;
 }
 
@@ -538,8 +626,9 @@ async fn keep_alive_limits_close_connections_after_their_last_answer() {
     // Served here throughout, then handed to hyper after the first request: the count goes
     // on across the hand-over.
     for first in [
-        "GET /len HTTP/1.1\r\nHost: x\r\n\r\n",
-        "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+        "GET /len HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi".to_string(),
+        large_post("/p", 'x'),
     ] {
         let mut s = TcpStream::connect(web).await.expect("connect");
         let mut buf = Vec::new();
@@ -634,12 +723,15 @@ async fn a_write_timeout_closes_connections_whose_answer_is_late() {
     let mut buf = Vec::new();
     let (_, body, _) = ask(&mut s, &mut buf, "GET", "/len").await;
     assert_eq!(body, b"hello");
-    // Late answers, on edgeplane's side (GET) and on hyper's (a POST with a body): the
-    // connection is closed with no answer, well before the server's 3 s.
+    // Late answers, on edgeplane's side (a GET, a POST with a small body) and on hyper's (a
+    // POST with a large body): the connection is closed with no answer, well before the
+    // server's 3 s.
     for request in [
-        "GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n",
-        "POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+        "GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        "POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi".to_string(),
+        large_post("/sleep", 's'),
     ] {
+        let request = request.as_str();
         let (got, took) = until_closed(web, request).await;
         assert!(
             got.is_empty(),
@@ -654,9 +746,11 @@ async fn a_write_timeout_closes_connections_whose_answer_is_late() {
     // A body that stalls, on either side: what came is passed on, then the connection closes
     // short of it.
     for request in [
-        "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n",
-        "POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+        "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        "POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi".to_string(),
+        large_post("/stall", 's'),
     ] {
+        let request = request.as_str();
         let (got, took) = until_closed(web, request).await;
         assert!(took < Duration::from_secs(2), "{request}: {took:?}");
         let text = String::from_utf8_lossy(&got);
