@@ -1,16 +1,17 @@
 //! Edgeplane's own HTTP/1.1 server side, for the requests most traffic is made of: HTTP/1.1,
 //! an origin-form target, no upgrade, no `Expect`, and no body or a small one framed by a
 //! single plain Content-Length. The connection's task reads the head (and such a body) into
-//! a buffer it keeps, builds the request from slices of it, awaits the answer
-//! and writes the response head and body with as few writes as it can (one for an answer
-//! that is already whole). There is no dispatcher, no per-request read-buffer allocation and
-//! no per-request timer: one timer per connection bounds the wait for each head and is reset
-//! only when it fires early.
+//! a buffer it keeps, builds the request from slices of it, awaits the answer and writes the
+//! response head and body with as few writes as it can (one for an answer that is already
+//! whole). There is no dispatcher, no per-request read-buffer allocation and no per-request
+//! timer: one timer per connection bounds the wait for each head and is reset only when it
+//! fires early.
 //!
 //! Any other request, and anything this side cannot be sure of (a malformed or over-long
-//! head, a chunked or larger body, HTTP/1.0, an upgrade, the HTTP/2 preface), hands the connection to
-//! hyper from that request on, with the bytes already read. So errors are answered as
-//! before, and bodies, `100-continue`, upgrades and h2c keep hyper's handling.
+//! head, a chunked or larger body, HTTP/1.0, an upgrade, the HTTP/2 preface), hands the
+//! connection to hyper from that request on, with the bytes already read. So errors are
+//! answered as before, and streamed bodies, `100-continue`, upgrades and h2c keep hyper's
+//! handling.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -119,11 +120,10 @@ where
         // A head parsed whose body is still being read (its fields stay in `scratch`).
         let mut pending: Option<Head> = None;
         let parsed = loop {
-            if let Some(head) = pending.take() {
+            if let Some(head) = &pending {
                 if buf.len() >= head.len + head.body {
-                    break Some(head);
+                    break pending.take();
                 }
-                pending = Some(head);
             } else if !buf.is_empty() {
                 match parse(&buf, max_head, &mut scratch) {
                     Parse::Partial => {}
