@@ -9,7 +9,7 @@ manifest directory to that router answering.
 Writes the tables into docs/benchmarks.md between the proxy-bench markers. A benchmark, not a
 test: it asserts only that every proxy answers.
 
-usage: scripts/bench-proxy.py [--seconds N] [--no-build] [--no-write] [--no-scale]
+usage: scripts/bench-proxy.py [--seconds N] [--no-build] [--no-write] [--no-scale] [--workers N]
 """
 
 import argparse
@@ -74,7 +74,8 @@ http {{ access_log off; keepalive_requests 1000000;
     return spawn(["nginx", "-c", conf, "-p", work], open(work / "backend.log", "w"), cpu=CLIENT_CPU)
 
 
-def start_edgeplane(work: Path, port: int, tls_port: int, backend: int, routers: int = 1):
+def start_edgeplane(work: Path, port: int, tls_port: int, backend: int, routers: int = 1, workers: int = 1,
+                    cpus=PROXY_CPU):
     data = work / f"edgeplane-data-{port}"
     manifests = work / f"edgeplane.d-{port}"
     manifests.mkdir()
@@ -87,8 +88,8 @@ def start_edgeplane(work: Path, port: int, tls_port: int, backend: int, routers:
     log = open(work / f"edgeplane-{port}.log", "w")
     proc = spawn([BINARY, "--data-dir", data, "serve", "--web-listen", f"127.0.0.1:{port}",
                   "--websecure-listen", f"127.0.0.1:{tls_port}", "--admin-listen", "127.0.0.1:0",
-                  "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--udp-workers", "1", "--worker-threads", "1",
-                  "--manifests", manifests], log, env={"EDGEPLANE_LOG": "warn"})
+                  "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--udp-workers", "1", "--worker-threads", workers,
+                  "--manifests", manifests], log, cpu=cpus, env={"EDGEPLANE_LOG": "warn"})
     return proc, manifests
 
 
@@ -104,28 +105,30 @@ def write_routers(path: Path, backend: int, n: int):
     path.write_text("\n".join(lines) + "\n")
 
 
-def start_nginx(work: Path, port: int, tls_port: int, backend: int):
+def start_nginx(work: Path, port: int, tls_port: int, backend: int, workers: int = 1, cpus=PROXY_CPU):
     conf = work / "nginx.conf"
+    # With more than one worker, a listener per worker (reuseport), as edgeplane's workers.
+    rp = " reuseport" if workers > 1 else ""
     conf.write_text(f"""
-worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+worker_processes {workers}; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
 events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 1000000;
   upstream b {{ server 127.0.0.1:{backend}; keepalive 128; }}
-  server {{ listen 127.0.0.1:{port}; listen 127.0.0.1:{tls_port} ssl http2;
+  server {{ listen 127.0.0.1:{port}{rp}; listen 127.0.0.1:{tls_port} ssl http2{rp};
     ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem;
     location / {{ proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }} }}
 """)
-    return spawn(["nginx", "-c", conf, "-p", work], open(work / "nginx.log", "w"))
+    return spawn(["nginx", "-c", conf, "-p", work], open(work / "nginx.log", "w"), cpu=cpus)
 
 
-def start_haproxy(work: Path, port: int, tls_port: int, backend: int):
+def start_haproxy(work: Path, port: int, tls_port: int, backend: int, workers: int = 1, cpus=PROXY_CPU):
     pem = work / "haproxy.pem"
     pem.write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
     conf = work / "haproxy.cfg"
     conf.write_text(f"""
 global
-  nbthread 1
+  nbthread {workers}
   maxconn 4000
 defaults
   mode http
@@ -141,7 +144,7 @@ frontend f
 backend b
   server s1 127.0.0.1:{backend}
 """)
-    return spawn(["haproxy", "-f", conf, "-db"], open(work / "haproxy.log", "w"))
+    return spawn(["haproxy", "-f", conf, "-db"], open(work / "haproxy.log", "w"), cpu=cpus)
 
 
 VENV_BIN = Path(os.environ.get("EDGEPLANE_TEST_VENV", Path.home() / ".cache/edgeplane/venv")) / "bin"
@@ -219,8 +222,8 @@ static_resources:
                   "--base-id", str(port)], open(work / "envoy.log", "w"))
 
 
-def client(cmd, timeout=600):
-    out = subprocess.run(["taskset", "-c", CLIENT_CPU, *map(str, cmd)], capture_output=True, text=True, timeout=timeout)
+def client(cmd, timeout=600, cpus=None):
+    out = subprocess.run(["taskset", "-c", cpus or CLIENT_CPU, *map(str, cmd)], capture_output=True, text=True, timeout=timeout)
     return out.stdout + out.stderr
 
 
@@ -236,18 +239,18 @@ def post_script(work: Path):
     return path
 
 
-def wrk(port, seconds, host="bench.test", conns=64, script=None):
+def wrk(port, seconds, host="bench.test", conns=64, script=None, threads=1, cpus=None):
     extra = ["-s", script] if script else []
-    text = client(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", *extra, "-H", f"Host: {host}",
-                   f"http://127.0.0.1:{port}/"])
+    text = client(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", *extra, "-H", f"Host: {host}",
+                   f"http://127.0.0.1:{port}/"], cpus=cpus)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
     lat = {m.group(1): to_ms(m.group(2), m.group(3)) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", text, re.M)}
     errors = re.search(r"Socket errors.*|Non-2xx.*", text)
     return rps, lat.get("50", 0), lat.get("99", 0), errors.group(0) if errors else ""
 
 
-def h2load(port, seconds):
-    text = client(["h2load", "-c16", "-m10", f"-D{seconds}", f"https://127.0.0.1:{port}/"])
+def h2load(port, seconds, threads=1, cpus=None):
+    text = client(["h2load", f"-t{threads}", "-c16", "-m10", f"-D{seconds}", f"https://127.0.0.1:{port}/"], cpus=cpus)
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
     proto = re.search(r"Application protocol: (\S+)", text)
     return (float(m.group(1)) if m else 0.0), (proto.group(1) if proto else "?")
@@ -278,6 +281,27 @@ def stop(proc):
 def version(cmd):
     out = subprocess.run(cmd, capture_output=True, text=True)
     return (out.stdout + out.stderr).strip().splitlines()[0]
+
+
+def multi_worker(work: Path, backend: int, seconds: int, workers: int, peers):
+    """Each proxy with `workers` workers, proxies and clients sharing every CPU."""
+    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    rows = []
+    for name, start in peers:
+        port, tls_port = free_port(), free_port()
+        proc = start(work, port, tls_port, backend, workers=workers, cpus=cpus)
+        proc = proc[0] if isinstance(proc, tuple) else proc
+        try:
+            wait_http(f"http://127.0.0.1:{port}/", host="bench.test")
+            wrk(port, 2, threads=workers, cpus=cpus)  # warm-up
+            rps, p50, p99, errors = wrk(port, seconds, threads=workers, cpus=cpus)
+            h2, proto = h2load(tls_port, seconds, threads=workers, cpus=cpus)
+        finally:
+            stop(proc)
+        print(f"{name:16} {workers} workers {rps:10.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+              f"h2 {h2:10.0f} req/s ({proto}) {errors}", flush=True)
+        rows.append((name, rps, p50, p99, h2, proto))
+    return cpus, rows
 
 
 def scale(work: Path, backend: int, seconds: int):
@@ -313,6 +337,8 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--no-scale", action="store_true")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="workers per proxy in the run where proxies and clients share every CPU (0: skip it)")
     args = ap.parse_args()
     for tool in ["nginx", "haproxy", "wrk", "h2load", "openssl", "taskset"]:
         if not shutil.which(tool):
@@ -358,6 +384,8 @@ def main():
                 print(f"{name:16} {rps:10.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  POST {post_rps:10.0f} req/s  "
                       f"h2 {h2:10.0f} req/s ({proto})  TLS {hs:8.0f} handshakes/s {errors}", flush=True)
                 results.append((name, rps, p50, p99, post_rps, post_p99, h2, proto, hs, errors))
+            multi = (multi_worker(work, backend, args.seconds, args.workers, peers[:3])
+                     if args.workers > 1 else None)
             rows = [] if args.no_scale else scale(work, backend, args.seconds)
         finally:
             stop(be)
@@ -387,6 +415,20 @@ def main():
         lines.append(f"edgeplane / {other[0]}: HTTP/1.1 **{base[1] / other[1]:.2f}**, p99 **{base[3] / other[3]:.2f}** "
                      f"(below 1 is better), POST **{base[4] / other[4]:.2f}**, h2 **{base[6] / other[6]:.2f}**, "
                      f"handshakes **{base[8] / other[8]:.2f}**.")
+    if multi:
+        cpus, mrows = multi
+        lines += ["", f"{args.workers} workers each (edgeplane: `--worker-threads {args.workers}`, nginx: "
+                  f"`worker_processes {args.workers}` with `reuseport`, HAProxy: `nbthread {args.workers}`), "
+                  f"proxy, clients (wrk -t{args.workers} -c64, h2load -t{args.workers} -c16 -m10) and backend sharing "
+                  f"CPUs {cpus}:", "",
+                  "| proxy | HTTP/1.1 req/s | p50 ms | p99 ms | HTTPS h2 req/s |", "|---|---:|---:|---:|---:|"]
+        for name, rps, p50, p99, h2, proto in mrows:
+            lines.append(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {h2:,.0f} ({proto}) |")
+        mb = mrows[0]
+        for other in mrows[1:]:
+            lines.append("")
+            lines.append(f"edgeplane / {other[0]}, {args.workers} workers: HTTP/1.1 **{mb[1] / other[1]:.2f}**, "
+                         f"p99 **{mb[3] / other[3]:.2f}** (below 1 is better), h2 **{mb[4] / other[4]:.2f}**.")
     if rows:
         lines += ["", "Routing scale (edgeplane; one router hit among N; change = a new file with one router, "
                   "until it answers; the directory is watched, and only changed files are parsed again):", "",

@@ -214,9 +214,11 @@ struct ServeArgs {
     /// UDP worker threads per listen address (default: one per CPU).
     #[arg(long)]
     udp_workers: Option<usize>,
-    /// Threads running the server's tasks: the proxy, DNS over TCP, the APIs (default: one
-    /// per CPU the process may run on). With 1, every task runs on the main thread, without
-    /// the cost of handing tasks between threads.
+    /// Threads running the server's tasks (default: one per CPU the process may run on).
+    /// With 1, every task runs on the main thread, without the cost of handing tasks between
+    /// threads. With N > 1, the proxy has N workers of its own, each a thread serving the
+    /// connections it is given (each new connection goes to the worker with the fewest),
+    /// and DNS over TCP and the APIs run on N more threads.
     #[arg(long, env = "EDGEPLANE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
     /// Seconds before an idle DNS TCP connection is closed.
@@ -386,11 +388,7 @@ fn main() -> std::process::ExitCode {
 /// current-thread runtime, since a multi-thread one with a single worker still pays for
 /// cross-thread queues and wake-ups on every task switch.
 fn build_runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let workers = workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let workers = worker_count(workers);
     let mut builder = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -399,6 +397,15 @@ fn build_runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runt
         b
     };
     builder.enable_all().build()
+}
+
+/// `--worker-threads`, or the CPUs this process may use.
+fn worker_count(asked: Option<usize>) -> usize {
+    asked.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 fn init_logging(format: &str, serving: bool) {
@@ -889,7 +896,11 @@ async fn start_proxy(args: &ServeArgs) -> anyhow::Result<proxy::Proxy> {
                 proxy::access_log::AccessLogFormat::Common
             },
         });
-    Ok(proxy::Proxy::start_with(vec![web, websecure], proxy::ProxyOptions { access_log }).await?)
+    let options = proxy::ProxyOptions {
+        access_log,
+        workers: worker_count(args.worker_threads.map(usize::from)),
+    };
+    Ok(proxy::Proxy::start_with(vec![web, websecure], options).await?)
 }
 
 async fn shutdown_signal() {

@@ -761,10 +761,10 @@ async fn with_hyper(
 ) -> (Response<Body>, bool) {
     let client = if upstream.h2c {
         *req.version_mut() = Version::HTTP_2;
-        &transport.h2c
+        transport.h2c.mine()
     } else {
         *req.version_mut() = Version::HTTP_11;
-        &transport.client
+        transport.client.mine()
     };
     let sent = client.request(req);
     let result = match transport.response_header_timeout {

@@ -29,6 +29,8 @@ use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::worker::PerWorker;
+
 /// The error of a response body read from a server.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -79,15 +81,18 @@ impl SendError {
     }
 }
 
-/// Idle connections of one transport, by server address.
+/// Idle connections of one transport, by server address, kept per worker: a connection is
+/// taken again by the worker whose runtime watches its socket.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<Authority, VecDeque<Idle>, crate::fnv::Build>>,
+    idle: PerWorker<Mutex<IdleMap>>,
     max_idle: usize,
     idle_timeout: Duration,
     dial_timeout: Duration,
     sweeping: AtomicBool,
 }
+
+type IdleMap = HashMap<Authority, VecDeque<Idle>, crate::fnv::Build>;
 
 #[derive(Debug)]
 struct Idle {
@@ -124,7 +129,7 @@ impl Conn {
 impl Pool {
     pub(crate) fn new(max_idle: usize, idle_timeout: Duration, dial_timeout: Duration) -> Pool {
         Pool {
-            idle: Mutex::new(HashMap::default()),
+            idle: PerWorker::new(|| Mutex::new(HashMap::default())),
             max_idle,
             idle_timeout,
             dial_timeout,
@@ -174,7 +179,7 @@ impl Pool {
     /// The most recently used open connection to `server`, if one is kept. With `check`, the
     /// connection is also checked to be open (for methods that are not sent twice).
     fn take(&self, server: &Authority, check: bool) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle.mine().lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(server)?;
         let now = Instant::now();
         while let Some(i) = list.pop_back() {
@@ -197,7 +202,7 @@ impl Pool {
         }
         let now = Instant::now();
         {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.idle.mine().lock().unwrap_or_else(|p| p.into_inner());
             let list = idle.entry(server).or_default();
             while list.len() >= self.max_idle {
                 list.pop_front();
@@ -229,23 +234,36 @@ impl Pool {
 
     fn sweep(&self) {
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|_, list| {
-            while list
-                .front()
-                .is_some_and(|i| now.duration_since(i.since) >= self.idle_timeout)
-            {
-                list.pop_front();
-            }
-            !list.is_empty()
-        });
+        for idle in self.idle.iter() {
+            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.retain(|_, list| {
+                while list
+                    .front()
+                    .is_some_and(|i| now.duration_since(i.since) >= self.idle_timeout)
+                {
+                    list.pop_front();
+                }
+                !list.is_empty()
+            });
+        }
+    }
+
+    /// How many idle connections each worker keeps (all servers), by worker slot.
+    #[cfg(test)]
+    pub(crate) fn idle_by_worker(&self) -> Vec<usize> {
+        self.idle
+            .iter()
+            .map(|idle| {
+                let idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.values().map(VecDeque::len).sum::<usize>()
+            })
+            .collect()
     }
 
     /// How many idle connections are kept (all servers).
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.values().map(VecDeque::len).sum()
+        self.idle_by_worker().iter().sum()
     }
 
     async fn connect(&self, server: &Authority) -> Result<Conn, SendError> {

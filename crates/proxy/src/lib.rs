@@ -30,6 +30,7 @@ pub mod table;
 mod test_util;
 pub mod tls;
 pub mod transport;
+mod worker;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,11 @@ pub enum ProxyError {
     Tls(String),
     #[error("opening the access log: {0}")]
     AccessLog(String),
+    #[error("starting proxy worker {index}: {source}")]
+    Worker {
+        index: usize,
+        source: std::io::Error,
+    },
 }
 
 /// How long route tables stay layered after the last change before they are rebuilt whole.
@@ -67,6 +73,10 @@ pub const COMPACT_AFTER: std::time::Duration = std::time::Duration::from_secs(2)
 #[derive(Debug, Clone, Default)]
 pub struct ProxyOptions {
     pub access_log: Option<access_log::AccessLogConfig>,
+    /// Worker threads. 0 or 1: the proxy runs on the runtime that starts it. N > 1: N
+    /// threads, each with a current-thread runtime; every connection is served by the worker
+    /// with the fewest open connections when it is accepted.
+    pub workers: usize,
 }
 
 /// A running proxy.
@@ -78,7 +88,12 @@ pub struct Proxy {
     tls_policy: Arc<ArcSwap<TlsPolicy>>,
     default_cert: Arc<rustls::sign::CertifiedKey>,
     stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The entry points' accept loops, or the workers that run them: each ends once its
+    /// connections are drained.
+    tasks: Mutex<Vec<Finished>>,
+    /// The workers' connection counts (weak: the workers end when their accept loops do).
+    #[cfg_attr(not(test), allow(dead_code))]
+    workers: Option<std::sync::Weak<worker::Workers>>,
     /// Serialises `apply` so each build sees the previous runtime.
     apply_lock: Arc<Mutex<()>>,
 }
@@ -113,6 +128,8 @@ impl Proxy {
             access_log,
         ));
         let (stop, stop_rx) = watch::channel(false);
+        let workers = options.workers.max(1);
+        worker::started(workers);
         let mut bound = Vec::new();
         for ep in &entry_points {
             let listener = tokio::net::TcpListener::bind(ep.listen)
@@ -125,18 +142,19 @@ impl Proxy {
             bound.push((ep.clone(), listener));
         }
         let mut addrs = Vec::new();
-        let mut tasks = Vec::new();
         let mut infos = Vec::new();
-        for (ep, listener) in bound {
+        for (ep, listener) in &bound {
             let addr = listener.local_addr().unwrap_or(ep.listen);
-            tracing::info!(entry_point = %ep.name, %addr, tls = ep.tls, "proxy entry point listening");
+            tracing::info!(entry_point = %ep.name, %addr, tls = ep.tls, workers, "proxy entry point listening");
             addrs.push((ep.name.clone(), addr));
             infos.push(EntryPointInfo {
                 name: ep.name.clone(),
                 tls: ep.tls,
             });
+        }
+        let serve = |ep: EntryPointConfig, listener, dispatch| {
             let tls = ep.tls.then(|| tls_policy.clone());
-            tasks.push(tokio::spawn(server::serve(
+            server::serve(
                 server::EntryPoint {
                     config: ep,
                     listener,
@@ -144,7 +162,63 @@ impl Proxy {
                 shared.clone(),
                 tls,
                 stop_rx.clone(),
-            )));
+                dispatch,
+            )
+        };
+        let mut tasks = Vec::new();
+        let mut counts = None;
+        if workers == 1 {
+            for (ep, listener) in bound {
+                tasks.push(Finished::Task(tokio::spawn(serve(
+                    ep,
+                    listener,
+                    worker::Dispatch::Here,
+                ))));
+            }
+        } else {
+            let runtimes = (0..workers)
+                .map(|i| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|source| ProxyError::Worker {
+                            index: i + 1,
+                            source,
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let (dispatch, inboxes) = worker::Workers::new(workers);
+            counts = Some(Arc::downgrade(&dispatch));
+            // The accept loops take the workers in turn; each hands its connections to the
+            // least busy worker.
+            for (k, (ep, listener)) in bound.into_iter().enumerate() {
+                let runtime = &runtimes[k % workers];
+                let bind_err = |source| ProxyError::Bind {
+                    name: ep.name.clone(),
+                    addr: ep.listen,
+                    source,
+                };
+                // The listener moves to that worker's runtime.
+                let listener = listener.into_std().map_err(bind_err)?;
+                let listener = {
+                    let _entered = runtime.enter();
+                    tokio::net::TcpListener::from_std(listener).map_err(bind_err)?
+                };
+                runtime.spawn(serve(
+                    ep,
+                    listener,
+                    worker::Dispatch::Workers(dispatch.clone()),
+                ));
+            }
+            drop(dispatch);
+            for (i, (runtime, inbox)) in runtimes.into_iter().zip(inboxes).enumerate() {
+                let done =
+                    start_worker(i + 1, runtime, inbox).map_err(|source| ProxyError::Worker {
+                        index: i + 1,
+                        source,
+                    })?;
+                tasks.push(Finished::Worker(done));
+            }
         }
         Ok(Proxy {
             shared,
@@ -155,6 +229,7 @@ impl Proxy {
             default_cert,
             stop,
             tasks: Mutex::new(tasks),
+            workers: counts,
             apply_lock: Arc::new(Mutex::new(())),
         })
     }
@@ -249,6 +324,16 @@ impl Proxy {
         }
     }
 
+    /// Open connections per worker (empty with one worker).
+    #[cfg(test)]
+    pub(crate) fn open_by_worker(&self) -> Vec<usize> {
+        self.workers
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade)
+            .map(|w| w.open())
+            .unwrap_or_default()
+    }
+
     /// The address an entry point is bound to.
     pub fn local_addr(&self, entry_point: &str) -> Option<SocketAddr> {
         self.addrs
@@ -283,9 +368,46 @@ impl Proxy {
         let _ = self.stop.send(true);
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
-            let _ = t.await;
+            match t {
+                Finished::Task(t) => {
+                    let _ = t.await;
+                }
+                Finished::Worker(w) => {
+                    let _ = w.await;
+                }
+            }
         }
     }
+}
+
+/// What [`Proxy::shutdown`] waits for.
+enum Finished {
+    /// An accept loop on the runtime that started the proxy.
+    Task(tokio::task::JoinHandle<()>),
+    /// A worker thread, which says when its accept loops are over.
+    Worker(tokio::sync::oneshot::Receiver<()>),
+}
+
+/// Starts worker `index` on a thread of its own, running `runtime`: the accept loops already
+/// spawned on it, and the connections any accept loop hands it through `inbox`. The receiver
+/// completes when the worker is over: once the accept loops have stopped and drained, no job
+/// can come any more.
+fn start_worker(
+    index: usize,
+    runtime: tokio::runtime::Runtime,
+    inbox: tokio::sync::mpsc::UnboundedReceiver<worker::Job>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("proxy-worker-{index}"))
+        .spawn(move || {
+            worker::enter(index);
+            runtime.block_on(worker::run_inbox(inbox));
+            // Connections still open past their grace period end with the runtime.
+            drop(runtime);
+            let _ = done.send(());
+        })?;
+    Ok(finished)
 }
 
 /// The hosts each router's TLS options claim: `(host, option, router)`.

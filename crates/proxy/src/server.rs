@@ -92,6 +92,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     tls: Option<Arc<arc_swap::ArcSwap<crate::tls::TlsPolicy>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    dispatch: crate::worker::Dispatch,
 ) {
     let config = Arc::new(ep.config);
     // Every connection holds a receiver: a drain is asked for through it, and it is over
@@ -120,7 +121,7 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let (mut tcp, mut peer) = match accepted {
+        let (tcp, mut peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
@@ -136,7 +137,7 @@ pub(crate) async fn serve(
         let tls = tls.clone();
         let drain = drain_rx.clone();
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        dispatch.spawn(tcp, move |mut tcp| async move {
             let gauge = metrics.open_connection();
             if config
                 .proxy_protocol_trusted

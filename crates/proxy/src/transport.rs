@@ -15,15 +15,18 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::config::ServersTransportConfig;
+use crate::worker::PerWorker;
 
 /// Clients built from one transport definition.
 #[derive(Debug)]
 pub struct Transport {
     pub(crate) definition: ServersTransportConfig,
-    /// `http://` and `https://` servers (ALPN picks HTTP/2 over TLS unless disabled).
-    pub(crate) client: Client<HttpsConnector<HttpConnector>, RequestBody>,
-    /// `h2c://` servers: HTTP/2 without TLS.
-    pub(crate) h2c: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    /// `http://` and `https://` servers (ALPN picks HTTP/2 over TLS unless disabled), one
+    /// client per worker: their connections are driven by tasks on the runtime that opened
+    /// them.
+    pub(crate) client: PerWorker<Client<HttpsConnector<HttpConnector>, RequestBody>>,
+    /// `h2c://` servers: HTTP/2 without TLS, one client per worker.
+    pub(crate) h2c: PerWorker<Client<HttpsConnector<HttpConnector>, RequestBody>>,
     /// `http://` servers for requests without a body or upgrade (edgeplane's own client).
     pub(crate) h1: Arc<crate::h1::Pool>,
     pub(crate) response_header_timeout: Option<Duration>,
@@ -69,14 +72,18 @@ impl Transport {
                 b.enable_http1().enable_http2().wrap_connector(http)
             }
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(def.idle_conn_timeout)
-            .pool_max_idle_per_host(def.max_idle_per_host)
-            .build(connector(tls.clone()));
-        let h2c = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .pool_idle_timeout(def.idle_conn_timeout)
-            .build(connector(tls));
+        let client = PerWorker::new(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(def.idle_conn_timeout)
+                .pool_max_idle_per_host(def.max_idle_per_host)
+                .build(connector(tls.clone()))
+        });
+        let h2c = PerWorker::new(|| {
+            Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .pool_idle_timeout(def.idle_conn_timeout)
+                .build(connector(tls.clone()))
+        });
         Ok(Transport {
             definition: def.clone(),
             client,

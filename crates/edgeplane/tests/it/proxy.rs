@@ -169,6 +169,13 @@ fn serve_routes_on_a_single_worker_thread() {
     routes_with_tls_from_the_secret_store(&["--worker-threads", "1"]);
 }
 
+/// The same with three proxy workers (whatever the machine's CPUs): connections handed
+/// from the accept loops to the workers, TLS on each.
+#[test]
+fn serve_routes_on_three_proxy_workers() {
+    routes_with_tls_from_the_secret_store(&["--worker-threads", "3"]);
+}
+
 fn routes_with_tls_from_the_secret_store(extra: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");

@@ -701,6 +701,7 @@ async fn access_logs_in_common_and_json_formats() {
                     path: Some(path.clone()),
                     format,
                 }),
+                ..Default::default()
             },
         )
         .await
