@@ -42,6 +42,10 @@ impl Balancer {
 
     /// The next choice, skipping those `usable` rejects; `None` when nothing is usable.
     pub fn pick(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        if let [w] = self.weights[..] {
+            // One server: nothing to share between the threads picking it.
+            return (w > 0 && usable(0)).then_some(0);
+        }
         match self.strategy {
             Strategy::WeightedRoundRobin => self.pick_wrr(&usable),
             Strategy::PowerOfTwoChoices => self.pick_p2c(&usable),
@@ -149,6 +153,12 @@ mod tests {
         assert_eq!(b.pick(|_| false), None);
         let b = Balancer::new(&[], Strategy::PowerOfTwoChoices);
         assert_eq!(b.pick(|_| true), None);
+        for strategy in [Strategy::WeightedRoundRobin, Strategy::PowerOfTwoChoices] {
+            let one = Balancer::new(&[3], strategy);
+            assert_eq!(one.pick(|_| true), Some(0));
+            assert_eq!(one.pick(|_| false), None);
+            assert_eq!(Balancer::new(&[0], strategy).pick(|_| true), None);
+        }
     }
 
     #[test]

@@ -629,6 +629,9 @@ async fn forward(
 
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    // Room for the X-Forwarded-* fields and Host at once (an HTTP/2 request's map is sized
+    // for what the client sent, and would grow while they are added).
+    let _ = headers.try_reserve(6);
     let trusted = conn.trusted;
     if !trusted && headers.keys().any(|k| FORWARDED.contains(&k.as_str())) {
         for h in FORWARDED {
