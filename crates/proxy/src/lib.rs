@@ -91,9 +91,6 @@ pub struct Proxy {
     /// The entry points' accept loops, or the workers that run them: each ends once its
     /// connections are drained.
     tasks: Mutex<Vec<Finished>>,
-    /// The workers' connection counts (weak: the workers end when their accept loops do).
-    #[cfg_attr(not(test), allow(dead_code))]
-    workers: Option<std::sync::Weak<worker::Workers>>,
     /// Serialises `apply` so each build sees the previous runtime.
     apply_lock: Arc<Mutex<()>>,
 }
@@ -166,7 +163,6 @@ impl Proxy {
             )
         };
         let mut tasks = Vec::new();
-        let mut counts = None;
         if workers == 1 {
             for (ep, listener) in bound {
                 tasks.push(Finished::Task(tokio::spawn(serve(
@@ -188,7 +184,8 @@ impl Proxy {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let (dispatch, inboxes) = worker::Workers::new(workers);
-            counts = Some(Arc::downgrade(&dispatch));
+            // Weak: the workers end when their accept loops do.
+            shared.metrics.workers(Arc::downgrade(&dispatch));
             // The accept loops take the workers in turn; each hands its connections to the
             // least busy worker.
             for (k, (ep, listener)) in bound.into_iter().enumerate() {
@@ -229,7 +226,6 @@ impl Proxy {
             default_cert,
             stop,
             tasks: Mutex::new(tasks),
-            workers: counts,
             apply_lock: Arc::new(Mutex::new(())),
         })
     }
@@ -322,16 +318,6 @@ impl Proxy {
         if spawned.is_err() {
             tracing::debug!("route tables stay layered until the next full build");
         }
-    }
-
-    /// Open connections per worker (empty with one worker).
-    #[cfg(test)]
-    pub(crate) fn open_by_worker(&self) -> Vec<usize> {
-        self.workers
-            .as_ref()
-            .and_then(std::sync::Weak::upgrade)
-            .map(|w| w.open())
-            .unwrap_or_default()
     }
 
     /// The address an entry point is bound to.

@@ -166,6 +166,8 @@ struct Inner {
     router: BTreeMap<(String, String), Arc<Requests>>,
     service: BTreeMap<String, Arc<Requests>>,
     certs: Vec<(String, Vec<String>, i64)>,
+    /// The proxy's workers, when it has more than one.
+    workers: Option<std::sync::Weak<crate::worker::Workers>>,
 }
 
 /// The proxy's metrics, shared by every connection. Its lock guards the set of names only:
@@ -233,9 +235,28 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every family.
+    /// Reports the open connections of each of these workers.
+    pub(crate) fn workers(&self, workers: std::sync::Weak<crate::worker::Workers>) {
+        lock(&self.inner).workers = Some(workers);
+    }
+
     pub fn render(&self) -> String {
         let inner = lock(&self.inner);
         let mut out = String::new();
+        if let Some(w) = inner.workers.as_ref().and_then(std::sync::Weak::upgrade) {
+            let _ = writeln!(
+                out,
+                "# HELP edgeplane_proxy_worker_open_connections Connections each proxy worker serves."
+            );
+            let _ = writeln!(out, "# TYPE edgeplane_proxy_worker_open_connections gauge");
+            for (i, open) in w.open().into_iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "edgeplane_proxy_worker_open_connections{{worker=\"{}\"}} {open}",
+                    i + 1
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP traefik_config_reloads_total Configuration reloads."

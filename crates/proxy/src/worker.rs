@@ -89,12 +89,14 @@ pub(crate) enum Dispatch {
 }
 
 /// The workers' inboxes, in worker order.
+#[derive(Debug)]
 pub(crate) struct Workers {
     inboxes: Vec<Inbox>,
     /// Where the search for the least busy worker starts, so that ties rotate.
     next: AtomicUsize,
 }
 
+#[derive(Debug)]
 struct Inbox {
     jobs: mpsc::UnboundedSender<Job>,
     /// Connections given to this worker and not yet closed.
@@ -132,7 +134,6 @@ impl Workers {
     }
 
     /// Open connections per worker.
-    #[cfg(test)]
     pub(crate) fn open(&self) -> Vec<usize> {
         self.inboxes
             .iter()
@@ -298,6 +299,18 @@ mod tests {
         got
     }
 
+    /// `edgeplane_proxy_worker_open_connections`, by worker.
+    fn open_by_worker(p: &Proxy) -> Vec<u64> {
+        let text = p.metrics().render();
+        (1..=2)
+            .map(|w| {
+                let name = format!("edgeplane_proxy_worker_open_connections{{worker=\"{w}\"}} ");
+                let line = text.lines().find_map(|l| l.strip_prefix(&name));
+                line.and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+            })
+            .collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn workers_share_each_entry_point_and_keep_their_own_upstream_connections() {
         let backend = backend().await;
@@ -333,13 +346,10 @@ mod tests {
         );
 
         // Connections held open are spread evenly, and counted out when they close.
-        let settled = |p: &Proxy| {
-            let p_open = p.open_by_worker();
-            p_open == vec![0, 0]
-        };
+        let settled = |p: &Proxy| open_by_worker(p) == [0, 0];
         let deadline = Instant::now() + Duration::from_secs(5);
         while !settled(&p) {
-            assert!(Instant::now() < deadline, "{:?}", p.open_by_worker());
+            assert!(Instant::now() < deadline, "{:?}", open_by_worker(&p));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let mut held = Vec::new();
@@ -353,11 +363,11 @@ mod tests {
             assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
             held.push(s);
         }
-        assert_eq!(p.open_by_worker(), vec![10, 10]);
+        assert_eq!(open_by_worker(&p), [10, 10]);
         drop(held);
         let deadline = Instant::now() + Duration::from_secs(5);
         while !settled(&p) {
-            assert!(Instant::now() < deadline, "{:?}", p.open_by_worker());
+            assert!(Instant::now() < deadline, "{:?}", open_by_worker(&p));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
