@@ -72,7 +72,14 @@ pub(crate) struct ConnInfo {
     /// The client's address and the entry point's port, as header values.
     ip_value: HeaderValue,
     port_value: HeaderValue,
+    /// Counts the connection as open (on its entry point and its worker) for as long as
+    /// anything holds this: its streams, and the tunnel of an upgrade, which outlives the
+    /// HTTP exchange.
+    _open: Open,
 }
+
+/// What keeps a connection counted as open.
+pub(crate) type Open = (crate::metrics::OpenConnection, Option<crate::worker::Open>);
 
 impl ConnInfo {
     pub(crate) fn new(
@@ -80,6 +87,7 @@ impl ConnInfo {
         local_port: u16,
         entry: Arc<EntryPointConfig>,
         metrics: Arc<crate::metrics::EntryMetrics>,
+        open: Open,
     ) -> ConnInfo {
         let client_ip = canonical_ip(peer.ip());
         let trusted = entry.trusted_ips.iter().any(|n| n.contains(client_ip));
@@ -94,6 +102,7 @@ impl ConnInfo {
             trusted,
             ip_value: value(client_ip.to_string()),
             port_value: value(local_port.to_string()),
+            _open: open,
         }
     }
 }
@@ -612,7 +621,7 @@ fn set_cookie(c: &crate::config::StickyCookie, value: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     transport: &crate::transport::Transport,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     tls: bool,
     mut req: Request<RequestBody>,
     upstream: &Upstream,
@@ -752,12 +761,13 @@ async fn forward(
     }
     // Boxed: this path's future is larger than the one above and less used, and every
     // request's future is moved whole (into hyper's dispatcher, or a task per h2 stream).
-    Box::pin(with_hyper(transport, req, upstream, client_upgrade)).await
+    Box::pin(with_hyper(transport, conn, req, upstream, client_upgrade)).await
 }
 
 /// Sends a request over hyper's pooled client (bodies, upgrades, `https://`, `h2c://`).
 async fn with_hyper(
     transport: &crate::transport::Transport,
+    conn: &Arc<ConnInfo>,
     mut req: Request<RequestBody>,
     upstream: &Upstream,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -796,7 +806,10 @@ async fn with_hyper(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            // The tunnel keeps the connection counted as open.
+            let conn = conn.clone();
             tokio::spawn(async move {
+                let _conn = conn;
                 match tokio::try_join!(client_upgrade, upstream_upgrade) {
                     Ok((c, u)) => {
                         let mut c = TokioIo::new(c);

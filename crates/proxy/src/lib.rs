@@ -172,24 +172,28 @@ impl Proxy {
                 ))));
             }
         } else {
-            let runtimes = (0..workers)
-                .map(|i| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|source| ProxyError::Worker {
-                            index: i + 1,
-                            source,
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            // Runtimes not yet running on their threads: dropped without blocking if the
+            // start fails (a runtime cannot be dropped inside an async context).
+            let mut runtimes = Pending(Vec::with_capacity(workers));
+            for i in 0..workers {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|source| ProxyError::Worker {
+                        index: i + 1,
+                        source,
+                    })?;
+                runtimes.0.push(Some(runtime));
+            }
             let (dispatch, inboxes) = worker::Workers::new(workers);
             // Weak: the workers end when their accept loops do.
             shared.metrics.workers(Arc::downgrade(&dispatch));
             // The accept loops take the workers in turn; each hands its connections to the
             // least busy worker.
             for (k, (ep, listener)) in bound.into_iter().enumerate() {
-                let runtime = &runtimes[k % workers];
+                let Some(runtime) = runtimes.0[k % workers].as_ref() else {
+                    continue;
+                };
                 let bind_err = |source| ProxyError::Bind {
                     name: ep.name.clone(),
                     addr: ep.listen,
@@ -208,12 +212,13 @@ impl Proxy {
                 ));
             }
             drop(dispatch);
-            for (i, (runtime, inbox)) in runtimes.into_iter().zip(inboxes).enumerate() {
-                let done =
-                    start_worker(i + 1, runtime, inbox).map_err(|source| ProxyError::Worker {
+            for (i, inbox) in inboxes.into_iter().enumerate() {
+                let done = start_worker(i + 1, &mut runtimes.0[i], inbox).map_err(|source| {
+                    ProxyError::Worker {
                         index: i + 1,
                         source,
-                    })?;
+                    }
+                })?;
                 tasks.push(Finished::Worker(done));
             }
         }
@@ -374,25 +379,50 @@ enum Finished {
     Worker(tokio::sync::oneshot::Receiver<()>),
 }
 
-/// Starts worker `index` on a thread of its own, running `runtime`: the accept loops already
-/// spawned on it, and the connections any accept loop hands it through `inbox`. The receiver
-/// completes when the worker is over: once the accept loops have stopped and drained, no job
-/// can come any more.
+/// Worker runtimes not yet handed to their threads.
+struct Pending(Vec<Option<tokio::runtime::Runtime>>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        for runtime in self.0.drain(..).flatten() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// How long a worker waits, once its accept loops are over, for blocking tasks it started
+/// (name lookups) before its runtime goes.
+const WORKER_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Starts worker `index` on a thread of its own, running the runtime taken from `slot`: the
+/// accept loops already spawned on it, and the connections any accept loop hands it through
+/// `inbox`. The receiver completes when the worker is over: once the accept loops have
+/// stopped and drained, no job can come any more. If the thread cannot start, the runtime
+/// stays in `slot`.
 fn start_worker(
     index: usize,
-    runtime: tokio::runtime::Runtime,
+    slot: &mut Option<tokio::runtime::Runtime>,
     inbox: tokio::sync::mpsc::UnboundedReceiver<worker::Job>,
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
     let (done, finished) = tokio::sync::oneshot::channel();
+    // The runtime goes to the thread through a channel, so that a thread that cannot start
+    // does not take it down with it here.
+    let (give, take) = std::sync::mpsc::channel::<tokio::runtime::Runtime>();
     std::thread::Builder::new()
         .name(format!("proxy-worker-{index}"))
         .spawn(move || {
+            let Ok(runtime) = take.recv() else { return };
             worker::enter(index);
             runtime.block_on(worker::run_inbox(inbox));
             // Connections still open past their grace period end with the runtime.
-            drop(runtime);
+            runtime.shutdown_timeout(WORKER_EXIT);
             let _ = done.send(());
         })?;
+    if let Some(runtime) = slot.take() {
+        if let Err(std::sync::mpsc::SendError(runtime)) = give.send(runtime) {
+            *slot = Some(runtime);
+        }
+    }
     Ok(finished)
 }
 

@@ -234,12 +234,12 @@ impl Metrics {
         lock(&self.inner).certs = certs;
     }
 
-    /// The Prometheus text exposition of every family.
     /// Reports the open connections of each of these workers.
     pub(crate) fn workers(&self, workers: std::sync::Weak<crate::worker::Workers>) {
         lock(&self.inner).workers = Some(workers);
     }
 
+    /// The Prometheus text exposition of every family.
     pub fn render(&self) -> String {
         let inner = lock(&self.inner);
         let mut out = String::new();

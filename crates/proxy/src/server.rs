@@ -137,8 +137,8 @@ pub(crate) async fn serve(
         let tls = tls.clone();
         let drain = drain_rx.clone();
         let metrics = metrics.clone();
-        dispatch.spawn(tcp, move |mut tcp| async move {
-            let gauge = metrics.open_connection();
+        dispatch.spawn(tcp, move |mut tcp, on_worker| async move {
+            let open = (metrics.open_connection(), on_worker);
             if config
                 .proxy_protocol_trusted
                 .iter()
@@ -154,7 +154,7 @@ pub(crate) async fn serve(
                     }
                 }
             }
-            let info = Arc::new(ConnInfo::new(peer, local_port, config.clone(), metrics));
+            let info = Arc::new(ConnInfo::new(peer, local_port, config.clone(), metrics, open));
             match tls {
                 None => {
                     let hyper = Hyper {
@@ -201,7 +201,6 @@ pub(crate) async fn serve(
                     }
                 }
             }
-            drop(gauge);
         });
     }
     drop(ep.listener);

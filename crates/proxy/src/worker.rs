@@ -17,8 +17,9 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-/// Most workers that keep state of their own; beyond that, workers share slots (which is
-/// correct, only less local).
+/// Most workers that keep state of their own; beyond that, workers share slots: a worker
+/// may then take an idle upstream connection another worker's runtime watches (correct
+/// while both run, only less local).
 const MAX_SLOTS: usize = 16;
 
 /// The most workers any proxy of this process was started with.
@@ -104,7 +105,8 @@ struct Inbox {
 }
 
 /// Counts a connection as open on its worker until dropped.
-struct Open(Arc<AtomicUsize>);
+#[derive(Debug)]
+pub(crate) struct Open(Arc<AtomicUsize>);
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -160,15 +162,17 @@ pub(crate) async fn run_inbox(mut jobs: mpsc::UnboundedReceiver<Job>) {
 }
 
 impl Dispatch {
-    /// Serves an accepted connection with `serve`, here or on the least busy worker.
+    /// Serves an accepted connection with `serve`, here or on the least busy worker. `serve`
+    /// gets what counts the connection as open on its worker (`None` here), to hold for as
+    /// long as the connection is used.
     pub(crate) fn spawn<F, Fut>(&self, tcp: TcpStream, serve: F)
     where
-        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        F: FnOnce(TcpStream, Option<Open>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let workers = match self {
             Dispatch::Here => {
-                tokio::spawn(serve(tcp));
+                tokio::spawn(serve(tcp, None));
                 return;
             }
             Dispatch::Workers(w) => w,
@@ -179,10 +183,7 @@ impl Dispatch {
         let open = Open(inbox.open.clone());
         if INDEX.with(Cell::get) == i + 1 {
             // This worker's own: its socket is already watched by this runtime.
-            tokio::spawn(async move {
-                serve(tcp).await;
-                drop(open);
-            });
+            tokio::spawn(serve(tcp, Some(open)));
             return;
         }
         // The socket moves to the other worker's runtime.
@@ -195,10 +196,7 @@ impl Dispatch {
         };
         let job: Job = Box::new(move || match TcpStream::from_std(std) {
             Ok(tcp) => {
-                tokio::spawn(async move {
-                    serve(tcp).await;
-                    drop(open);
-                });
+                tokio::spawn(serve(tcp, Some(open)));
             }
             Err(e) => tracing::debug!(error = %e, "a worker could not take a connection"),
         });
@@ -234,6 +232,16 @@ mod tests {
                     loop {
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             let head: Vec<u8> = buf.drain(..end + 4).collect();
+                            if head.starts_with(b"GET /upgrade") {
+                                // A tunnel: 101, then every byte echoed.
+                                let answer = b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n";
+                                if s.write_all(answer).await.is_err() {
+                                    return;
+                                }
+                                let (mut r, mut w) = s.split();
+                                let _ = tokio::io::copy(&mut r, &mut w).await;
+                                return;
+                            }
                             if head.starts_with(b"GET /slow") {
                                 tokio::time::sleep(Duration::from_millis(300)).await;
                             }
@@ -328,7 +336,7 @@ mod tests {
         let web = p.local_addr("web").expect("web");
         assert_ne!(web.port(), 0);
 
-        // Connections from many source ports: the kernel spreads them over both listeners.
+        // Concurrent connections: the accept loop deals them to both workers.
         let clients: Vec<_> = (0..32)
             .map(|_| tokio::spawn(requests(web, "/", 3)))
             .collect();
@@ -371,6 +379,36 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
+        // An upgraded connection is counted while its tunnel is open, after the HTTP
+        // exchange is over.
+        let mut tunnel = TcpStream::connect(web).await.expect("connect");
+        tunnel
+            .write_all(
+                b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+            )
+            .await
+            .expect("write");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 256];
+        while !buf.ends_with(b"\r\n\r\n") {
+            let n = tunnel.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "{:?}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        assert!(buf.starts_with(b"HTTP/1.1 101"), "{buf:?}");
+        tunnel.write_all(b"ping").await.expect("write");
+        let mut echoed = [0u8; 4];
+        tunnel.read_exact(&mut echoed).await.expect("echo");
+        assert_eq!(&echoed, b"ping");
+        let open = open_by_worker(&p);
+        assert_eq!(open.iter().sum::<u64>(), 1, "{open:?}");
+        drop(tunnel);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !settled(&p) {
+            assert!(Instant::now() < deadline, "{:?}", open_by_worker(&p));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
         // A drain lets a request in flight finish, on whichever worker it is.
         let slow = tokio::spawn(requests(web, "/slow", 1));
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -378,7 +416,7 @@ mod tests {
         p.shutdown().await;
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(slow.await.expect("join"), "ok");
-        // Every worker's listener is closed.
+        // The listener is closed.
         for _ in 0..8 {
             assert!(TcpStream::connect(web).await.is_err());
         }
