@@ -8,26 +8,30 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::h1::BoxError;
+
 /// A client's request body: none, read whole with its head by edgeplane's own HTTP/1.1 side
-/// (`None` once taken), or hyper's stream.
+/// (`None` once taken), hyper's stream, or a stream of edgeplane's own HTTP/2 side.
 pub enum ClientBody {
     Empty,
     Full(Option<Bytes>),
     Hyper(Incoming),
+    H2(crate::h2::H2Body),
 }
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ClientBody::Empty => Poll::Ready(None),
             ClientBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
-            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -36,6 +40,7 @@ impl Body for ClientBody {
             ClientBody::Empty => true,
             ClientBody::Full(b) => b.is_none(),
             ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
         }
     }
 
@@ -44,6 +49,7 @@ impl Body for ClientBody {
             ClientBody::Empty => SizeHint::with_exact(0),
             ClientBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64)),
             ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
         }
     }
 }
@@ -70,6 +76,7 @@ impl RequestBody {
             RequestBody::Streamed(ClientBody::Hyper(b)) => {
                 return b.is_end_stream().then(Bytes::new);
             }
+            RequestBody::Streamed(ClientBody::H2(b)) => return b.take_whole(max),
             RequestBody::Streamed(ClientBody::Full(b)) | RequestBody::Buffered(b) => b,
             RequestBody::Prefixed { .. } => return None,
         };
@@ -82,12 +89,12 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Streamed(b) => Pin::new(b).poll_frame(cx),
             RequestBody::Buffered(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
@@ -131,7 +138,7 @@ impl Body for RequestBody {
 pub(crate) async fn buffer(
     mut body: ClientBody,
     limit: u64,
-) -> Result<Result<Bytes, (Bytes, ClientBody)>, hyper::Error> {
+) -> Result<Result<Bytes, (Bytes, ClientBody)>, BoxError> {
     use http_body_util::BodyExt;
     let mut buf = bytes::BytesMut::new();
     loop {

@@ -175,6 +175,13 @@ where
             }
         };
         let Some(head) = parsed else {
+            if keep.served() == 0 && buf.starts_with(b"PRI * HTTP/2.0") {
+                // h2c with prior knowledge: edgeplane's own HTTP/2 side takes the connection.
+                let Hyper {
+                    shared, info, tls, ..
+                } = hyper;
+                return crate::h2::serve(io, buf.freeze(), shared, info, tls, drain).await;
+            }
             return handoff(io, buf.freeze(), hyper, keep, drain).await;
         };
         let raw = buf.split_to(head.len).freeze();
@@ -620,9 +627,18 @@ fn date(out: &mut Vec<u8>) {
 }
 
 /// A response body that fails once its deadline has passed.
-struct Deadline {
+pub(crate) struct Deadline {
     body: Body,
     sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Deadline {
+    pub(crate) fn new(body: Body, at: Instant) -> Deadline {
+        Deadline {
+            body,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+        }
+    }
 }
 
 impl hyper::body::Body for Deadline {

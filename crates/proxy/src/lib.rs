@@ -19,6 +19,7 @@ mod fnv;
 mod forward;
 mod h1;
 mod h1_server;
+mod h2;
 pub mod health;
 pub mod metrics;
 pub mod proxy_protocol;

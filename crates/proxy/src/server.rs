@@ -193,8 +193,10 @@ pub(crate) async fn serve(
                         tls: true,
                     };
                     if h2 {
-                        let keep = Arc::new(crate::h1_server::KeepAlive::new(&config));
-                        crate::h1_server::handoff(stream, bytes::Bytes::new(), hyper, keep, drain)
+                        let Hyper {
+                            shared, info, tls, ..
+                        } = hyper;
+                        crate::h2::serve(stream, bytes::Bytes::new(), shared, info, tls, drain)
                             .await;
                     } else {
                         crate::h1_server::serve(stream, hyper, drain).await;
