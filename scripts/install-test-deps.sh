@@ -23,7 +23,7 @@ if [ "${1:-}" = "--bench" ]; then
 fi
 # Python clients of edgeplane's AWS-compatible API, in a virtualenv of their own.
 VENV=${EDGEPLANE_TEST_VENV:-$HOME/.cache/edgeplane/venv}
-PY_PACKAGES=(boto3 awscli certbot certbot-dns-route53 "moto[server]" websockets)
+PY_PACKAGES=(boto3 awscli certbot certbot-dns-route53 "moto[server]" websockets h2)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -52,7 +52,7 @@ for p in "${PACKAGES[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
-if ! { "$VENV/bin/python" -c "import boto3, certbot_dns_route53, moto, websockets" && "$VENV/bin/aws" --version && [ -x "$VENV/bin/moto_server" ]; } >/dev/null 2>&1; then
+if ! { "$VENV/bin/python" -c "import boto3, certbot_dns_route53, moto, websockets, h2" && "$VENV/bin/aws" --version && [ -x "$VENV/bin/moto_server" ]; } >/dev/null 2>&1; then
   echo "installing Python test clients in $VENV: ${PY_PACKAGES[*]}" >&2
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }

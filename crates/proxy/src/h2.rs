@@ -402,6 +402,10 @@ pub(crate) async fn serve<IO>(
         info,
     };
     conn.send_settings();
+    // What came with the preface (h2c) is handled before anything more is read.
+    if let Err(e) = conn.process() {
+        conn.fail(e);
+    }
     let mut drain = drain;
     let mut drained = pin!(drain.wait_for(|d| *d));
     let mut draining = false;
@@ -581,11 +585,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             if !self.closing && self.wbuf.len() < WRITE_HIGH {
                 progress |= self.send_bodies(cx);
             }
+            let waiting = self.wbuf.len();
             match self.poll_write(cx) {
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(())) => {}
                 Poll::Pending => {}
             }
+            // Room made in the write buffer lets the reads and bodies held back go on.
+            progress |= waiting >= WRITE_HIGH && self.wbuf.len() < WRITE_HIGH;
             if self.finished() {
                 return Poll::Ready(());
             }
@@ -1010,9 +1017,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         }
         self.opened += 1;
         if req.size > self.max_header_list {
-            self.scratch.clear();
-            hpack::encode_status(&mut self.scratch, 431);
-            let block = self.scratch.split().freeze();
+            let mut block = BytesMut::with_capacity(4);
+            hpack::encode_status(&mut block, 431);
             self.write_headers(id, &block, true);
             if !end_stream {
                 self.rst(id, NO_ERROR);
@@ -1162,16 +1168,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             return;
         };
         let (parts, body) = resp.into_parts();
-        self.scratch.clear();
-        hpack::encode_status(&mut self.scratch, parts.status.as_u16());
+        let mut block = std::mem::take(&mut self.scratch);
+        block.clear();
+        hpack::encode_status(&mut block, parts.status.as_u16());
         for (name, value) in &parts.headers {
             if !connection_specific(name) && name != header::TE {
-                hpack::encode_field(&mut self.scratch, name, value);
+                hpack::encode_field(&mut block, name, value);
             }
         }
-        let block = self.scratch.split().freeze();
         let end = body.is_end_stream();
         self.write_headers(id, &block, end);
+        self.scratch = block;
         let s = &mut self.streams[i];
         if end {
             s.sent_end = true;
@@ -1290,16 +1297,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                         }
                         Err(frame) => {
                             if let Ok(trailers) = frame.into_trailers() {
-                                self.scratch.clear();
+                                let mut block = std::mem::take(&mut self.scratch);
+                                block.clear();
                                 for (name, value) in &trailers {
                                     if !connection_specific(name) {
-                                        hpack::encode_field(&mut self.scratch, name, value);
+                                        hpack::encode_field(&mut block, name, value);
                                     }
                                 }
-                                let block = self.scratch.split().freeze();
                                 let id = s.id;
                                 s.sent_end = true;
                                 self.write_headers(id, &block, true);
+                                self.scratch = block;
                                 progress = true;
                                 break;
                             }

@@ -1,7 +1,7 @@
 //! Entry points: listeners that accept TCP (and TLS) connections, serve HTTP/1.1 and HTTP/2
 //! (ALPN, and h2c by preface), and hand each request to [`crate::forward`]. HTTP/1.1 is
-//! served by [`crate::h1_server`], which hands a connection to hyper for HTTP/2 and for the
-//! requests it leaves to it.
+//! served by [`crate::h1_server`], which hands a connection to hyper for the requests it
+//! leaves to it; HTTP/2 (ALPN `h2`, or the h2c preface) by [`crate::h2`].
 //! Graceful shutdown stops accepting and lets in-flight requests finish within a deadline.
 
 use std::net::SocketAddr;
@@ -185,20 +185,16 @@ pub(crate) async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let hyper = Hyper {
-                        builder,
-                        shared,
-                        info,
-                        tls: true,
-                    };
-                    if h2 {
-                        let Hyper {
-                            shared, info, tls, ..
-                        } = hyper;
-                        crate::h2::serve(stream, bytes::Bytes::new(), shared, info, tls, drain)
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        crate::h2::serve(stream, bytes::Bytes::new(), shared, info, true, drain)
                             .await;
                     } else {
+                        let hyper = Hyper {
+                            builder,
+                            shared,
+                            info,
+                            tls: true,
+                        };
                         crate::h1_server::serve(stream, hyper, drain).await;
                     }
                 }

@@ -4,6 +4,7 @@
 mod backend;
 mod features;
 mod http1;
+mod http2;
 mod load;
 mod tls;
 
