@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs edgeplane's whole test suite: installs the peers the tests need, checks formatting and
-# lints, runs every unit and integration test, then fuzzes the DNS query path for a bounded time.
+# lints, runs every unit and integration test, then fuzzes the DNS query path, the zone-file
+# parser and the HTTP/2 server side for a bounded time each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 (
   cd fuzz
-  for target in query zonefile; do
+  for target in query zonefile h2; do
     mkdir -p "corpus/$target"
     log=$(mktemp)
     if ! cargo fuzz run "$target" --sanitizer none "corpus/$target" "seeds/$target" -- \

@@ -1506,3 +1506,59 @@ impl ReqBuilder {
 
 #[cfg(test)]
 mod tests;
+
+/// Runs one connection on an in-memory pipe: `input` is everything the client sends after
+/// the preface, and the client stops sending (but keeps reading) once it is written. The
+/// proxy has no routes, so each request is answered 404 by the request path. What edgeplane
+/// wrote comes back when it closes the connection (or after 5 s). For fuzzing and tests.
+#[doc(hidden)]
+pub async fn exchange(input: &[u8], hold_open: std::time::Duration) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let shared = Arc::new(Shared::new(crate::metrics::Metrics::default(), None));
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let entry = Arc::new(crate::server::EntryPointConfig::new("fuzz", any));
+    let metrics = shared.metrics.entry_point("fuzz");
+    let open = (metrics.open_connection(), None);
+    let info = Arc::new(ConnInfo::new(any, 80, entry, metrics, open));
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (_drain, drain_rx) = watch::channel(false);
+    let conn = tokio::spawn(serve(server, Bytes::new(), shared, info, false, drain_rx));
+    let (mut rd, mut wr) = tokio::io::split(client);
+    let send = async {
+        let _ = wr.write_all(PREFACE).await;
+        let _ = wr.write_all(input).await;
+        tokio::time::sleep(hold_open).await;
+        let _ = wr.shutdown().await;
+    };
+    let mut out = Vec::new();
+    let recv = rd.read_to_end(&mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(send, recv) }).await;
+    let mut conn = conn;
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(1), &mut conn).await {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    conn.abort();
+    out
+}
+
+/// Splits what a server wrote into frames (type, flags, stream, payload); `None` when it is
+/// not a well-formed sequence of frames no larger than the protocol's default.
+#[doc(hidden)]
+pub fn frames(mut out: &[u8]) -> Option<Vec<(u8, u8, u32, Vec<u8>)>> {
+    let mut all = Vec::new();
+    while !out.is_empty() {
+        if out.len() < 9 {
+            return None;
+        }
+        let len = (usize::from(out[0]) << 16) | (usize::from(out[1]) << 8) | usize::from(out[2]);
+        if len > MAX_FRAME || out.len() < 9 + len {
+            return None;
+        }
+        let id = u32::from_be_bytes([out[5], out[6], out[7], out[8]]);
+        all.push((out[3], out[4], id, out[9..9 + len].to_vec()));
+        out = &out[9 + len..];
+    }
+    Some(all)
+}

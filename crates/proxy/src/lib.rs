@@ -33,6 +33,12 @@ pub mod tls;
 pub mod transport;
 mod worker;
 
+/// Entry points for the fuzz targets; not part of the crate's interface.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::h2::{exchange as h2_exchange, frames as h2_frames};
+}
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
