@@ -1543,10 +1543,14 @@ pub async fn exchange(input: &[u8], hold_open: std::time::Duration) -> Vec<u8> {
     out
 }
 
+/// A frame's type, flags, stream and payload.
+#[doc(hidden)]
+pub type RawFrame = (u8, u8, u32, Vec<u8>);
+
 /// Splits what a server wrote into frames (type, flags, stream, payload); `None` when it is
 /// not a well-formed sequence of frames no larger than the protocol's default.
 #[doc(hidden)]
-pub fn frames(mut out: &[u8]) -> Option<Vec<(u8, u8, u32, Vec<u8>)>> {
+pub fn frames(mut out: &[u8]) -> Option<Vec<RawFrame>> {
     let mut all = Vec::new();
     while !out.is_empty() {
         if out.len() < 9 {

@@ -187,7 +187,7 @@ fn conversation() -> Vec<u8> {
     c
 }
 
-fn run(input: &[u8], hold: u64) -> Vec<(u8, u8, u32, Vec<u8>)> {
+fn run(input: &[u8], hold: u64) -> Vec<RawFrame> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
