@@ -36,7 +36,7 @@ mod worker;
 /// Entry points for the fuzz targets; not part of the crate's interface.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::h2::{exchange as h2_exchange, frames as h2_frames};
+    pub use crate::h2::{exchange as h2_exchange, frames as h2_frames, RawFrame};
 }
 
 use std::net::SocketAddr;
