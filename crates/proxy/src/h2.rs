@@ -83,6 +83,8 @@ const MAX_WINDOW: i64 = (1 << 31) - 1;
 const TABLE_SIZE: usize = 4096;
 /// Above this many bytes waiting to be written, no frame is read and no body polled.
 const WRITE_HIGH: usize = 128 * 1024;
+/// The most one stream's body may write in one turn.
+const TURN: usize = 64 * 1024;
 const PING_AFTER: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Client resets tolerated before their share of the streams is looked at.
@@ -276,6 +278,8 @@ struct Stream {
     pending: Option<(Bytes, bool)>,
     /// END_STREAM (or RST_STREAM) sent.
     sent_end: bool,
+    /// The response body failed: the stream is to be reset.
+    failed: bool,
 }
 
 impl Stream {
@@ -338,6 +342,8 @@ struct Conn<IO> {
     closing: bool,
     reading: bool,
     opened: u64,
+    /// Where the next turn of the response bodies starts.
+    turn: usize,
     resets: u64,
     empty_frames: u64,
     timer: Pin<Box<tokio::time::Sleep>>,
@@ -393,6 +399,7 @@ pub(crate) async fn serve<IO>(
         closing: false,
         reading: true,
         opened: 0,
+        turn: 0,
         resets: 0,
         empty_frames: 0,
         started: now,
@@ -1081,6 +1088,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             body: None,
             pending: None,
             sent_end: false,
+            failed: false,
         });
         // Keep-alive budgets end an HTTP/2 connection with GOAWAY once its streams are done.
         if (entry.keep_alive_max_requests > 0 && self.opened >= entry.keep_alive_max_requests)
@@ -1232,14 +1240,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     /// happened.
     fn send_bodies(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        let mut i = 0;
-        while i < self.streams.len() && self.wbuf.len() < WRITE_HIGH {
+        let count = self.streams.len();
+        if count == 0 {
+            return false;
+        }
+        // Streams take turns: each call starts one stream further on and gives each at most
+        // `TURN` bytes, so one fast body cannot starve the others.
+        let start = self.turn % count;
+        self.turn = self.turn.wrapping_add(1);
+        let mut ended = false;
+        for k in 0..count {
+            if self.wbuf.len() >= WRITE_HIGH {
+                break;
+            }
+            let i = (start + k) % count;
             let s = &mut self.streams[i];
             let Some(body) = s.body.as_mut() else {
-                i += 1;
                 continue;
             };
-            let mut failed = false;
+            let mut sent = 0;
             loop {
                 if let Some((data, last)) = &mut s.pending {
                     let room = s.send_window.min(self.send_window).max(0) as usize;
@@ -1259,6 +1278,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                     self.wbuf.extend_from_slice(&chunk);
                     s.send_window -= n as i64;
                     self.send_window -= n as i64;
+                    sent += n;
                     progress = true;
                     if data.is_empty() {
                         s.pending = None;
@@ -1267,7 +1287,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                             break;
                         }
                     }
-                    if self.wbuf.len() >= WRITE_HIGH {
+                    if self.wbuf.len() >= WRITE_HIGH || sent >= TURN {
                         break;
                     }
                     continue;
@@ -1285,7 +1305,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                     }
                     Poll::Ready(Some(Err(e))) => {
                         tracing::debug!(peer = %self.info.peer, stream = s.id, error = %e, "response body failed");
-                        failed = true;
+                        s.failed = true;
                         break;
                     }
                     Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
@@ -1315,19 +1335,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                     },
                 }
             }
-            let s = &mut self.streams[i];
-            if failed {
-                let id = s.id;
-                self.reset(id, INTERNAL_ERROR);
-                progress = true;
-                continue;
+            let s = &self.streams[i];
+            ended |= s.failed || s.sent_end;
+        }
+        if ended {
+            // Streams that ended or failed go, now that the turn is over.
+            let mut i = 0;
+            while i < self.streams.len() {
+                let s = &mut self.streams[i];
+                if s.failed {
+                    let id = s.id;
+                    self.reset(id, INTERNAL_ERROR);
+                } else if s.sent_end && s.body.is_some() {
+                    s.body = None;
+                    self.finish_sent(i);
+                } else {
+                    i += 1;
+                }
             }
-            if s.sent_end {
-                s.body = None;
-                self.finish_sent(i);
-                continue;
-            }
-            i += 1;
+            progress = true;
         }
         progress
     }
