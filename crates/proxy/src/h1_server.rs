@@ -270,12 +270,7 @@ pub(crate) async fn handoff<IO>(
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             if let Some(at) = deadline {
-                resp = resp.map(|body| {
-                    http_body_util::BodyExt::boxed(Deadline {
-                        body,
-                        sleep: Box::pin(tokio::time::sleep_until(at)),
-                    })
-                });
+                resp = Deadline::bound(resp, at);
             }
             Ok::<_, io::Error>(resp)
         }
@@ -633,11 +628,14 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
-    pub(crate) fn new(body: Body, at: Instant) -> Deadline {
-        Deadline {
-            body,
-            sleep: Box::pin(tokio::time::sleep_until(at)),
-        }
+    /// The response with its body failing once `at` has passed.
+    pub(crate) fn bound(resp: Response<Body>, at: Instant) -> Response<Body> {
+        resp.map(|body| {
+            http_body_util::BodyExt::boxed(Deadline {
+                body,
+                sleep: Box::pin(tokio::time::sleep_until(at)),
+            })
+        })
     }
 }
 

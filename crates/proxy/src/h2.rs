@@ -260,8 +260,6 @@ struct Stream {
     inbound: Option<Arc<Inbound>>,
     /// Whether the client may still send DATA.
     recv_open: bool,
-    /// Set once the request body's reader is gone: DATA is then discarded.
-    recv_dropped: bool,
     /// What the client may still send on this stream.
     recv_window: i64,
     /// Consumed bytes not yet given back with WINDOW_UPDATE.
@@ -340,7 +338,6 @@ struct Conn<IO> {
     peer_goaway: bool,
     /// A connection error was sent, or the connection cannot go on: close once written.
     closing: bool,
-    reading: bool,
     opened: u64,
     /// Where the next turn of the response bodies starts.
     turn: usize,
@@ -397,7 +394,6 @@ pub(crate) async fn serve<IO>(
         goaway: None,
         peer_goaway: false,
         closing: false,
-        reading: true,
         opened: 0,
         turn: 0,
         resets: 0,
@@ -424,10 +420,17 @@ pub(crate) async fn serve<IO>(
         conn.poll(cx)
     })
     .await;
-    for s in &mut conn.streams {
-        s.cancel(STREAM_CLOSED);
-    }
+    conn.cancel_all(STREAM_CLOSED);
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.io.shutdown()).await;
+}
+
+/// The length, type, flags and stream of the frame at the start of `b`, once its 9-octet
+/// header is there.
+fn frame_header(b: &[u8]) -> Option<(usize, u8, u8, u32)> {
+    let h: &[u8; 9] = b.get(..9)?.try_into().ok()?;
+    let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+    let id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+    Some((len, h[3], h[4], id))
 }
 
 fn frame_head(out: &mut BytesMut, len: usize, ty: u8, flags: u8, id: u32) {
@@ -499,11 +502,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         tracing::debug!(peer = %self.info.peer, code = e.0, error = e.1, "HTTP/2 connection error");
         self.go_away(e.0);
         self.closing = true;
-        self.reading = false;
-        for s in &mut self.streams {
-            s.cancel(e.0);
+        self.cancel_all(e.0);
+    }
+
+    fn cancel_all(&mut self, code: u32) {
+        for mut s in self.streams.drain(..) {
+            s.cancel(code);
         }
-        self.streams.clear();
     }
 
     fn rst(&mut self, id: u32, code: u32) {
@@ -542,7 +547,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
 
     fn finished(&self) -> bool {
         let over = self.closing
-            || ((self.goaway.is_some() || self.peer_goaway || !self.reading)
+            || ((self.goaway.is_some() || self.peer_goaway)
                 && self.streams.is_empty()
                 && self.continuation.is_none());
         over && self.wbuf.is_empty() && !self.unflushed
@@ -556,7 +561,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                 self.on_timer();
                 progress = true;
             }
-            if self.reading && !self.closing && self.wbuf.len() < WRITE_HIGH {
+            if !self.closing && self.wbuf.len() < WRITE_HIGH {
                 if self.rbuf.capacity() - self.rbuf.len() < 4096 {
                     self.rbuf.reserve(MAX_FRAME + 9);
                 }
@@ -564,11 +569,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                 match read {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                         // The client is gone: nothing it asked for can be answered.
-                        self.reading = false;
-                        for s in &mut self.streams {
-                            s.cancel(STREAM_CLOSED);
-                        }
-                        self.streams.clear();
+                        self.cancel_all(STREAM_CLOSED);
                         return Poll::Ready(());
                     }
                     Poll::Ready(Ok(_)) => {
@@ -639,7 +640,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         if !self.settings_seen {
             if now >= self.started + entry.read_header_timeout {
                 self.closing = true;
-                self.reading = false;
                 return;
             }
         } else if self.streams.is_empty() && now >= self.idle_since + entry.idle_timeout {
@@ -648,7 +648,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             if now >= sent + PING_TIMEOUT {
                 tracing::debug!(peer = %self.info.peer, "HTTP/2 PING not answered; closing");
                 self.closing = true;
-                self.reading = false;
                 return;
             }
         } else if now >= self.last_read + PING_AFTER {
@@ -691,14 +690,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             self.rbuf.advance(PREFACE.len());
             self.preface = true;
         }
-        while self.rbuf.len() >= 9 && !self.closing {
-            let len = (usize::from(self.rbuf[0]) << 16)
-                | (usize::from(self.rbuf[1]) << 8)
-                | usize::from(self.rbuf[2]);
-            let ty = self.rbuf[3];
-            let flags = self.rbuf[4];
-            let id = u32::from_be_bytes([self.rbuf[5], self.rbuf[6], self.rbuf[7], self.rbuf[8]])
-                & 0x7fff_ffff;
+        while let Some((len, ty, flags, id)) = frame_header(&self.rbuf).filter(|_| !self.closing) {
             if len > MAX_FRAME {
                 return Err(ConnError(FRAME_SIZE_ERROR, "frame larger than 16 KiB"));
             }
@@ -976,15 +968,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             self.reset(id, PROTOCOL_ERROR);
             return Ok(());
         }
-        if s.recv_dropped {
-            self.conn_credit += data.len() as u32;
-            s.credit += data.len() as u32;
-        } else if !data.is_empty() {
+        if !data.is_empty() {
             let mut st = inbound.lock();
-            st.chunks.push_back(data);
-            if let Some(w) = st.reader.take() {
+            if st.dropped {
+                // Nobody reads the body any more: its data is discarded and given back.
                 drop(st);
-                w.wake();
+                self.conn_credit += data.len() as u32;
+                s.credit += data.len() as u32;
+            } else {
+                st.chunks.push_back(data);
+                if let Some(w) = st.reader.take() {
+                    drop(st);
+                    w.wake();
+                }
             }
         }
         if end {
@@ -1059,14 +1055,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             let resp = match deadline {
                 None => answer.await.ok(),
                 Some(at) => match tokio::time::timeout_at(at, answer).await {
-                    Ok(Ok(mut resp)) => {
-                        resp = resp.map(|body| {
-                            http_body_util::BodyExt::boxed(crate::h1_server::Deadline::new(
-                                body, at,
-                            ))
-                        });
-                        Some(resp)
-                    }
+                    Ok(Ok(resp)) => Some(crate::h1_server::Deadline::bound(resp, at)),
                     _ => None,
                 },
             };
@@ -1078,7 +1067,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             id,
             inbound,
             recv_open: !end_stream,
-            recv_dropped: false,
             recv_window: i64::from(WINDOW),
             credit: 0,
             content_length: length,
@@ -1215,9 +1203,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             let Some(inbound) = &s.inbound else { continue };
             let mut st = inbound.lock();
             let n = std::mem::take(&mut st.consumed) as u32;
-            if st.dropped {
-                s.recv_dropped = true;
-            }
             drop(st);
             s.credit += n;
             self.conn_credit += n;
@@ -1579,15 +1564,11 @@ pub type RawFrame = (u8, u8, u32, Vec<u8>);
 pub fn frames(mut out: &[u8]) -> Option<Vec<RawFrame>> {
     let mut all = Vec::new();
     while !out.is_empty() {
-        if out.len() < 9 {
-            return None;
-        }
-        let len = (usize::from(out[0]) << 16) | (usize::from(out[1]) << 8) | usize::from(out[2]);
+        let (len, ty, flags, id) = frame_header(out)?;
         if len > MAX_FRAME || out.len() < 9 + len {
             return None;
         }
-        let id = u32::from_be_bytes([out[5], out[6], out[7], out[8]]);
-        all.push((out[3], out[4], id, out[9..9 + len].to_vec()));
+        all.push((ty, flags, id, out[9..9 + len].to_vec()));
         out = &out[9 + len..];
     }
     Some(all)

@@ -432,37 +432,36 @@ fn put_string(out: &mut BytesMut, s: &[u8]) {
 
 /// The static-table index of a header name, for the names a response carries.
 fn static_name(name: &HeaderName) -> Option<usize> {
-    use http::header::*;
-    let known = [
-        (ACCEPT_RANGES, 18),
-        (ACCESS_CONTROL_ALLOW_ORIGIN, 20),
-        (AGE, 21),
-        (ALLOW, 22),
-        (CACHE_CONTROL, 24),
-        (CONTENT_DISPOSITION, 25),
-        (CONTENT_ENCODING, 26),
-        (CONTENT_LANGUAGE, 27),
-        (CONTENT_LENGTH, 28),
-        (CONTENT_LOCATION, 29),
-        (CONTENT_RANGE, 30),
-        (CONTENT_TYPE, 31),
-        (DATE, 33),
-        (ETAG, 34),
-        (EXPIRES, 36),
-        (LAST_MODIFIED, 44),
-        (LINK, 45),
-        (LOCATION, 46),
-        (PROXY_AUTHENTICATE, 48),
-        (REFRESH, 52),
-        (RETRY_AFTER, 53),
-        (SERVER, 54),
-        (SET_COOKIE, 55),
-        (STRICT_TRANSPORT_SECURITY, 56),
-        (VARY, 59),
-        (VIA, 60),
-        (WWW_AUTHENTICATE, 61),
-    ];
-    known.iter().find(|(n, _)| n == name).map(|&(_, i)| i)
+    Some(match name.as_str() {
+        "accept-ranges" => 18,
+        "access-control-allow-origin" => 20,
+        "age" => 21,
+        "allow" => 22,
+        "cache-control" => 24,
+        "content-disposition" => 25,
+        "content-encoding" => 26,
+        "content-language" => 27,
+        "content-length" => 28,
+        "content-location" => 29,
+        "content-range" => 30,
+        "content-type" => 31,
+        "date" => 33,
+        "etag" => 34,
+        "expires" => 36,
+        "last-modified" => 44,
+        "link" => 45,
+        "location" => 46,
+        "proxy-authenticate" => 48,
+        "refresh" => 52,
+        "retry-after" => 53,
+        "server" => 54,
+        "set-cookie" => 55,
+        "strict-transport-security" => 56,
+        "vary" => 59,
+        "via" => 60,
+        "www-authenticate" => 61,
+        _ => return None,
+    })
 }
 
 /// Writes a response's `:status`.

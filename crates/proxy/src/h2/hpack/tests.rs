@@ -110,7 +110,7 @@ fn table_size_updates_evict_and_are_bounded() {
     assert_eq!(decode(&mut d, "20 82"), Ok(fields(&[(":method", "GET")])));
     assert_eq!(d.table.len(), 0);
     assert!(decode(&mut d, "be").is_err());
-    // Above the announced limit (4097 = 31 + 4066: 3f e3 1f).
+    // Above the announced limit (3f e3 1f: 31 + 99 + 31 × 128 = 4098).
     assert!(decode(&mut d, "3f e3 1f").is_err());
     // After a field.
     assert!(decode(&mut d, "82 20").is_err());
@@ -202,4 +202,20 @@ fn encoded_responses_decode() {
         ])
     );
     assert_eq!(d.table.len(), 0);
+}
+
+#[test]
+fn static_name_indices_match_the_table() {
+    let mut found = 0;
+    for (i, (name, _)) in STATIC.iter().enumerate() {
+        let Ok(h) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        if let Some(j) = static_name(&h) {
+            assert_eq!(j, i + 1, "{name}");
+            found += 1;
+        }
+    }
+    assert_eq!(found, 27);
+    assert_eq!(static_name(&HeaderName::from_static("x-other")), None);
 }
