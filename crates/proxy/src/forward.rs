@@ -629,7 +629,21 @@ async fn forward(
     stripped_prefix: Option<&str>,
 ) -> (Response<Body>, bool) {
     let upgrade = upgrade_protocol(req.headers());
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let client_upgrade = match upgrade {
+        None => None,
+        // An HTTP/2 extended CONNECT: the stream's DATA frames are the client's side of the
+        // tunnel, and the request goes upstream without them.
+        Some(_)
+            if req
+                .extensions_mut()
+                .remove::<crate::h2::ExtendedConnect>()
+                .is_some() =>
+        {
+            let body = std::mem::replace(req.body_mut(), RequestBody::Streamed(ClientBody::Empty));
+            Some(ClientSide::Stream(body))
+        }
+        Some(_) => Some(ClientSide::Hyper(hyper::upgrade::on(&mut req))),
+    };
     let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
         req.uri()
             .authority()
@@ -770,7 +784,7 @@ async fn with_hyper(
     conn: &Arc<ConnInfo>,
     mut req: Request<RequestBody>,
     upstream: &Upstream,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientSide>,
 ) -> (Response<Body>, bool) {
     let client = if upstream.h2c {
         *req.version_mut() = Version::HTTP_2;
@@ -803,8 +817,9 @@ async fn with_hyper(
             );
         }
     };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
+    let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    match client_upgrade {
+        Some(ClientSide::Hyper(client_upgrade)) if switched => {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             // The tunnel keeps the connection counted as open.
             let conn = conn.clone();
@@ -822,6 +837,31 @@ async fn with_hyper(
             let (parts, _) = resp.into_parts();
             return (Response::from_parts(parts, empty()), true);
         }
+        Some(ClientSide::Stream(client)) if switched => {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let _conn = conn;
+                match upstream_upgrade.await {
+                    Ok(u) => stream_tunnel(client, TokioIo::new(u), tx).await,
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+            // RFC 8441: the switch is a 200 on the stream, which then carries the protocol.
+            let (mut parts, _) = resp.into_parts();
+            parts.status = StatusCode::OK;
+            strip_hop_by_hop(&mut parts.headers);
+            parts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            return (Response::from_parts(parts, TunnelBody(rx).boxed()), true);
+        }
+        Some(ClientSide::Stream(_)) if resp.status().is_success() => {
+            // A success that is not a switch would read as an open tunnel to the client.
+            tracing::debug!(server = %upstream.url, status = %resp.status(), "upstream did not switch protocols");
+            return (text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"), true);
+        }
+        _ => {}
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -830,6 +870,72 @@ async fn with_hyper(
         Response::from_parts(parts, body.map_err(crate::h1::BoxError::from).boxed()),
         true,
     )
+}
+
+/// The client's side of an upgrade.
+enum ClientSide {
+    /// An HTTP/1.1 connection, handed over by hyper once the 101 is sent.
+    Hyper(hyper::upgrade::OnUpgrade),
+    /// An HTTP/2 stream (extended CONNECT): its request body in, its response body out.
+    Stream(RequestBody),
+}
+
+/// Carries an HTTP/2 stream's tunnel: the client's DATA written upstream (its END_STREAM as
+/// a half-close), and what the upstream sends handed to the response body through `tx`,
+/// whose bound holds the upstream back while the client's window is shut. Ends when both
+/// directions have, or when the stream is gone (its body dropped or reset).
+async fn stream_tunnel<IO>(mut client: RequestBody, io: IO, tx: tokio::sync::mpsc::Sender<Bytes>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let up = async move {
+        while let Some(frame) = client.frame().await {
+            let Ok(frame) = frame else { return };
+            if let Ok(data) = frame.into_data() {
+                if wr.write_all(&data).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    // Moved in, so that the response body ends as soon as the upstream has.
+    let down = async move {
+        let mut buf = bytes::BytesMut::new();
+        loop {
+            buf.reserve(16 * 1024);
+            tokio::select! {
+                read = rd.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                () = tx.closed() => return,
+            }
+            if tx.send(buf.split().freeze()).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(up, down);
+}
+
+/// The response body of an HTTP/2 stream's tunnel: what the upstream sent, as it comes.
+struct TunnelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for TunnelBody {
+    type Data = Bytes;
+    type Error = crate::h1::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -860,7 +966,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The protocol a request asks to upgrade to (HTTP/1.1 `Connection: upgrade`).
+/// The protocol a request asks to upgrade to (HTTP/1.1 `Connection: upgrade`). `h2c` is not
+/// one of them: it would switch the client's own connection to edgeplane, which serves
+/// HTTP/2 without TLS by prior knowledge only (RFC 9113 deprecates the upgrade), so that
+/// offer is ignored, as the protocol allows, and never passed upstream.
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants = headers
         .get_all(header::CONNECTION)
@@ -868,11 +977,27 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
+    if !wants {
+        return None;
     }
+    let value = headers.get(header::UPGRADE)?;
+    let Ok(text) = value.to_str() else {
+        return Some(value.clone());
+    };
+    if !text
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case("h2c"))
+    {
+        return Some(value.clone());
+    }
+    let rest: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("h2c"))
+        .collect();
+    HeaderValue::from_str(&rest.join(", "))
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 /// The request's host: lowercase, without port or trailing dot. Errors on a malformed one.

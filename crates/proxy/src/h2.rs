@@ -17,6 +17,9 @@
 //! head timeout, an idle connection closed after the idle timeout, a PING after 30 s of
 //! silence that must be answered within 20 s. Streams reset by the client faster than they
 //! are served (half of them, past 200) end the connection with ENHANCE_YOUR_CALM.
+//!
+//! Extended CONNECT (RFC 8441) is announced: such a request becomes the HTTP/1.1 upgrade it
+//! stands for (marked with [`ExtendedConnect`]), and its stream then carries the tunnel.
 
 mod hpack;
 
@@ -473,10 +476,12 @@ fn unpad(payload: Bytes, flags: u8, priority: bool) -> Result<Bytes, ConnError> 
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     fn send_settings(&mut self) {
-        let settings: [(u16, u32); 3] = [
+        let settings: [(u16, u32); 4] = [
             (0x3, MAX_STREAMS as u32),
             (0x4, WINDOW),
             (0x6, u32::try_from(self.max_header_list).unwrap_or(u32::MAX)),
+            // SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): WebSocket and other upgrades.
+            (0x8, 1),
         ];
         frame_head(&mut self.wbuf, 6 * settings.len(), SETTINGS, 0, 0);
         for (k, v) in settings {
@@ -842,6 +847,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                 0x2 if value > 1 => {
                     return Err(ConnError(PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH above 1"));
                 }
+                0x8 if value > 1 => {
+                    return Err(ConnError(
+                        PROTOCOL_ERROR,
+                        "SETTINGS_ENABLE_CONNECT_PROTOCOL above 1",
+                    ));
+                }
                 0x4 => {
                     let value = i64::from(value);
                     if value > MAX_WINDOW {
@@ -1050,11 +1061,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         }
         let entry = &self.info.entry;
         let deadline = entry.write_timeout.map(|t| Instant::now() + t);
+        // A tunnel lives as long as both sides want: the write timeout bounds its head only.
+        let tunnel = request.extensions().get::<ExtendedConnect>().is_some();
         let answer = handle(self.shared.clone(), self.info.clone(), self.tls, request);
         let handler: Handler = Box::pin(async move {
             let resp = match deadline {
                 None => answer.await.ok(),
                 Some(at) => match tokio::time::timeout_at(at, answer).await {
+                    Ok(Ok(resp)) if tunnel => Some(resp),
                     Ok(Ok(resp)) => Some(crate::h1_server::Deadline::bound(resp, at)),
                     _ => None,
                 },
@@ -1344,12 +1358,44 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     }
 }
 
+/// Marks a request that came as an extended CONNECT (RFC 8441): the upstream is asked to
+/// switch protocols, and the stream's DATA frames then carry the tunnel both ways.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExtendedConnect;
+
+/// A token character (RFC 9110 section 5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random octets in base64 (RFC 6455 section 4.1).
+fn websocket_key() -> Result<HeaderValue, &'static str> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut raw = [0u8; 18];
+    rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut raw[..16])
+        .map_err(|_| "no random octets for a WebSocket key")?;
+    let mut key = [0u8; 24];
+    for (i, c) in raw.chunks_exact(3).enumerate() {
+        let n = u32::from(c[0]) << 16 | u32::from(c[1]) << 8 | u32::from(c[2]);
+        for j in 0..4 {
+            key[i * 4 + j] = ALPHABET[((n >> (18 - 6 * j)) & 63) as usize];
+        }
+    }
+    // 16 octets end with one of padding's two forms: two characters and "==".
+    key[22] = b'=';
+    key[23] = b'=';
+    HeaderValue::from_bytes(&key).map_err(|_| "an invalid WebSocket key")
+}
+
 /// A request being built from its decoded header fields.
 struct ReqBuilder {
     method: Option<Bytes>,
     scheme: Option<Bytes>,
     authority: Option<Bytes>,
     path: Option<Bytes>,
+    protocol: Option<Bytes>,
     headers: HeaderMap,
     cookies: Option<BytesMut>,
     malformed: Option<&'static str>,
@@ -1365,6 +1411,7 @@ impl ReqBuilder {
             scheme: None,
             authority: None,
             path: None,
+            protocol: None,
             headers: HeaderMap::with_capacity(12),
             cookies: None,
             malformed: None,
@@ -1390,7 +1437,8 @@ impl ReqBuilder {
             Name::Scheme => Some(&mut self.scheme),
             Name::Authority => Some(&mut self.authority),
             Name::Path => Some(&mut self.path),
-            Name::Status | Name::Protocol | Name::OtherPseudo => {
+            Name::Protocol => Some(&mut self.protocol),
+            Name::Status | Name::OtherPseudo => {
                 self.bad("a pseudo-header a request cannot carry");
                 return;
             }
@@ -1463,7 +1511,11 @@ impl ReqBuilder {
             }
             parts.authority = Some(a);
         }
-        if method == Method::CONNECT {
+        let protocol = self.protocol.take();
+        if protocol.is_some() && (method != Method::CONNECT || parts.authority.is_none()) {
+            return Err(":protocol other than on a CONNECT with :authority");
+        }
+        if method == Method::CONNECT && protocol.is_none() {
             if self.scheme.is_some() || self.path.is_some() || parts.authority.is_none() {
                 return Err("a CONNECT request not of the authority form");
             }
@@ -1508,6 +1560,27 @@ impl ReqBuilder {
         }
         let mut req = Request::new(ClientBody::Empty);
         *req.method_mut() = method;
+        if let Some(protocol) = protocol {
+            // An extended CONNECT (RFC 8441) goes upstream as the HTTP/1.1 upgrade it stands
+            // for: a GET asking to switch to the protocol; its stream is then the tunnel.
+            let Ok(upgrade) = HeaderValue::from_maybe_shared(protocol) else {
+                return Err("an invalid :protocol");
+            };
+            if upgrade.is_empty() || !upgrade.as_bytes().iter().all(|b| is_tchar(*b)) {
+                return Err("an invalid :protocol");
+            }
+            let websocket = upgrade.as_bytes().eq_ignore_ascii_case(b"websocket");
+            if websocket && !self.headers.contains_key(header::SEC_WEBSOCKET_KEY) {
+                // HTTP/2 WebSocket clients send no key; an HTTP/1.1 server needs one.
+                self.headers
+                    .insert(header::SEC_WEBSOCKET_KEY, websocket_key()?);
+            }
+            self.headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            self.headers.insert(header::UPGRADE, upgrade);
+            *req.method_mut() = Method::GET;
+            req.extensions_mut().insert(ExtendedConnect);
+        }
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_2;
         *req.headers_mut() = self.headers;

@@ -68,6 +68,75 @@ fn a_request_is_built_from_its_fields() {
 }
 
 #[test]
+fn an_extended_connect_becomes_an_upgrade() {
+    let fields = [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "https"),
+        (":authority", "example.com"),
+        (":path", "/chat"),
+        ("sec-websocket-version", "13"),
+    ];
+    let (req, len) = build(&fields, false).expect("valid");
+    assert_eq!(req.method(), Method::GET);
+    assert_eq!(req.uri().to_string(), "https://example.com/chat");
+    assert_eq!(req.headers()["upgrade"], "websocket");
+    assert_eq!(req.headers()["connection"], "upgrade");
+    assert!(req.extensions().get::<ExtendedConnect>().is_some());
+    assert_eq!(len, None);
+    // A fresh key each time: 16 octets in base64.
+    let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
+    let (again, _) = build(&fields, false).expect("valid");
+    assert_ne!(again.headers()["sec-websocket-key"].as_bytes(), &key[..]);
+    assert_eq!(key.len(), 24);
+    assert!(key.ends_with(b"=="));
+    assert!(key[..22]
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'));
+    // The client's own key is kept, and other protocols are asked for by name.
+    let mut own = fields.to_vec();
+    own.push(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="));
+    let (req, _) = build(&own, false).expect("valid");
+    assert_eq!(
+        req.headers()["sec-websocket-key"],
+        "dGhlIHNhbXBsZSBub25jZQ=="
+    );
+    let mut other = fields[..5].to_vec();
+    other[1] = (":protocol", "connect-udp");
+    let (req, _) = build(&other, false).expect("valid");
+    assert_eq!(req.headers()["upgrade"], "connect-udp");
+    assert!(req.headers().get("sec-websocket-key").is_none());
+    // Malformed: :protocol on another method, without :path or :authority, not a token.
+    for bad in [
+        vec![
+            BASE[0],
+            (":protocol", "websocket"),
+            BASE[1],
+            BASE[2],
+            BASE[3],
+        ],
+        fields[..4].to_vec(),
+        vec![fields[0], fields[1], fields[2], fields[4]],
+        vec![
+            fields[0],
+            (":protocol", "web socket"),
+            fields[2],
+            fields[3],
+            fields[4],
+        ],
+        vec![
+            fields[0],
+            (":protocol", ""),
+            fields[2],
+            fields[3],
+            fields[4],
+        ],
+    ] {
+        assert!(build(&bad, false).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn malformed_requests_are_refused() {
     let cases: Vec<Vec<(&str, &str)>> = vec![
         BASE[1..].to_vec(),                                   // no :method

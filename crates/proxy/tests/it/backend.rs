@@ -1,6 +1,6 @@
 //! A real HTTP backend for the tests: answers with what it received (`name`, method, path,
-//! headers, body length), streams large bodies back, echoes upgraded connections, and can be
-//! slow on purpose (`/slow?ms=N`).
+//! headers, body length), streams large bodies back (`/echo`, `/bytes?n=N`), echoes upgraded
+//! connections, and can be slow on purpose (`/slow?ms=N`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -66,6 +66,17 @@ async fn answer(
             .and_then(|v| v.parse().ok())
             .unwrap_or(500);
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if path == "/bytes" {
+        // `/bytes?n=N`: N octets, for large responses.
+        let n: usize = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("n="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        return Ok(Response::new(Full::new(Bytes::from(body))));
     }
     if req.headers().get("upgrade").is_some() {
         let on = hyper::upgrade::on(&mut req);

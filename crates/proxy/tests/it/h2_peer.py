@@ -1,8 +1,11 @@
 """An HTTP/2 client (the `h2` package) that drives edgeplane's HTTP/2 side through the cases
 curl and h2load do not reach: small windows, stream limits, resets, malformed requests,
-CONTINUATION frames, oversized header lists, PING, bad prefaces and reset floods.
+CONTINUATION frames, oversized header lists, PING, bad prefaces, reset floods, turns between
+large responses, and WebSocket over HTTP/2 (extended CONNECT, RFC 8441).
 
-Usage: h2_peer.py CASE HOST PORT; prints what it saw, a `key=JSON value` line each."""
+Usage: h2_peer.py CASE HOST PORT; prints what it saw, a `key=JSON value` line each.
+       h2_peer.py ws_server HOST 0 serves WebSocket echo (the `websockets` package) on a free
+       port, after printing `port=N`, until killed."""
 
 import json
 import socket
@@ -243,6 +246,131 @@ def reset_flood(host, port):
         pass
     pump(sock, conn, lambda: r.goaway is not None, on_event=r)
     return {"goaway": r.goaway}
+
+
+def turns(host, port):
+    """Two large responses on one connection, read slowly: they take turns, so when the
+    first has all its bytes the second has most of its own (not none of them)."""
+    sock, conn = connect(host, port)
+    r = Responses()
+    size = 4 * 1024 * 1024
+    done_at = {}
+
+    def on(e):
+        r(e)
+        if isinstance(e, h2.events.DataReceived):
+            conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+        if isinstance(e, h2.events.StreamEnded):
+            done_at[e.stream_id] = {k: len(v) for k, v in r.body.items()}
+
+    a = conn.get_next_available_stream_id()
+    conn.send_headers(a, headers(f"/bytes?n={size}"), end_stream=True)
+    b = conn.get_next_available_stream_id()
+    conn.send_headers(b, headers(f"/bytes?n={size}"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    pump(sock, conn, lambda: {a, b} <= r.ended | set(r.reset), timeout=60, on_event=on)
+    first = min(done_at, key=lambda s: sum(done_at[s].values())) if done_at else None
+    other = b if first == a else a
+    return {
+        "status": [r.status.get(a), r.status.get(b)],
+        "whole": [len(r.body.get(a, b"")) == size, len(r.body.get(b, b"")) == size],
+        "other_share": done_at[first].get(other, 0) / size if first else None,
+    }
+
+
+def ws_frame(opcode, payload):
+    """A masked client frame (RFC 6455 section 5.2)."""
+    mask = b"\x11\x22\x33\x44"
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_parse(data):
+    """The complete unmasked server frames at the start of `data`, and what is left."""
+    frames = []
+    while len(data) >= 2:
+        n, at = data[1] & 0x7F, 2
+        if n == 126:
+            n, at = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, at = int.from_bytes(data[2:10], "big"), 10
+        if len(data) < at + n:
+            break
+        frames.append((data[0] & 0x0F, data[at:at + n]))
+        data = data[at + n:]
+    return frames, data
+
+
+def websocket(host, port):
+    """WebSocket over HTTP/2: an extended CONNECT answered 200, messages echoed through the
+    stream by a real WebSocket server behind the proxy, a closing handshake; then a request
+    the server refuses (no Sec-WebSocket-Version) gets its answer as is."""
+    sock, conn = connect(host, port)
+    r = Responses()
+    pump(sock, conn, lambda: conn.remote_settings.enable_connect_protocol, timeout=5, on_event=r)
+    enabled = bool(conn.remote_settings.enable_connect_protocol)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                            (":path", "/chat"), (":authority", "h2.test"), ("sec-websocket-version", "13")])
+    sock.sendall(conn.data_to_send())
+    pump(sock, conn, lambda: sid in r.status or sid in r.reset, on_event=r)
+    status = r.status.get(sid)
+    echoed = []
+    left = [b""]
+
+    def on(e):
+        r(e)
+        if isinstance(e, h2.events.DataReceived):
+            conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            frames, left[0] = ws_parse(left[0] + r.body.pop(sid, b""))
+            echoed.extend(frames)
+
+    def send(data):
+        while data:
+            n = min(conn.max_outbound_frame_size, conn.local_flow_control_window(sid), len(data))
+            conn.send_data(sid, data[:n])
+            data = data[n:]
+            sock.sendall(conn.data_to_send())
+
+    messages = [(1, b"hello"), (2, bytes(i % 256 for i in range(70_000))), (1, "\u00fcn\u00efcode".encode())]
+    for i, (opcode, payload) in enumerate(messages):
+        send(ws_frame(opcode, payload))
+        pump(sock, conn, lambda: len(echoed) > i, on_event=on)
+    send(ws_frame(8, (1000).to_bytes(2, "big")))
+    pump(sock, conn, lambda: any(op == 8 for op, _ in echoed) and (sid in r.ended or sid in r.reset), on_event=on)
+    close = [int.from_bytes(p[:2], "big") for op, p in echoed if op == 8]
+    refused = conn.get_next_available_stream_id()
+    conn.send_headers(refused, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                                (":path", "/chat"), (":authority", "h2.test")])
+    sock.sendall(conn.data_to_send())
+    pump(sock, conn, lambda: refused in r.ended or refused in r.reset, on_event=r)
+    return {
+        "enabled": enabled,
+        "status": status,
+        "echoed": [(op, p) for op, p in echoed if op != 8] == messages,
+        "close": close[0] if close else None,
+        "ended": sid in r.ended,
+        "refused": r.status.get(refused),
+    }
+
+
+def ws_server(host, _port):
+    from websockets.sync.server import serve
+
+    def echo(ws):
+        for message in ws:
+            ws.send(message)
+
+    with serve(echo, host, 0) as server:
+        print(f"port={server.socket.getsockname()[1]}", flush=True)
+        server.serve_forever()
+    return {}
 
 
 def main():

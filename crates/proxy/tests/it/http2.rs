@@ -200,3 +200,83 @@ async fn a_reset_flood_ends_the_connection() {
     let r = peer("reset_flood", web).await;
     assert_eq!(r["goaway"], "11", "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_responses_take_turns() {
+    let (_p, web, _) = proxy_to_backend().await;
+    let r = peer("turns", web).await;
+    assert_eq!(r["status"], "[\"200\", \"200\"]", "{r:?}");
+    assert_eq!(r["whole"], "[true, true]", "{r:?}");
+    // Served one after the other, the second would have next to nothing when the first ends.
+    let share: f64 = r["other_share"].parse().expect("number");
+    assert!(share > 0.6, "{r:?}");
+}
+
+/// A real WebSocket echo server (the `websockets` package), killed when dropped.
+struct WsServer(std::process::Child, SocketAddr);
+
+impl WsServer {
+    fn start() -> WsServer {
+        use std::io::BufRead as _;
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/h2_peer.py");
+        let mut child = Command::new(venv_python())
+            .arg(script)
+            .args(["ws_server", "127.0.0.1", "0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let port: u16 = line
+            .trim()
+            .strip_prefix("port=")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the WebSocket server printed {line:?}"));
+        WsServer(child, SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+}
+
+impl Drop for WsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_run_over_http2_streams() {
+    let ws = WsServer::start();
+    let p = start_proxy().await;
+    p.apply(&simple("PathPrefix(`/`)", ws.1));
+    let web = p.local_addr("web").expect("web");
+    let r = peer("websocket", web).await;
+    assert_eq!(r["enabled"], "true", "{r:?}");
+    assert_eq!(r["status"], "\"200\"", "{r:?}");
+    assert_eq!(r["echoed"], "true", "{r:?}");
+    assert_eq!(r["close"], "1000", "{r:?}");
+    assert_eq!(r["ended"], "true", "{r:?}");
+    // The WebSocket server's own refusal, passed on as it is.
+    assert_eq!(r["refused"], "\"400\"", "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upgrade_offer_is_served_over_http1() {
+    let (_p, web, _) = proxy_to_backend().await;
+    // curl --http2 on http:// offers `Upgrade: h2c` with HTTP2-Settings.
+    let out = curl(&[
+        "--http2",
+        "-s",
+        "-w",
+        "\n%{http_code} %{http_version}",
+        &format!("http://{web}/offer"),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n200 1.1"), "{text}");
+    assert!(text.contains("path=/offer"), "{text}");
+    // The offer is the client's and edgeplane's affair: the backend sees none of it.
+    assert!(!text.contains("upgrade="), "{text}");
+    assert!(!text.contains("http2-settings="), "{text}");
+}
