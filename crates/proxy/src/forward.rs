@@ -666,27 +666,43 @@ async fn forward(
             .unwrap_or_else(|_| conn.ip_value.clone()),
         _ => conn.ip_value.clone(),
     };
-    headers.insert(X_FORWARDED_FOR.clone(), xff);
     let scheme = match (tls, upgrade.is_some()) {
         (true, true) => "wss",
         (false, true) => "ws",
         (true, false) => "https",
         (false, false) => "http",
     };
-    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
-    }
-    if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Some(h) = &original_host {
-            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+    // The X-Forwarded-* fields edgeplane sets (a trusted source's own are kept, but for
+    // X-Forwarded-For, which it extends).
+    let keep = |name: &HeaderName| trusted && headers.contains_key(name);
+    let forwarded: [Option<(&'static HeaderName, HeaderValue)>; 5] = [
+        Some((&X_FORWARDED_FOR, xff)),
+        (!keep(&X_FORWARDED_PROTO)).then(|| (&X_FORWARDED_PROTO, HeaderValue::from_static(scheme))),
+        original_host
+            .clone()
+            .filter(|_| !keep(&X_FORWARDED_HOST))
+            .map(|h| (&X_FORWARDED_HOST, h)),
+        (!keep(&X_FORWARDED_PORT)).then(|| (&X_FORWARDED_PORT, conn.port_value.clone())),
+        (!keep(&X_REAL_IP)).then(|| (&X_REAL_IP, conn.ip_value.clone())),
+    ];
+    let whole = if !upstream.h2c && !upstream.https && upgrade.is_none() {
+        req.body_mut().take_whole(crate::h1::MAX_WHOLE_BODY)
+    } else {
+        None
+    };
+    let headers = req.headers_mut();
+    // For edgeplane's own client, an untrusted client's request has none of these fields
+    // left, so they are written straight after the others instead of being hashed into the
+    // map; anywhere else they go into the map.
+    let direct = whole.is_some() && !trusted;
+    let forwarded = if direct {
+        forwarded
+    } else {
+        for (name, value) in forwarded.into_iter().flatten() {
+            headers.insert(name.clone(), value);
         }
-    }
-    if !trusted || !headers.contains_key(&X_FORWARDED_PORT) {
-        headers.insert(X_FORWARDED_PORT.clone(), conn.port_value.clone());
-    }
-    if !trusted || !headers.contains_key(&X_REAL_IP) {
-        headers.insert(X_REAL_IP.clone(), conn.ip_value.clone());
-    }
+        Default::default()
+    };
     if let Some(p) = stripped_prefix {
         insert(headers, "x-forwarded-prefix", p);
     }
@@ -706,38 +722,13 @@ async fn forward(
         headers.insert(header::HOST, h);
     }
 
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(if upstream.https {
-        http::uri::Scheme::HTTPS
-    } else {
-        http::uri::Scheme::HTTP
-    });
-    parts.authority = Some(upstream.authority.clone());
-    parts.path_and_query = Some(
-        req.uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    let uri = Uri::from_parts(parts);
-    let Ok(uri) = uri else {
-        return (
-            text(StatusCode::BAD_REQUEST, "400 Bad Request: invalid path\n"),
-            true,
-        );
-    };
-    *req.uri_mut() = uri;
-    let whole = if !upstream.h2c && !upstream.https && upgrade.is_none() {
-        req.body_mut().take_whole(crate::h1::MAX_WHOLE_BODY)
-    } else {
-        None
-    };
     if let Some(body) = whole {
-        // Nothing to stream up and nothing to splice: edgeplane's own HTTP/1.1 client.
+        // Nothing to stream up and nothing to splice: edgeplane's own HTTP/1.1 client, which
+        // needs only the request's path and query of its target.
         // The request is written out now and dropped: it holds slices of the connection's
         // read buffer, which can then be reused for the next request.
         let (parts, _) = req.into_parts();
-        let head = crate::h1::encode(&parts, &upstream.authority, &body);
+        let head = crate::h1::encode(&parts, &upstream.authority, &body, &forwarded);
         drop(body);
         let method = parts.method.clone();
         drop(parts);
@@ -773,6 +764,27 @@ async fn forward(
             }
         };
     }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(if upstream.https {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    parts.authority = Some(upstream.authority.clone());
+    parts.path_and_query = Some(
+        req.uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    let uri = Uri::from_parts(parts);
+    let Ok(uri) = uri else {
+        return (
+            text(StatusCode::BAD_REQUEST, "400 Bad Request: invalid path\n"),
+            true,
+        );
+    };
+    *req.uri_mut() = uri;
     // Boxed: this path's future is larger than the one above and less used, and every
     // request's future is moved whole (into hyper's dispatcher, or a task per h2 stream).
     Box::pin(with_hyper(transport, conn, req, upstream, client_upgrade)).await
@@ -946,22 +958,34 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the names tells, where removing each
-    // would hash all eight.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+    // One pass over the names finds those present (most messages carry one, `connection`,
+    // or none), so only they are removed: removing each of the eight by name would hash
+    // them all.
+    let mut present: [Option<HeaderName>; HOP_BY_HOP.len()] = Default::default();
+    let mut found = 0;
+    for k in headers.keys() {
+        if found < present.len() && HOP_BY_HOP.contains(&k.as_str()) {
+            present[found] = Some(k.clone());
+            found += 1;
+        }
+    }
+    if found == 0 {
         return;
     }
+    // Fields the Connection header names, other than those already found by name.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(t)))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for n in named {
         headers.remove(n);
     }
-    for h in HOP_BY_HOP {
+    for h in present.into_iter().flatten() {
         headers.remove(h);
     }
 }
@@ -1155,6 +1179,35 @@ mod tests {
         Ok(h.strip_prefix('[')
             .and_then(|x| x.strip_suffix(']'))
             .map_or(h.clone(), str::to_string))
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "keep-alive, X-Custom, Upgrade"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("x-custom", "1"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-authenticate", "Basic"),
+            ("x-kept", "2"),
+            ("content-type", "text/plain"),
+        ] {
+            h.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept", "content-type"]);
+        // Nothing to remove: nothing changes.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

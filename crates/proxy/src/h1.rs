@@ -347,12 +347,17 @@ fn build(
     resp
 }
 
-/// The request as sent: request line, headers and `body`, framed by a Content-Length of
-/// edgeplane's own (the client's Content-Length and Transfer-Encoding are not forwarded).
-/// Header values were checked when the request was read (no CR, LF or NUL), so they are
-/// written as they are.
-pub(crate) fn encode(req: &http::request::Parts, server: &Authority, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + 48 * req.headers.len() + body.len());
+/// The request as sent: request line, headers, then the `extra` fields (not in the map), and
+/// `body`, framed by a Content-Length of edgeplane's own (the client's Content-Length and
+/// Transfer-Encoding are not forwarded). Header values were checked when the request was
+/// read (no CR, LF or NUL), so they are written as they are.
+pub(crate) fn encode(
+    req: &http::request::Parts,
+    server: &Authority,
+    body: &[u8],
+    extra: &[Option<(&HeaderName, HeaderValue)>],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + 48 * req.headers.len() + body.len());
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -375,6 +380,9 @@ pub(crate) fn encode(req: &http::request::Parts, server: &Authority, body: &[u8]
         if name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH {
             continue;
         }
+        field(&mut out, name, value);
+    }
+    for (name, value) in extra.iter().flatten() {
         field(&mut out, name, value);
     }
     out.extend_from_slice(b"\r\n");

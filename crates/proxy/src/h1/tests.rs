@@ -79,7 +79,7 @@ async fn send(
     server: &Authority,
     req: &http::request::Parts,
 ) -> Result<Response<UpstreamBody>, SendError> {
-    pool.send(server, &req.method, &encode(req, server, b""), None)
+    pool.send(server, &req.method, &encode(req, server, b"", &[]), None)
         .await
 }
 
@@ -356,7 +356,7 @@ async fn a_silent_server_times_out_once_the_request_is_written() {
         .send(
             &b.authority,
             &Method::GET,
-            &encode(&get("/"), &b.authority, b""),
+            &encode(&get("/"), &b.authority, b"", &[]),
             Some(Duration::from_millis(200)),
         )
         .await;
@@ -372,7 +372,7 @@ async fn a_silent_server_times_out_once_the_request_is_written() {
 fn requests_are_framed_by_a_length_of_their_own() {
     let server: Authority = "backend:8080".parse().expect("authority");
     let text = |parts: &http::request::Parts, body: &[u8]| {
-        String::from_utf8(encode(parts, &server, body)).expect("text")
+        String::from_utf8(encode(parts, &server, body, &[])).expect("text")
     };
     // No body: a GET says nothing, a POST says it has none.
     let got = text(&get("/a?b=c"), b"");
@@ -382,6 +382,19 @@ fn requests_are_framed_by_a_length_of_their_own() {
     );
     let got = text(&request(Method::POST, "/"), b"");
     assert!(got.contains("\r\ncontent-length: 0\r\n"), "{got}");
+    // Fields not in the map come after those in it.
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let got = String::from_utf8(encode(
+        &get("/"),
+        &server,
+        b"",
+        &[None, Some((&xff, HeaderValue::from_static("192.0.2.1")))],
+    ))
+    .expect("text");
+    assert_eq!(
+        got,
+        "GET / HTTP/1.1\r\nhost: backend:8080\r\nx-test: yes\r\nx-forwarded-for: 192.0.2.1\r\n\r\n"
+    );
     // A body: one length, the body's, whatever the client's headers said; no chunked coding.
     let mut parts = request(Method::PUT, "/p");
     for (name, value) in [

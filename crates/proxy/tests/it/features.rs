@@ -91,6 +91,10 @@ async fn forwarded_and_hop_by_hop_headers() {
         "{text}"
     );
     assert!(text.contains("x-real-ip=127.0.0.1\n"), "{text}");
+    // Each once: the client's are gone, not kept beside edgeplane's.
+    for name in ["x-forwarded-for=", "x-forwarded-host=", "x-real-ip="] {
+        assert_eq!(text.matches(name).count(), 1, "{name} {text}");
+    }
     assert!(text.contains("host=app.test\n"), "{text}");
     assert!(text.contains("path=/p?q=1\n"), "{text}");
     assert!(!text.contains("x-private"), "{text}");
